@@ -1,0 +1,275 @@
+/**
+ * One validated configuration for `icmpfwd serve`, from (highest first) command-line flags,
+ * `ICMPFWD_*` environment variables, a JSON config file, and the defaults of DESIGN.md §4.
+ * Every option is declared once in OPTIONS; errors name the field, its flag and its variable.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { parseAddressWithPrefix, Subnet } from "./netstack/address.js";
+
+const prefixed = z.string().refine((s) => parseAddressWithPrefix(s) !== null, {
+  message: "expected ADDRESS/PREFIX, e.g. 198.18.0.2/24",
+});
+const subnet = z.string().refine((s) => Subnet.parse(s) !== null, {
+  message: "expected a network prefix, e.g. 198.18.128.0/17",
+});
+const deviceName = z
+  .string()
+  .min(1)
+  .max(15, { message: "interface names have at most 15 characters" })
+  .regex(/^[A-Za-z0-9_.-]+$/, { message: "letters, digits, '_', '.', '-' only" });
+
+export const configSchema = z
+  .object({
+    tun: deviceName,
+    tunAttach: deviceName.optional(),
+    mtu: z
+      .number()
+      .int()
+      .min(1280, { message: "must be at least 1280 (the IPv6 minimum MTU)" })
+      .max(65535),
+    kernelAddresses: z.array(prefixed),
+    addresses: z.array(prefixed).min(1),
+    routes: z.array(subnet),
+    promiscuous: z.boolean(),
+    temporaryReply: z.boolean(),
+    configureKernel: z.boolean(),
+    defaultTtl: z.number().int().min(1).max(255),
+    icmpRateLimit: z.number().positive(),
+    icmpBurst: z.number().int().min(1),
+    pcap: z.string().min(1).optional(),
+    statsFile: z.string().min(1).optional(),
+    statsIntervalMs: z.number().int().min(50).max(3_600_000),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+type Kind = "string" | "int" | "number" | "bool" | "list";
+
+interface OptionSpec {
+  key: keyof Config;
+  flag: string;
+  kind: Kind;
+  description: string;
+  default: Config[keyof Config];
+}
+
+/** Every option, once: its config-file key, flag, environment variable, type and default. */
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    key: "tun",
+    flag: "--tun",
+    kind: "string",
+    default: "icmpfwd0",
+    description: "name of the TUN device to create",
+  },
+  {
+    key: "tunAttach",
+    flag: "--tun-attach",
+    kind: "string",
+    default: undefined,
+    description:
+      "attach to this persistent TUN device (created by an administrator) instead of creating one; works without root",
+  },
+  { key: "mtu", flag: "--mtu", kind: "int", default: 1500, description: "MTU of the TUN device" },
+  {
+    key: "kernelAddresses",
+    flag: "--kernel-address",
+    kind: "list",
+    default: ["198.18.0.1/24", "fd00:1::1/64"],
+    description: "addresses of the kernel side of the TUN (repeatable)",
+  },
+  {
+    key: "addresses",
+    flag: "--address",
+    kind: "list",
+    default: ["198.18.0.2/24", "fd00:1::2/64", "fe80::2/64"],
+    description: "addresses the netstack owns, with on-link routes (repeatable)",
+  },
+  {
+    key: "routes",
+    flag: "--route",
+    kind: "list",
+    default: [],
+    description: "extra prefixes routed into the TUN, on both sides (repeatable)",
+  },
+  {
+    key: "promiscuous",
+    flag: "--promiscuous",
+    kind: "bool",
+    default: false,
+    description: "accept any destination as a temporary address (and send from it)",
+  },
+  {
+    key: "temporaryReply",
+    flag: "--temporary-reply",
+    kind: "bool",
+    default: false,
+    description:
+      "answer IPv4 temporary addresses (with --promiscuous) through ForwarderRequest.reply(), the seed's large-address-space handler",
+  },
+  {
+    key: "configureKernel",
+    flag: "--configure-kernel",
+    kind: "bool",
+    default: true,
+    description: "assign the kernel-side addresses and routes with ip(8) at start-up",
+  },
+  {
+    key: "defaultTtl",
+    flag: "--default-ttl",
+    kind: "int",
+    default: 64,
+    description: "TTL / hop limit of replies",
+  },
+  {
+    key: "icmpRateLimit",
+    flag: "--icmp-rate-limit",
+    kind: "number",
+    default: 1000,
+    description: "ICMP messages per second for rate-limited types",
+  },
+  {
+    key: "icmpBurst",
+    flag: "--icmp-burst",
+    kind: "int",
+    default: 50,
+    description: "ICMP rate limiter burst",
+  },
+  {
+    key: "pcap",
+    flag: "--pcap",
+    kind: "string",
+    default: undefined,
+    description: "write every TUN packet to this pcapng file",
+  },
+  {
+    key: "statsFile",
+    flag: "--stats-file",
+    kind: "string",
+    default: undefined,
+    description: "keep every counter in this JSON file (rewritten periodically and at exit)",
+  },
+  {
+    key: "statsIntervalMs",
+    flag: "--stats-interval-ms",
+    kind: "int",
+    default: 250,
+    description: "how often the stats file is rewritten",
+  },
+  {
+    key: "logLevel",
+    flag: "--log-level",
+    kind: "string",
+    default: "info",
+    description: "pino log level",
+  },
+];
+
+export function envName(key: string): string {
+  return `ICMPFWD_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+function describeField(key: string): string {
+  const spec = OPTIONS.find((o) => o.key === key);
+  return spec ? `${key} (${spec.flag}, ${envName(key)})` : key;
+}
+
+function fromText(spec: OptionSpec, text: string): unknown {
+  switch (spec.kind) {
+    case "string":
+      return text;
+    case "int":
+    case "number": {
+      const n = Number(text);
+      if (text.trim() === "" || Number.isNaN(n)) {
+        throw new ConfigError(
+          `invalid configuration: ${describeField(spec.key)}: "${text}" is not a number`,
+        );
+      }
+      return n;
+    }
+    case "bool":
+      if (/^(1|true|yes|on)$/i.test(text)) return true;
+      if (/^(0|false|no|off)$/i.test(text)) return false;
+      throw new ConfigError(
+        `invalid configuration: ${describeField(spec.key)}: "${text}" is not a boolean`,
+      );
+    case "list":
+      return text
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
+  }
+}
+
+/** Values from ICMPFWD_* variables. */
+export function fromEnvironment(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const v = env[envName(spec.key)];
+    if (v !== undefined) out[spec.key] = fromText(spec, v);
+  }
+  return out;
+}
+
+/** Values from a JSON config file whose keys are the option keys (e.g. "defaultTtl"). */
+export function fromFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Converts commander's parsed flag values (strings, booleans, arrays) to typed values. */
+export function fromFlags(flags: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const v = flags[spec.key];
+    if (v === undefined) continue;
+    if (spec.kind === "list" && Array.isArray(v))
+      out[spec.key] = v.flatMap((x) => fromText(spec, String(x)) as string[]);
+    else if (typeof v === "string") out[spec.key] = fromText(spec, v);
+    else out[spec.key] = v;
+  }
+  return out;
+}
+
+export function defaults(): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) if (spec.default !== undefined) out[spec.key] = spec.default;
+  return out;
+}
+
+/** Merges the layers (later wins) and validates once; throws ConfigError naming the field. */
+export function resolveConfig(...layers: Record<string, unknown>[]): Config {
+  const merged: Record<string, unknown> = Object.assign({}, defaults(), ...layers);
+  const result = configSchema.safeParse(merged);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    if (issue.code === "unrecognized_keys")
+      return `unknown option ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+    const key = String(issue.path[0] ?? "");
+    const at = issue.path.length > 1 ? `[${issue.path.slice(1).join(".")}]` : "";
+    return `${describeField(key)}${at}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+}

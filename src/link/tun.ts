@@ -1,0 +1,203 @@
+/**
+ * The TUN link endpoint: a layer-3 device (IFF_TUN | IFF_NO_PI) through the project's N-API
+ * addon. Reads arrive in batches (one JS call per loop wake-up, zero-copy views into one slab per
+ * batch); writes are one write(2) per packet. See notes/tun-binding.md for the why.
+ */
+import { constants as osConstants } from "node:os";
+import type { LinkEndpoint, LinkWriteError, NetworkDispatcher } from "../netstack/link-endpoint.js";
+import { loadTunAddon, type NativeError, type NativeTun, type TunAddon } from "./tun-addon.js";
+import { addonMissing, fromOpenError, TunError, type TunErrorKind } from "./tun-errors.js";
+
+export { TunError, type TunErrorKind };
+
+export interface TunOptions {
+  /** Interface name, 1–15 characters. */
+  name: string;
+  /** Default 1500 for a new device; when attaching, the device's current MTU. */
+  mtu?: number;
+  /** Attach to an existing persistent device instead of creating a non-persistent one. */
+  attach?: boolean;
+  /** A network-namespace file (/var/run/netns/NAME): the device lives there, this process not. */
+  netns?: string;
+  /** Most packets handed up per read wake-up (default 64). */
+  batchSize?: number;
+}
+
+export interface TunStats {
+  /** Read wake-ups that delivered at least one packet. */
+  batches: number;
+  packetsRead: number;
+  packetsWritten: number;
+  writeErrors: number;
+  /** Packets read while no dispatcher was attached. */
+  droppedNoDispatcher: number;
+  /** read(2) errors other than EAGAIN, counted by the addon. */
+  readErrors: number;
+}
+
+const NAME_RE = /^[^\s/:%]{1,15}$/;
+const MIN_MTU = 68;
+const MAX_MTU = 65535;
+const MAX_BATCH = 4096;
+
+const E = osConstants.errno;
+// Linux's "file descriptor in bad state" (the device was detached); not in os.constants.
+const EBADFD = 77;
+
+function validate(o: TunOptions): void {
+  const bad = (message: string): never => {
+    throw new TunError("invalidOption", message);
+  };
+  if (typeof o.name !== "string" || !NAME_RE.test(o.name) || o.name === "." || o.name === "..") {
+    bad(`TUN name ${JSON.stringify(o.name)}: 1-15 characters, no spaces, '/', ':' or '%'`);
+  }
+  if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < MIN_MTU || o.mtu > MAX_MTU)) {
+    bad(`TUN MTU ${o.mtu}: an integer in ${MIN_MTU}..${MAX_MTU}`);
+  }
+  if (
+    o.batchSize !== undefined &&
+    (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH)
+  ) {
+    bad(`TUN batch size ${o.batchSize}: an integer in 1..${MAX_BATCH}`);
+  }
+  if (o.netns !== undefined && (typeof o.netns !== "string" || o.netns === "")) {
+    bad("netns: the path of a network-namespace file, e.g. /var/run/netns/NAME");
+  }
+}
+
+function writeError(errno: number, name: string): LinkWriteError {
+  const code = -errno;
+  const message = `write to ${name}: errno ${code}`;
+  switch (code) {
+    case E.EAGAIN:
+      return { kind: "wouldBlock", message: `${name}: the device queue is full (EAGAIN)` };
+    case E.EBADF:
+    case EBADFD:
+      return { kind: "closed", message: `${name} is closed or was deleted` };
+    case E.EMSGSIZE:
+      return { kind: "tooBig", message };
+    case E.EIO:
+      return { kind: "io", message: `${name}: write failed with EIO (is the link down?)` };
+    default:
+      return { kind: "io", message };
+  }
+}
+
+export class TunEndpoint implements LinkEndpoint {
+  readonly name: string;
+  readonly mtu: number;
+  /** Called once if the reader stops by itself (the device was deleted under us). */
+  onError: ((error: TunError) => void) | null = null;
+
+  private dispatcher: NetworkDispatcher | null = null;
+  private closed = false;
+  private readonly counters = {
+    batches: 0,
+    packetsRead: 0,
+    packetsWritten: 0,
+    writeErrors: 0,
+    droppedNoDispatcher: 0,
+  };
+  // Definitely assigned in open(), before the addon can call back.
+  private native!: NativeTun;
+
+  private constructor(name: string, mtu: number) {
+    this.name = name;
+    this.mtu = mtu;
+  }
+
+  /** Creates (or attaches to) the device, brings it up with its MTU and starts reading. */
+  static open(options: TunOptions): TunEndpoint {
+    validate(options);
+    let addon: TunAddon;
+    try {
+      addon = loadTunAddon();
+    } catch (e) {
+      throw addonMissing(e);
+    }
+    const attach = options.attach ?? false;
+    // The addon calls back from the event loop only, never inside open(): by then `endpoint` is set.
+    let endpoint: TunEndpoint | null = null;
+    let native: NativeTun;
+    try {
+      native = addon.open(
+        {
+          name: options.name,
+          mtu: options.mtu ?? (attach ? 0 : 1500),
+          attach,
+          netns: options.netns,
+          batchSize: options.batchSize ?? 64,
+        },
+        (slab, lengths) => endpoint?.deliver(slab, lengths),
+        (error) => endpoint?.readerFailed(error),
+      );
+    } catch (e) {
+      throw fromOpenError(e, { name: options.name, attach, netns: options.netns });
+    }
+    endpoint = new TunEndpoint(native.name, native.mtu);
+    endpoint.native = native;
+    return endpoint;
+  }
+
+  attach(dispatcher: NetworkDispatcher | null): void {
+    this.dispatcher = dispatcher;
+  }
+
+  writePacket(packet: Uint8Array): LinkWriteError | null {
+    if (this.closed) return { kind: "closed", message: `${this.name} is closed` };
+    if (packet.length > this.mtu) {
+      this.counters.writeErrors++;
+      return {
+        kind: "tooBig",
+        message: `packet of ${packet.length} bytes exceeds the MTU of ${this.name} (${this.mtu})`,
+      };
+    }
+    const n = this.native.write(packet);
+    if (n >= 0) {
+      this.counters.packetsWritten++;
+      return null;
+    }
+    this.counters.writeErrors++;
+    return writeError(n, this.name);
+  }
+
+  /** Stops reading and closes the fd; a non-persistent device is gone when this returns. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.dispatcher = null;
+    this.native.close();
+  }
+
+  get stats(): Readonly<TunStats> {
+    return { ...this.counters, readErrors: this.native.readErrors };
+  }
+
+  private deliver(slab: ArrayBuffer, lengths: Uint32Array): void {
+    const count = lengths.length;
+    this.counters.batches++;
+    this.counters.packetsRead += count;
+    const dispatcher = this.dispatcher;
+    if (dispatcher === null) {
+      this.counters.droppedNoDispatcher += count;
+      return;
+    }
+    // Views, no copies: every batch has its own slab, so receivers may keep or mutate them.
+    const packets = new Array<Uint8Array>(count);
+    let offset = lengths.byteLength;
+    for (let i = 0; i < count; i++) {
+      const length = lengths[i];
+      packets[i] = new Uint8Array(slab, offset, length);
+      offset += length;
+    }
+    dispatcher.deliverNetworkPackets(packets);
+  }
+
+  private readerFailed(error: NativeError): void {
+    const tunError = new TunError("io", `reading from ${this.name} stopped: ${error.message}`, {
+      cause: error,
+    });
+    if (this.onError !== null) this.onError(tunError);
+    else process.emitWarning(tunError.message, { code: "ICMPFWD_TUN_READ" });
+  }
+}

@@ -1,0 +1,3 @@
+export * from "./forwarder.js";
+export * from "./ping.js";
+export * from "./synthetic.js";

@@ -1,0 +1,140 @@
+import { isV4Multicast } from "../address.js";
+import { IPV4_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
+import { BuiltInEchoReply, deliverEchoRequest } from "../echo.js";
+import { isTcpipError } from "../errors.js";
+import { checksum } from "../header/checksum.js";
+import {
+  ICMPV4_DST_UNREACHABLE,
+  ICMPV4_ECHO,
+  ICMPV4_ECHO_REPLY,
+  ICMPV4_INFO_REPLY,
+  ICMPV4_INFO_REQUEST,
+  ICMPV4_MIN_SIZE,
+  ICMPV4_PARAM_PROBLEM,
+  ICMPV4_REDIRECT,
+  ICMPV4_SRC_QUENCH,
+  ICMPV4_TIME_EXCEEDED,
+  ICMPV4_TIMESTAMP,
+  ICMPV4_TIMESTAMP_REPLY,
+} from "../header/icmpv4.js";
+import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
+import type { NIC } from "../nic.js";
+import type { Stack } from "../stack.js";
+
+/** ICMPv4 receive (gVisor's ipv4 handleICMP): validate, count by type, run the Echo path. */
+export function handleICMPv4(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
+  const received = stack.stats.icmp.v4.packetsReceived;
+  const msg = pkt.transportMessage();
+  if (msg.length < ICMPV4_MIN_SIZE) {
+    received.invalid++;
+    return;
+  }
+  // Deviation from gVisor, on purpose: an Echo Request with a bad checksum is dropped here too
+  // (gVisor still hands it to raw sockets, which this stack does not have).
+  if (checksum(msg) !== 0xffff) {
+    received.invalid++;
+    return;
+  }
+  switch (msg[0]) {
+    case ICMPV4_ECHO:
+      received.echoRequest++;
+      handleEchoRequest(stack, nic, pkt, msg);
+      return;
+    case ICMPV4_ECHO_REPLY:
+      received.echoReply++;
+      stack.deliverTransportPacket(pkt, echoId(pkt, msg));
+      return;
+    case ICMPV4_DST_UNREACHABLE:
+      received.dstUnreachable++;
+      return;
+    case ICMPV4_SRC_QUENCH:
+      received.srcQuench++;
+      return;
+    case ICMPV4_REDIRECT:
+      received.redirect++;
+      return;
+    case ICMPV4_TIME_EXCEEDED:
+      received.timeExceeded++;
+      return;
+    case ICMPV4_PARAM_PROBLEM:
+      received.paramProblem++;
+      return;
+    case ICMPV4_TIMESTAMP:
+      received.timestamp++;
+      return;
+    case ICMPV4_TIMESTAMP_REPLY:
+      received.timestampReply++;
+      return;
+    case ICMPV4_INFO_REQUEST:
+      received.infoRequest++;
+      return;
+    case ICMPV4_INFO_REPLY:
+      received.infoReply++;
+      return;
+    default:
+      received.invalid++;
+  }
+}
+
+function echoId(pkt: PacketBuffer, msg: Uint8Array) {
+  const h = new IPv4Header(pkt.data);
+  return {
+    localAddress: h.destinationAddress,
+    localPort: (msg[4] << 8) | msg[5],
+    remoteAddress: h.sourceAddress,
+    remotePort: 0,
+  };
+}
+
+function handleEchoRequest(stack: Stack, nic: NIC, pkt: PacketBuffer, msg: Uint8Array): void {
+  // The reply is built from a copy taken now: the handler may keep or change the request.
+  // It takes the request's IP header without options (TOS, ID, flags), then the ICMP message.
+  const reply = new Uint8Array(IPV4_MIN_SIZE + msg.length);
+  reply.set(pkt.data.subarray(0, IPV4_MIN_SIZE), 0);
+  reply.set(msg, IPV4_MIN_SIZE);
+  const broadcast = pkt.packetInfo.localAddressBroadcast;
+  const temporary = pkt.packetInfo.localAddressTemporary;
+  const hook = new BuiltInEchoReply(() => sendEchoReply(stack, nic, reply, broadcast, temporary));
+  // IPv4 temporary addresses get no automatic reply (gVisor #11609): only an explicit reply().
+  deliverEchoRequest(stack, pkt, echoId(pkt, msg), hook, temporary);
+}
+
+/** gVisor's Echo Reply: route, rate limit, then the request's header with fields replaced. */
+function sendEchoReply(
+  stack: Stack,
+  nic: NIC,
+  reply: Uint8Array,
+  broadcast: boolean,
+  temporary: boolean,
+): void {
+  const sent = stack.stats.icmp.v4.packetsSent;
+  const h = new IPv4Header(reply);
+  const requestSrc = h.sourceAddress.slice();
+  const requestDst = h.destinationAddress;
+  // RFC 1122 3.2.1.3: never answer from a broadcast or multicast address.
+  const local = broadcast || isV4Multicast(requestDst) ? null : requestDst.slice();
+  const route = stack.findRoute(nic.id, local, requestSrc, IPV4_PROTOCOL_NUMBER, {
+    allowUnassignedLocal: temporary,
+  });
+  if (isTcpipError(route)) return; // No route: silently dropped, as gVisor does.
+  if (!stack.allowICMPReply(IPV4_PROTOCOL_NUMBER, ICMPV4_ECHO_REPLY)) {
+    sent.rateLimited++;
+    return;
+  }
+  h.ihl = IPV4_MIN_SIZE;
+  h.setSourceAddress(route.localAddress);
+  h.setDestinationAddress(route.remoteAddress);
+  h.ttl = route.defaultTTL;
+  const icmp = reply.subarray(IPV4_MIN_SIZE);
+  icmp[0] = ICMPV4_ECHO_REPLY;
+  icmp[2] = 0;
+  icmp[3] = 0;
+  const c = ~checksum(icmp) & 0xffff;
+  icmp[2] = c >> 8;
+  icmp[3] = c & 0xff;
+  if (route.writeHeaderIncludedPacket(reply) !== null) {
+    sent.dropped++;
+    return;
+  }
+  sent.echoReply++;
+}

@@ -1,0 +1,184 @@
+import { isV6Multicast } from "../address.js";
+import { ICMPV6_PROTOCOL_NUMBER, IPV6_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
+import { BuiltInEchoReply, deliverEchoRequest } from "../echo.js";
+import { isTcpipError } from "../errors.js";
+import { checksum, pseudoHeaderChecksum } from "../header/checksum.js";
+import {
+  ICMPV6_DST_UNREACHABLE,
+  ICMPV6_ECHO_MIN_SIZE,
+  ICMPV6_ECHO_REPLY,
+  ICMPV6_ECHO_REQUEST,
+  ICMPV6_HEADER_SIZE,
+  ICMPV6_MLD_DONE,
+  ICMPV6_MLD_QUERY,
+  ICMPV6_MLD_REPORT,
+  ICMPV6_MLDV2_REPORT,
+  ICMPV6_NEIGHBOR_ADVERT,
+  ICMPV6_NEIGHBOR_SOLICIT,
+  ICMPV6_PACKET_TOO_BIG,
+  ICMPV6_PARAM_PROBLEM,
+  ICMPV6_REDIRECT,
+  ICMPV6_ROUTER_ADVERT,
+  ICMPV6_ROUTER_SOLICIT,
+  ICMPV6_TIME_EXCEEDED,
+} from "../header/icmpv6.js";
+import { IPv6Header } from "../header/ipv6.js";
+import type { NIC } from "../nic.js";
+import type { Stack } from "../stack.js";
+import type { TransportEndpointID } from "../transport.js";
+
+/** ICMPv6 receive (gVisor's ipv6 handleICMP): validate with the pseudo-header, count, echo. */
+export function handleICMPv6(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
+  const received = stack.stats.icmp.v6.packetsReceived;
+  const msg = pkt.transportMessage();
+  const ip = new IPv6Header(pkt.data);
+  if (msg.length < ICMPV6_HEADER_SIZE) {
+    received.invalid++;
+    return;
+  }
+  const pseudo = pseudoHeaderChecksum(
+    ICMPV6_PROTOCOL_NUMBER,
+    ip.sourceAddress,
+    ip.destinationAddress,
+    msg.length,
+  );
+  if (checksum(msg, pseudo) !== 0xffff) {
+    received.invalid++;
+    return;
+  }
+  switch (msg[0]) {
+    case ICMPV6_ECHO_REQUEST:
+      if (msg.length < ICMPV6_ECHO_MIN_SIZE) {
+        received.invalid++;
+        return;
+      }
+      received.echoRequest++;
+      handleEchoRequest(stack, nic, pkt, ip, msg);
+      return;
+    case ICMPV6_ECHO_REPLY:
+      if (msg.length < ICMPV6_ECHO_MIN_SIZE) {
+        received.invalid++;
+        return;
+      }
+      received.echoReply++;
+      stack.deliverTransportPacket(pkt, echoId(ip, msg));
+      return;
+    case ICMPV6_DST_UNREACHABLE:
+      received.dstUnreachable++;
+      return;
+    case ICMPV6_PACKET_TOO_BIG:
+      received.packetTooBig++;
+      return;
+    case ICMPV6_TIME_EXCEEDED:
+      received.timeExceeded++;
+      return;
+    case ICMPV6_PARAM_PROBLEM:
+      received.paramProblem++;
+      return;
+    case ICMPV6_ROUTER_SOLICIT:
+      received.routerSolicit++;
+      return;
+    case ICMPV6_ROUTER_ADVERT:
+      received.routerAdvert++;
+      return;
+    case ICMPV6_NEIGHBOR_SOLICIT:
+      received.neighborSolicit++;
+      return;
+    case ICMPV6_NEIGHBOR_ADVERT:
+      received.neighborAdvert++;
+      return;
+    case ICMPV6_REDIRECT:
+      received.redirectMsg++;
+      return;
+    case ICMPV6_MLD_QUERY:
+      received.multicastListenerQuery++;
+      return;
+    case ICMPV6_MLD_REPORT:
+      received.multicastListenerReport++;
+      return;
+    case ICMPV6_MLDV2_REPORT:
+      received.multicastListenerReportV2++;
+      return;
+    case ICMPV6_MLD_DONE:
+      received.multicastListenerDone++;
+      return;
+    default:
+      received.unrecognized++;
+  }
+}
+
+function echoId(ip: IPv6Header, msg: Uint8Array): TransportEndpointID {
+  return {
+    localAddress: ip.destinationAddress,
+    localPort: (msg[4] << 8) | msg[5],
+    remoteAddress: ip.sourceAddress,
+    remotePort: 0,
+  };
+}
+
+function handleEchoRequest(
+  stack: Stack,
+  nic: NIC,
+  pkt: PacketBuffer,
+  ip: IPv6Header,
+  msg: Uint8Array,
+): void {
+  // Copies taken now: the handler may keep or change the request.
+  const icmp = msg.slice();
+  const src = ip.sourceAddress.slice();
+  const dst = ip.destinationAddress.slice();
+  const trafficClass = ip.trafficClass;
+  const temporary = pkt.packetInfo.localAddressTemporary;
+  const hook = new BuiltInEchoReply(() =>
+    sendEchoReply(stack, nic, icmp, src, dst, trafficClass, temporary),
+  );
+  // IPv6 has no temporary-address suppression rule: promiscuous IPv6 is answered by default.
+  deliverEchoRequest(stack, pkt, echoId(ip, msg), hook, false);
+}
+
+/**
+ * gVisor's ICMPv6 Echo Reply: route (a multicast destination gets a selected source), then the
+ * rate limiter, then the ICMP message with type 129; hop limit = the stack default, traffic
+ * class copied, flow label 0, no extension headers.
+ */
+function sendEchoReply(
+  stack: Stack,
+  nic: NIC,
+  icmp: Uint8Array,
+  requestSrc: Uint8Array,
+  requestDst: Uint8Array,
+  trafficClass: number,
+  temporary: boolean,
+): void {
+  const sent = stack.stats.icmp.v6.packetsSent;
+  const local = isV6Multicast(requestDst) ? null : requestDst;
+  const route = stack.findRoute(nic.id, local, requestSrc, IPV6_PROTOCOL_NUMBER, {
+    allowUnassignedLocal: temporary,
+  });
+  if (isTcpipError(route)) return;
+  if (!stack.allowICMPReply(IPV6_PROTOCOL_NUMBER, ICMPV6_ECHO_REPLY)) {
+    sent.rateLimited++;
+    return;
+  }
+  icmp[0] = ICMPV6_ECHO_REPLY;
+  icmp[2] = 0;
+  icmp[3] = 0;
+  const pseudo = pseudoHeaderChecksum(
+    ICMPV6_PROTOCOL_NUMBER,
+    route.localAddress,
+    route.remoteAddress,
+    icmp.length,
+  );
+  const c = ~checksum(icmp, pseudo) & 0xffff;
+  icmp[2] = c >> 8;
+  icmp[3] = c & 0xff;
+  const err = route.writePacket(
+    { protocol: ICMPV6_PROTOCOL_NUMBER, ttl: route.defaultTTL, tos: trafficClass },
+    icmp,
+  );
+  if (err !== null) {
+    sent.dropped++;
+    return;
+  }
+  sent.echoReply++;
+}

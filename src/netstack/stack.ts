@@ -1,0 +1,351 @@
+import {
+  type Address,
+  formatAddress,
+  isIPv4,
+  isV4Broadcast,
+  isV4Multicast,
+  isV6LinkLocalUnicast,
+  isV6Multicast,
+  type Subnet,
+} from "./address.js";
+import {
+  ICMPV4_PROTOCOL_NUMBER,
+  ICMPV6_PROTOCOL_NUMBER,
+  IPV4_PROTOCOL_NUMBER,
+  IPV6_PROTOCOL_NUMBER,
+  type NetworkProtocolNumber,
+  type PacketBuffer,
+} from "./buffer.js";
+import { type Clock, systemClock } from "./clock.js";
+import { type TcpipError, tcpipError } from "./errors.js";
+import { type PingEndpoint, type PingEndpointOptions, PingRegistry } from "./icmp/ping.js";
+import { IPv4Protocol } from "./ipv4/protocol.js";
+import { IPv6Protocol } from "./ipv6/protocol.js";
+import type { LinkEndpoint } from "./link-endpoint.js";
+import { NIC } from "./nic.js";
+import {
+  DEFAULT_ICMP_BURST,
+  DEFAULT_ICMP_RATE_LIMIT,
+  DEFAULT_ICMPV4_RATE_LIMITED_TYPES,
+  DEFAULT_ICMPV6_RATE_LIMITED_TYPES,
+  ICMPTypeMask,
+  TokenBucket,
+} from "./ratelimit.js";
+import {
+  insertRoute,
+  Route,
+  type RouteContext,
+  type RouteEntry,
+  routeFamilyMatches,
+} from "./route.js";
+import { type IPStats, Stats } from "./stats.js";
+import type { DeliveryResult, TransportEndpointID, TransportProtocolHandler } from "./transport.js";
+
+export interface StackOptions {
+  /** TTL / hop limit of packets the stack originates, replies included (gVisor DefaultTTLOption). */
+  defaultTTL?: number;
+  clock?: Clock;
+  /** ICMP messages per second the shared token bucket allows (gVisor: 1000). */
+  icmpRateLimit?: number;
+  /** Bucket size (gVisor: 50). */
+  icmpBurst?: number;
+  /** ICMPv4 types subject to the limiter (gVisor: 3, 4, 11, 12). */
+  icmpv4RateLimitedTypes?: readonly number[];
+  /** ICMPv6 types subject to the limiter (gVisor: 0–127 except 2). */
+  icmpv6RateLimitedTypes?: readonly number[];
+}
+
+export interface NICOptions {
+  name?: string;
+  promiscuous?: boolean;
+  spoofing?: boolean;
+}
+
+export interface FindRouteOptions {
+  /**
+   * Accept `localAddress` although the NIC does not own it: the reply path of a packet that
+   * arrived for a temporary address (promiscuous NIC) answers from that address.
+   */
+  allowUnassignedLocal?: boolean;
+}
+
+export const DEFAULT_TTL = 64;
+
+/**
+ * The userspace network stack: NICs, addresses, routes, protocol handlers, stats, the ICMP rate
+ * limiter and the clock (gVisor's stack.Stack, reduced to what an ICMP Echo service needs).
+ */
+export class Stack implements RouteContext {
+  readonly stats = new Stats();
+  readonly clock: Clock;
+  private ttl: number;
+  private readonly icmpLimiter: TokenBucket;
+  private icmpv4Limited: ICMPTypeMask;
+  private icmpv6Limited: ICMPTypeMask;
+  private readonly nics = new Map<number, NIC>();
+  private readonly routes: RouteEntry[] = [];
+  private readonly handlers = new Map<number, TransportProtocolHandler>();
+  private ipv4Id: number;
+  readonly ipv4: IPv4Protocol;
+  readonly ipv6: IPv6Protocol;
+  private readonly pings: PingRegistry;
+
+  constructor(options: StackOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.ttl = options.defaultTTL ?? DEFAULT_TTL;
+    this.icmpLimiter = new TokenBucket(
+      this.clock,
+      options.icmpRateLimit ?? DEFAULT_ICMP_RATE_LIMIT,
+      options.icmpBurst ?? DEFAULT_ICMP_BURST,
+    );
+    this.icmpv4Limited = new ICMPTypeMask(
+      options.icmpv4RateLimitedTypes ?? DEFAULT_ICMPV4_RATE_LIMITED_TYPES,
+    );
+    this.icmpv6Limited = new ICMPTypeMask(
+      options.icmpv6RateLimitedTypes ?? DEFAULT_ICMPV6_RATE_LIMITED_TYPES,
+    );
+    this.ipv4Id = Math.floor(Math.random() * 0x10000);
+    this.ipv4 = new IPv4Protocol(this);
+    this.ipv6 = new IPv6Protocol(this);
+    this.pings = new PingRegistry(this);
+  }
+
+  get defaultTTL(): number {
+    return this.ttl;
+  }
+
+  setDefaultTTL(ttl: number): TcpipError | null {
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255) {
+      return tcpipError("invalidOptionValue", `default TTL must be 1–255, got ${ttl}`);
+    }
+    this.ttl = ttl;
+    return null;
+  }
+
+  ipStats(proto: NetworkProtocolNumber): IPStats {
+    return proto === IPV4_PROTOCOL_NUMBER ? this.stats.ipv4 : this.stats.ipv6;
+  }
+
+  nextIPv4Id(): number {
+    this.ipv4Id = (this.ipv4Id + 1) & 0xffff;
+    return this.ipv4Id;
+  }
+
+  // ---- NICs and addresses ----
+
+  createNIC(id: number, link: LinkEndpoint, options: NICOptions = {}): TcpipError | null {
+    if (!Number.isInteger(id) || id <= 0)
+      return tcpipError("unknownNICID", `NIC id must be a positive integer`);
+    if (this.nics.has(id)) return tcpipError("duplicateAddress", `NIC ${id} exists`);
+    const nic = new NIC(id, options.name ?? `nic${id}`, link, this, this.stats.nic);
+    nic.promiscuous = options.promiscuous ?? false;
+    nic.spoofing = options.spoofing ?? false;
+    this.nics.set(id, nic);
+    link.attach(nic);
+    return null;
+  }
+
+  /** Detaches the NIC from its link and forgets it and its routes (the link stays open). */
+  removeNIC(id: number): TcpipError | null {
+    const nic = this.nics.get(id);
+    if (nic === undefined) return tcpipError("unknownNICID", `no NIC ${id}`);
+    nic.link.attach(null);
+    this.nics.delete(id);
+    for (let i = this.routes.length - 1; i >= 0; i--)
+      if (this.routes[i].nic === id) this.routes.splice(i, 1);
+    return null;
+  }
+
+  nic(id: number): NIC | undefined {
+    return this.nics.get(id);
+  }
+
+  allNICs(): NIC[] {
+    return [...this.nics.values()];
+  }
+
+  addAddress(nicId: number, address: Address, prefixLength: number): TcpipError | null {
+    const nic = this.nics.get(nicId);
+    if (nic === undefined) return tcpipError("unknownNICID", `no NIC ${nicId}`);
+    return nic.addAddress(address, prefixLength);
+  }
+
+  removeAddress(nicId: number, address: Address): TcpipError | null {
+    const nic = this.nics.get(nicId);
+    if (nic === undefined) return tcpipError("unknownNICID", `no NIC ${nicId}`);
+    return nic.removeAddress(address);
+  }
+
+  setPromiscuousMode(nicId: number, on: boolean): TcpipError | null {
+    const nic = this.nics.get(nicId);
+    if (nic === undefined) return tcpipError("unknownNICID", `no NIC ${nicId}`);
+    nic.promiscuous = on;
+    return null;
+  }
+
+  setSpoofing(nicId: number, on: boolean): TcpipError | null {
+    const nic = this.nics.get(nicId);
+    if (nic === undefined) return tcpipError("unknownNICID", `no NIC ${nicId}`);
+    nic.spoofing = on;
+    return null;
+  }
+
+  // ---- routes ----
+
+  addRoute(destination: Subnet, nicId: number, gateway: Address | null = null): TcpipError | null {
+    if (!this.nics.has(nicId)) return tcpipError("unknownNICID", `no NIC ${nicId}`);
+    insertRoute(this.routes, { destination, gateway, nic: nicId });
+    return null;
+  }
+
+  routeTable(): readonly RouteEntry[] {
+    return this.routes;
+  }
+
+  /**
+   * Finds how to reach `remote` (gVisor's FindRoute): restricted to `nicId` when non-zero; with
+   * `local` given it must be an address of the chosen NIC (or the NIC spoofs, or the caller
+   * allows an unassigned local address), otherwise source-address selection picks one.
+   * Multicast, broadcast and link-local remotes on a given NIC need no table entry.
+   */
+  findRoute(
+    nicId: number,
+    local: Address | null,
+    remote: Address,
+    proto: NetworkProtocolNumber,
+    options: FindRouteOptions = {},
+  ): Route | TcpipError {
+    const v4 = proto === IPV4_PROTOCOL_NUMBER;
+    if (isIPv4(remote) !== v4 || (local !== null && isIPv4(local) !== v4)) {
+      return tcpipError("badAddress", "address family does not match the protocol");
+    }
+    const onLinkOnly = v4
+      ? isV4Multicast(remote) || isV4Broadcast(remote)
+      : isV6Multicast(remote) || isV6LinkLocalUnicast(remote);
+    if (nicId !== 0 && onLinkOnly) {
+      const nic = this.nics.get(nicId);
+      if (nic === undefined) return tcpipError("unknownNICID", `no NIC ${nicId}`);
+      const src = this.localFor(nic, local, remote, options);
+      if (src !== null) return new Route(nic, proto, src, remote, null, this);
+      return tcpipError(
+        "noRoute",
+        `no source address on NIC ${nicId} for ${formatAddress(remote)}`,
+      );
+    }
+    for (const entry of this.routes) {
+      if (!routeFamilyMatches(entry, remote) || !entry.destination.contains(remote)) continue;
+      if (nicId !== 0 && entry.nic !== nicId) continue;
+      const nic = this.nics.get(entry.nic);
+      if (nic === undefined) continue;
+      const src = this.localFor(nic, local, remote, options);
+      if (src === null) continue;
+      return new Route(nic, proto, src, remote, entry.gateway, this);
+    }
+    return tcpipError(
+      "noRoute",
+      `no route to ${formatAddress(remote)}${nicId ? ` on NIC ${nicId}` : ""}`,
+    );
+  }
+
+  private localFor(
+    nic: NIC,
+    local: Address | null,
+    remote: Address,
+    options: FindRouteOptions,
+  ): Address | null {
+    if (local !== null) {
+      if (nic.findAddress(local) !== null || nic.spoofing || options.allowUnassignedLocal === true)
+        return local;
+      return null;
+    }
+    return nic.primaryAddress(remote)?.address ?? null;
+  }
+
+  // ---- ICMP rate limiting ----
+
+  /** Takes a token from the stack-wide ICMP bucket (shared by IPv4 and IPv6). */
+  allowICMPMessage(): boolean {
+    return this.icmpLimiter.allow();
+  }
+
+  /** Whether an ICMP message of this type may be sent now (only masked types are limited). */
+  allowICMPReply(proto: NetworkProtocolNumber, icmpType: number): boolean {
+    const mask = proto === IPV4_PROTOCOL_NUMBER ? this.icmpv4Limited : this.icmpv6Limited;
+    return mask.has(icmpType) ? this.icmpLimiter.allow() : true;
+  }
+
+  setICMPLimit(rate: number, burst: number): void {
+    this.icmpLimiter.setLimit(rate, burst);
+  }
+
+  setICMPRateLimitedTypes(proto: NetworkProtocolNumber, types: readonly number[]): void {
+    if (proto === IPV4_PROTOCOL_NUMBER) this.icmpv4Limited = new ICMPTypeMask(types);
+    else this.icmpv6Limited = new ICMPTypeMask(types);
+  }
+
+  // ---- transport ----
+
+  /** Opens an ICMP Echo endpoint (a ping socket of the netstack). */
+  openPingEndpoint(options: PingEndpointOptions): PingEndpoint | TcpipError {
+    return this.pings.open(options);
+  }
+
+  /** Installs (or with null removes) the default handler of a transport protocol. */
+  setTransportProtocolHandler(protocol: number, handler: TransportProtocolHandler | null): void {
+    if (handler === null) this.handlers.delete(protocol);
+    else this.handlers.set(protocol, handler);
+  }
+
+  /**
+   * Delivers a packet to the transport layer: the protocol's default handler decides (gVisor's
+   * DeliverTransportPacket with the default-handler result). Without a handler: not consumed.
+   */
+  deliverTransportPacket(pkt: PacketBuffer, id: TransportEndpointID): DeliveryResult {
+    // Ping endpoints first: a matching endpoint takes the packet and the default handler is
+    // not called; the packet counts as not consumed, so an Echo Request still gets the
+    // built-in reply.
+    const ep = this.pings.match(pkt.networkProtocol, id);
+    if (ep !== null) {
+      ep.deliver(pkt, id);
+      return false;
+    }
+    const handler = this.handlers.get(pkt.transportProtocol);
+    if (handler === undefined) return false;
+    try {
+      const result = handler(id, pkt);
+      if (typeof result === "boolean") return result;
+      // A rejected promise did not consume the packet; it never surfaces as unhandled.
+      return Promise.resolve(result).then(
+        (consumed) => consumed === true,
+        () => false,
+      );
+    } catch {
+      // A throwing handler did not consume the packet: the protocol's fallback runs.
+      return false;
+    }
+  }
+
+  // ---- NetworkReceiver (called by NICs) ----
+
+  handleIPv4(nic: NIC, packet: Uint8Array): void {
+    this.ipv4.handlePacket(nic, packet);
+  }
+
+  handleIPv6(nic: NIC, packet: Uint8Array): void {
+    this.ipv6.handlePacket(nic, packet);
+  }
+
+  /** Detaches every NIC from its link. */
+  close(): void {
+    for (const nic of this.nics.values()) nic.link.attach(null);
+    this.nics.clear();
+    this.routes.length = 0;
+  }
+}
+
+export {
+  ICMPV4_PROTOCOL_NUMBER,
+  ICMPV6_PROTOCOL_NUMBER,
+  IPV4_PROTOCOL_NUMBER,
+  IPV6_PROTOCOL_NUMBER,
+};

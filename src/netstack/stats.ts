@@ -1,0 +1,116 @@
+/**
+ * Counters, named as gVisor names them (tcpip.Stats). Plain number fields: incrementing one is
+ * the cheapest thing the hot path does. `flattenStats` turns the tree into dotted names for the
+ * stats dump, metrics and tests.
+ */
+
+/** Per IP version (gVisor keeps one tcpip.IPStats; we keep one per family to tell them apart). */
+export class IPStats {
+  packetsReceived = 0;
+  /** Too short, wrong version, bad header length/checksum, bad total/payload length. */
+  malformedPacketsReceived = 0;
+  invalidDestinationAddressesReceived = 0;
+  invalidSourceAddressesReceived = 0;
+  packetsDelivered = 0;
+  packetsSent = 0;
+  outgoingPacketErrors = 0;
+  /** Fragments (reassembly arrives with IP fidelity 2/2). */
+  fragmentsReceivedUnsupported = 0;
+  /** IPv6 extension headers / IPv4 options not yet understood. */
+  unsupportedHeadersReceived = 0;
+  /** A transport protocol the stack does not handle (only ICMP is handled). */
+  unknownProtocolRcvdPackets = 0;
+}
+
+export class ICMPv4ReceivedStats {
+  echoRequest = 0;
+  echoReply = 0;
+  dstUnreachable = 0;
+  srcQuench = 0;
+  redirect = 0;
+  timeExceeded = 0;
+  paramProblem = 0;
+  timestamp = 0;
+  timestampReply = 0;
+  infoRequest = 0;
+  infoReply = 0;
+  /** Too short, bad checksum, or an unknown type. */
+  invalid = 0;
+}
+
+export class ICMPv4SentStats {
+  echoRequest = 0;
+  echoReply = 0;
+  dstUnreachable = 0;
+  timeExceeded = 0;
+  paramProblem = 0;
+  /** The link or route refused the packet. */
+  dropped = 0;
+  rateLimited = 0;
+}
+
+export class ICMPv6ReceivedStats {
+  echoRequest = 0;
+  echoReply = 0;
+  dstUnreachable = 0;
+  packetTooBig = 0;
+  timeExceeded = 0;
+  paramProblem = 0;
+  routerSolicit = 0;
+  routerAdvert = 0;
+  neighborSolicit = 0;
+  neighborAdvert = 0;
+  redirectMsg = 0;
+  multicastListenerQuery = 0;
+  multicastListenerReport = 0;
+  multicastListenerReportV2 = 0;
+  multicastListenerDone = 0;
+  invalid = 0;
+  /** A type this stack does not know. */
+  unrecognized = 0;
+}
+
+export class ICMPv6SentStats {
+  echoRequest = 0;
+  echoReply = 0;
+  dstUnreachable = 0;
+  packetTooBig = 0;
+  timeExceeded = 0;
+  paramProblem = 0;
+  dropped = 0;
+  rateLimited = 0;
+}
+
+/** Link-level receive counters (gVisor's NICStats). */
+export class NICStats {
+  packetsReceived = 0;
+  packetsSent = 0;
+  /** Neither IPv4 nor IPv6 (empty, or another version nibble). */
+  unknownL3ProtocolRcvdPackets = 0;
+  /** The link refused a write. */
+  txErrors = 0;
+}
+
+export class Stats {
+  readonly nic = new NICStats();
+  readonly ipv4 = new IPStats();
+  readonly ipv6 = new IPStats();
+  readonly icmp = {
+    v4: { packetsReceived: new ICMPv4ReceivedStats(), packetsSent: new ICMPv4SentStats() },
+    v6: { packetsReceived: new ICMPv6ReceivedStats(), packetsSent: new ICMPv6SentStats() },
+  };
+}
+
+/** `{ "icmp.v4.packetsReceived.echoRequest": 3, … }`, in a stable order. */
+export function flattenStats(stats: Stats): Record<string, number> {
+  const out: Record<string, number> = {};
+  const walk = (prefix: string, node: object): void => {
+    for (const [k, v] of Object.entries(node)) {
+      const name = prefix ? `${prefix}.${k}` : k;
+      if (typeof v === "number") out[name] = v;
+      else if (typeof v === "object" && v !== null) walk(name, v);
+    }
+  };
+  walk("", stats);
+  return out;
+}

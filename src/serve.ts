@@ -1,0 +1,170 @@
+/**
+ * `icmpfwd serve`: wires the TUN link, the netstack and (later) the service together, and owns
+ * the process lifecycle: start-up, the stats dump, and a clean exit on SIGINT/SIGTERM.
+ */
+import { renameSync, writeFileSync } from "node:fs";
+import type { Config } from "./config.js";
+import { configureKernelSide, kernelCommands } from "./kernel-side.js";
+import { PcapngWriter } from "./link/pcapng.js";
+import { SnifferEndpoint } from "./link/sniffer.js";
+import { TunEndpoint, TunError } from "./link/tun.js";
+import { formatAddress, parseAddressWithPrefix, Subnet } from "./netstack/address.js";
+import { ICMPV4_PROTOCOL_NUMBER, ICMPV6_PROTOCOL_NUMBER } from "./netstack/buffer.js";
+import { Forwarder } from "./netstack/icmp/forwarder.js";
+import type { LinkEndpoint } from "./netstack/link-endpoint.js";
+import { Stack } from "./netstack/stack.js";
+import { flattenStats } from "./netstack/stats.js";
+import { createLogger, type Logger } from "./telemetry/logger.js";
+
+export const NIC_ID = 1;
+
+/** A startup failure to print as one line, without a stack trace. */
+export class StartupError extends Error {
+  override readonly name = "StartupError";
+}
+
+export interface Running {
+  stack: Stack;
+  tun: TunEndpoint;
+  stop(reason: string): Promise<void>;
+}
+
+/** Builds the stack on an open link: NIC 1 with the configured addresses and on-link routes. */
+export function buildStack(config: Config, link: LinkEndpoint): Stack {
+  const stack = new Stack({
+    defaultTTL: config.defaultTtl,
+    icmpRateLimit: config.icmpRateLimit,
+    icmpBurst: config.icmpBurst,
+  });
+  const fail = (what: string, e: { message: string } | null): void => {
+    if (e !== null) throw new StartupError(`${what}: ${e.message}`);
+  };
+  fail(
+    "create NIC",
+    stack.createNIC(NIC_ID, link, {
+      name: config.tun,
+      promiscuous: config.promiscuous,
+      spoofing: config.promiscuous,
+    }),
+  );
+  const onLink = new Set<string>();
+  for (const text of config.addresses) {
+    const p = parseAddressWithPrefix(text);
+    if (p === null) throw new StartupError(`bad address ${text}`);
+    fail(`address ${text}`, stack.addAddress(NIC_ID, p.address, p.prefixLength));
+    const subnet = new Subnet(p.address, p.prefixLength);
+    if (!onLink.has(subnet.toString())) {
+      onLink.add(subnet.toString());
+      fail(`route ${subnet}`, stack.addRoute(subnet, NIC_ID));
+    }
+  }
+  for (const text of config.routes) {
+    const subnet = Subnet.parse(text);
+    if (subnet === null) throw new StartupError(`bad route ${text}`);
+    if (!onLink.has(subnet.toString())) fail(`route ${text}`, stack.addRoute(subnet, NIC_ID));
+  }
+  if (config.temporaryReply) {
+    // The seed's large-address-space embedder: delegate temporary addresses back to the stack.
+    const f = new Forwarder((req) =>
+      req.packetInfo().localAddressTemporary ? req.reply() : false,
+    );
+    stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, f.handlePacket);
+    stack.setTransportProtocolHandler(ICMPV6_PROTOCOL_NUMBER, f.handlePacket);
+  }
+  return stack;
+}
+
+function statsSnapshot(stack: Stack, tun: TunEndpoint): Record<string, number> {
+  const out = flattenStats(stack.stats);
+  for (const [k, v] of Object.entries(tun.stats)) out[`link.${k}`] = v;
+  return out;
+}
+
+function writeStatsFile(path: string, stats: Record<string, number>): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(stats, null, 2)}\n`);
+  renameSync(tmp, path);
+}
+
+export async function serve(
+  config: Config,
+  log: Logger = createLogger(config.logLevel),
+): Promise<Running> {
+  const name = config.tunAttach ?? config.tun;
+  let tun: TunEndpoint;
+  try {
+    tun = TunEndpoint.open({ name, mtu: config.mtu, attach: config.tunAttach !== undefined });
+  } catch (e) {
+    if (e instanceof TunError) {
+      const notRoot =
+        process.getuid?.() !== 0 && config.tunAttach === undefined && e.kind === "permission";
+      throw new StartupError(
+        notRoot
+          ? `creating TUN device ${name} needs root (CAP_NET_ADMIN): run as root, or have an administrator create a persistent device (ip tuntap add dev ${name} mode tun user ${process.getuid?.()}) and start with --tun-attach ${name}`
+          : e.message,
+      );
+    }
+    throw e;
+  }
+  let link: LinkEndpoint = tun;
+  if (config.pcap !== undefined) link = new SnifferEndpoint(tun, PcapngWriter.open(config.pcap));
+
+  let stack: Stack;
+  try {
+    // A persistent device's kernel side belongs to its administrator unless asked.
+    if (config.configureKernel && config.tunAttach === undefined) {
+      const err = configureKernelSide(kernelCommands(name, config.kernelAddresses, config.routes));
+      if (err !== null) throw new StartupError(`configuring ${name}: ${err}`);
+    }
+    stack = buildStack(config, link);
+  } catch (e) {
+    link.close();
+    throw e;
+  }
+
+  const dumpStats = (): Record<string, number> => {
+    const s = statsSnapshot(stack, tun);
+    if (config.statsFile !== undefined) writeStatsFile(config.statsFile, s);
+    return s;
+  };
+  const timer =
+    config.statsFile !== undefined ? setInterval(dumpStats, config.statsIntervalMs) : null;
+  timer?.unref();
+  const onUsr1 = (): void => {
+    log.info({ stats: dumpStats() }, "stats");
+  };
+  process.on("SIGUSR1", onUsr1);
+
+  log.info(
+    {
+      tun: name,
+      mtu: config.mtu,
+      attached: config.tunAttach !== undefined,
+      addresses: stack
+        .nic(NIC_ID)
+        ?.addresses()
+        .map((a) => `${formatAddress(a.address)}/${a.prefixLength}`),
+      kernelAddresses:
+        config.configureKernel && config.tunAttach === undefined ? config.kernelAddresses : [],
+      routes: stack.routeTable().map((r) => r.destination.toString()),
+      promiscuous: config.promiscuous,
+      defaultTtl: config.defaultTtl,
+      pcap: config.pcap ?? null,
+      statsFile: config.statsFile ?? null,
+    },
+    "serving",
+  );
+
+  let stopped = false;
+  const stop = async (reason: string): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (timer !== null) clearInterval(timer);
+    process.off("SIGUSR1", onUsr1);
+    const final = dumpStats();
+    stack.close();
+    link.close();
+    log.info({ reason, stats: final }, "stopped");
+  };
+  return { stack, tun, stop };
+}

@@ -1,0 +1,34 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects: unit (and in-process integration) tests run in parallel; e2e tests (real TUN
+// devices in private network namespaces, the kernel's ping) run one file at a time.
+export default defineConfig({
+  test: {
+    reporters: ["default", "./test/helpers/summary-reporter.ts"],
+    passWithNoTests: true,
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: [
+            "test/unit/**/*.test.ts",
+            "test/integration/**/*.test.ts",
+            "test/conformance/**/*.test.ts",
+          ],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          pool: "forks",
+          // One file at a time: e2e files create devices, namespaces and load.
+          poolOptions: { forks: { singleFork: true } },
+        },
+      },
+    ],
+  },
+});
