@@ -386,12 +386,18 @@ class Tun : public Napi::ObjectWrap<Tun> {
   static void OnPoll(uv_poll_t* handle, int status, int) {
     Tun* self = static_cast<Poller*>(handle->data)->owner;
     if (self == nullptr) return;
-    if (status < 0) {
-      // libuv already stopped the handle (POLLERR: e.g. the device was deleted under us).
-      self->Fail(-status, "poll", "the TUN fd reported an error");
-      return;
+    // No exception may leave a libuv callback. Node-API calls fail (and node-addon-api throws)
+    // when the environment can no longer run JS: a worker being terminated whose loop still
+    // finishes its current iteration. The batch is dropped; the cleanup hook closes the device.
+    try {
+      if (status < 0) {
+        // libuv already stopped the handle (POLLERR: e.g. the device was deleted under us).
+        self->Fail(-status, "poll", "the TUN fd reported an error");
+        return;
+      }
+      self->ReadBatch();
+    } catch (const Napi::Error&) {
     }
-    self->ReadBatch();
   }
 
   void ReadBatch() {

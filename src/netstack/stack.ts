@@ -304,7 +304,14 @@ export class Stack implements RouteContext {
     // Ping endpoints first: a matching endpoint takes the packet and the default handler is
     // not called; the packet counts as not consumed, so an Echo Request still gets the
     // built-in reply.
-    const ep = this.pings.match(pkt.networkProtocol, id);
+    // Only Echo messages carry an ident in bytes 4–5; for other types those bytes are a
+    // gateway, a pointer or an MTU, and must not be mistaken for one.
+    const type = pkt.data[pkt.transportOffset];
+    const echo =
+      pkt.transportProtocol === ICMPV4_PROTOCOL_NUMBER
+        ? type === 0 || type === 8
+        : type === 128 || type === 129;
+    const ep = echo ? this.pings.match(pkt.networkProtocol, id) : null;
     if (ep !== null) {
       ep.deliver(pkt, id);
       return false;

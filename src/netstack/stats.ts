@@ -47,6 +47,8 @@ export class ICMPv4SentStats {
   /** The link or route refused the packet. */
   dropped = 0;
   rateLimited = 0;
+  /** No route back (gVisor drops these without a counter; counted here so every reply shows). */
+  noRoute = 0;
 }
 
 export class ICMPv6ReceivedStats {
@@ -79,6 +81,8 @@ export class ICMPv6SentStats {
   paramProblem = 0;
   dropped = 0;
   rateLimited = 0;
+  /** No route back (counted here; gVisor drops these without a counter). */
+  noRoute = 0;
 }
 
 /** Link-level receive counters (gVisor's NICStats). */

@@ -5,9 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { type ForwarderRequest, isTcpipError } from "../../src/netstack/index.js";
 import { testStack } from "../helpers/stack.js";
-import { FAMILIES, IPV4, IPV6, install, oneReply, promiscuous, wire } from "./families.js";
+import { BY_FAMILY, IPV4, IPV6, install, oneReply, promiscuous, wire } from "./families.js";
 
-describe.each(FAMILIES)("decision table, $name", (f) => {
+describe.each(BY_FAMILY)("decision table, %s", (_, f) => {
   const temporaryOutcome = f.suppressesTemporary ? "not sent" : "sent";
 
   describe("row: no ICMP default handler", () => {

@@ -1,6 +1,6 @@
 /**
  * What the conformance tests need to know about each address family, so one test body covers
- * IPv4 and IPv6 (`describe.each(FAMILIES)`), plus a few small helpers shared by the files here.
+ * IPv4 and IPv6 (`describe.each(BY_FAMILY)`), plus a few small helpers shared by the files here.
  */
 import { expect } from "vitest";
 import { formatAddress } from "../../src/netstack/address.js";
@@ -148,6 +148,9 @@ export const IPV6: Family = {
 };
 
 export const FAMILIES: readonly Family[] = [IPV4, IPV6];
+
+/** For `describe.each(BY_FAMILY)("… %s", (_, f) => …)`: titles read "… IPv4", "… IPv6". */
+export const BY_FAMILY: readonly (readonly [string, Family])[] = FAMILIES.map((f) => [f.name, f]);
 
 /** Installs one Forwarder for ICMPv4 and ICMPv6, as the seed's dual-stack embedder does. */
 export function install(

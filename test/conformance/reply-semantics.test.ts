@@ -4,10 +4,11 @@
  */
 import { describe, expect, it } from "vitest";
 import type { TransportEndpointID } from "../../src/netstack/index.js";
+import { payloadOf } from "../helpers/packets.js";
 import { testStack } from "../helpers/stack.js";
-import { FAMILIES, install, oneReply, wire } from "./families.js";
+import { BY_FAMILY, install, oneReply, wire } from "./families.js";
 
-describe.each(FAMILIES)("reply(), $name", (f) => {
+describe.each(BY_FAMILY)("reply(), %s", (_, f) => {
   it("reply() is idempotent: a second call returns the first call's value, one packet on the wire", () => {
     const t = testStack();
     const answers: boolean[] = [];
@@ -30,6 +31,21 @@ describe.each(FAMILIES)("reply(), $name", (f) => {
     t.link.inject(f.echo({ sequence: 77 }));
     expect(oneReply(t, f).sequence).toBe(77);
     expect(f.sent(t.stack).echoReply).toBe(1);
+  });
+
+  it("reply() answers the request as received, even if the handler changed the packet first", () => {
+    const t = testStack();
+    install(t, (req) => {
+      req.packetBuffer().data.fill(0);
+      return req.reply();
+    });
+    t.link.inject(f.echo({ ident: 0x0abc, sequence: 6, payload: payloadOf(8, 0x11) }));
+    const r = oneReply(t, f);
+    expect(r.src).toBe(f.local);
+    expect(r.dst).toBe(f.remote);
+    expect(r.ident).toBe(0x0abc);
+    expect(r.sequence).toBe(6);
+    expect(r.payload).toEqual([...payloadOf(8, 0x11)]);
   });
 
   it("reply() returns false for an Echo Reply delivered to the handler, and sends nothing", () => {
@@ -78,7 +94,7 @@ describe.each(FAMILIES)("reply(), $name", (f) => {
     expect(f.sent(t.stack)).toMatchObject({ echoReply: 0, rateLimited: 1, dropped: 0 });
   });
 
-  it("reply() with no route back returns true and nothing is sent (a silent drop, as in gVisor)", () => {
+  it("reply() with no route back returns true, nothing is sent, and noRoute counts it", () => {
     const t = testStack({ routes: false });
     const answers: boolean[] = [];
     install(t, (req) => {
@@ -89,7 +105,7 @@ describe.each(FAMILIES)("reply(), $name", (f) => {
     expect(answers).toEqual([true]);
     expect(wire(t, f)).toEqual([]);
     expect(f.received(t.stack).echoRequest).toBe(1);
-    expect(f.sent(t.stack)).toMatchObject({ echoReply: 0, rateLimited: 0, dropped: 0 });
+    expect(f.sent(t.stack)).toMatchObject({ echoReply: 0, rateLimited: 0, dropped: 0, noRoute: 1 });
     expect(t.stack.stats.nic.packetsSent).toBe(0);
   });
 });

@@ -4,6 +4,7 @@ import {
   ICMPV6_PROTOCOL_NUMBER,
   IPV4_PROTOCOL_NUMBER,
   IPV6_PROTOCOL_NUMBER,
+  type PacketBuffer,
 } from "../buffer.js";
 import { isTcpipError, type TcpipError, tcpipError } from "../errors.js";
 import { checksum, pseudoHeaderChecksum } from "../header/checksum.js";
@@ -34,7 +35,12 @@ export interface EchoRequestCopy {
 
 /** Copies what a synthetic reply needs; call it inside the handler, while the request is live. */
 export function copyEchoRequest(req: ForwarderRequest): EchoRequestCopy | TcpipError {
-  const pkt = req.packetBuffer();
+  let pkt: PacketBuffer;
+  try {
+    pkt = req.packetBuffer();
+  } catch {
+    return tcpipError("invalidEndpointState", "the request has ended: copy it inside the handler");
+  }
   const v4 = pkt.networkProtocol === IPV4_PROTOCOL_NUMBER;
   const msg = pkt.transportMessage();
   const echoType = v4 ? ICMPV4_ECHO : ICMPV6_ECHO_REQUEST;
@@ -89,7 +95,10 @@ export function sendSyntheticEchoReply(
       allowUnassignedLocal: true,
     },
   );
-  if (isTcpipError(route)) return route;
+  if (isTcpipError(route)) {
+    sent.noRoute++;
+    return route;
+  }
   const replyType = v4 ? ICMPV4_ECHO_REPLY : ICMPV6_ECHO_REPLY;
   if (!stack.allowICMPReply(proto, replyType)) {
     sent.rateLimited++;

@@ -20,6 +20,7 @@ import {
 import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
 import type { Stack } from "../stack.js";
+import type { ICMPv4ReceivedStats } from "../stats.js";
 
 /** ICMPv4 receive (gVisor's ipv4 handleICMP): validate, count by type, run the Echo path. */
 export function handleICMPv4(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
@@ -35,46 +36,37 @@ export function handleICMPv4(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
     received.invalid++;
     return;
   }
-  switch (msg[0]) {
-    case ICMPV4_ECHO:
-      received.echoRequest++;
-      handleEchoRequest(stack, nic, pkt, msg);
-      return;
-    case ICMPV4_ECHO_REPLY:
-      received.echoReply++;
-      stack.deliverTransportPacket(pkt, echoId(pkt, msg));
-      return;
-    case ICMPV4_DST_UNREACHABLE:
-      received.dstUnreachable++;
-      return;
-    case ICMPV4_SRC_QUENCH:
-      received.srcQuench++;
-      return;
-    case ICMPV4_REDIRECT:
-      received.redirect++;
-      return;
-    case ICMPV4_TIME_EXCEEDED:
-      received.timeExceeded++;
-      return;
-    case ICMPV4_PARAM_PROBLEM:
-      received.paramProblem++;
-      return;
-    case ICMPV4_TIMESTAMP:
-      received.timestamp++;
-      return;
-    case ICMPV4_TIMESTAMP_REPLY:
-      received.timestampReply++;
-      return;
-    case ICMPV4_INFO_REQUEST:
-      received.infoRequest++;
-      return;
-    case ICMPV4_INFO_REPLY:
-      received.infoReply++;
-      return;
-    default:
-      received.invalid++;
+  if (msg[0] === ICMPV4_ECHO) {
+    received.echoRequest++;
+    handleEchoRequest(stack, nic, pkt, msg);
+    return;
   }
+  const counter = RECEIVED_COUNTER[msg[0]];
+  if (counter === undefined) {
+    received.invalid++;
+    return;
+  }
+  received[counter]++;
+  // Every other valid message goes up too: a ping endpoint takes its Echo Replies, the default
+  // handler (a Forwarder) sees the rest, and reply() is false for them.
+  void stack.deliverTransportPacket(pkt, echoId(pkt, msg));
 }
+
+/** The receive counter of each ICMPv4 type this stack knows, besides Echo Request. */
+const RECEIVED_COUNTER: Partial<
+  Record<number, Exclude<keyof ICMPv4ReceivedStats, "invalid" | "echoRequest">>
+> = {
+  [ICMPV4_ECHO_REPLY]: "echoReply",
+  [ICMPV4_DST_UNREACHABLE]: "dstUnreachable",
+  [ICMPV4_SRC_QUENCH]: "srcQuench",
+  [ICMPV4_REDIRECT]: "redirect",
+  [ICMPV4_TIME_EXCEEDED]: "timeExceeded",
+  [ICMPV4_PARAM_PROBLEM]: "paramProblem",
+  [ICMPV4_TIMESTAMP]: "timestamp",
+  [ICMPV4_TIMESTAMP_REPLY]: "timestampReply",
+  [ICMPV4_INFO_REQUEST]: "infoRequest",
+  [ICMPV4_INFO_REPLY]: "infoReply",
+};
 
 function echoId(pkt: PacketBuffer, msg: Uint8Array) {
   const h = new IPv4Header(pkt.data);
@@ -116,7 +108,11 @@ function sendEchoReply(
   const route = stack.findRoute(nic.id, local, requestSrc, IPV4_PROTOCOL_NUMBER, {
     allowUnassignedLocal: temporary,
   });
-  if (isTcpipError(route)) return; // No route: silently dropped, as gVisor does.
+  if (isTcpipError(route)) {
+    // No packet goes out, as in gVisor; the counter is ours.
+    sent.noRoute++;
+    return;
+  }
   if (!stack.allowICMPReply(IPV4_PROTOCOL_NUMBER, ICMPV4_ECHO_REPLY)) {
     sent.rateLimited++;
     return;

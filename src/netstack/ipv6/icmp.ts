@@ -25,6 +25,7 @@ import {
 import { IPv6Header } from "../header/ipv6.js";
 import type { NIC } from "../nic.js";
 import type { Stack } from "../stack.js";
+import type { ICMPv6ReceivedStats } from "../stats.js";
 import type { TransportEndpointID } from "../transport.js";
 
 /** ICMPv6 receive (gVisor's ipv6 handleICMP): validate with the pseudo-header, count, echo. */
@@ -46,66 +47,49 @@ export function handleICMPv6(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
     received.invalid++;
     return;
   }
-  switch (msg[0]) {
-    case ICMPV6_ECHO_REQUEST:
-      if (msg.length < ICMPV6_ECHO_MIN_SIZE) {
-        received.invalid++;
-        return;
-      }
-      received.echoRequest++;
-      handleEchoRequest(stack, nic, pkt, ip, msg);
-      return;
-    case ICMPV6_ECHO_REPLY:
-      if (msg.length < ICMPV6_ECHO_MIN_SIZE) {
-        received.invalid++;
-        return;
-      }
-      received.echoReply++;
-      stack.deliverTransportPacket(pkt, echoId(ip, msg));
-      return;
-    case ICMPV6_DST_UNREACHABLE:
-      received.dstUnreachable++;
-      return;
-    case ICMPV6_PACKET_TOO_BIG:
-      received.packetTooBig++;
-      return;
-    case ICMPV6_TIME_EXCEEDED:
-      received.timeExceeded++;
-      return;
-    case ICMPV6_PARAM_PROBLEM:
-      received.paramProblem++;
-      return;
-    case ICMPV6_ROUTER_SOLICIT:
-      received.routerSolicit++;
-      return;
-    case ICMPV6_ROUTER_ADVERT:
-      received.routerAdvert++;
-      return;
-    case ICMPV6_NEIGHBOR_SOLICIT:
-      received.neighborSolicit++;
-      return;
-    case ICMPV6_NEIGHBOR_ADVERT:
-      received.neighborAdvert++;
-      return;
-    case ICMPV6_REDIRECT:
-      received.redirectMsg++;
-      return;
-    case ICMPV6_MLD_QUERY:
-      received.multicastListenerQuery++;
-      return;
-    case ICMPV6_MLD_REPORT:
-      received.multicastListenerReport++;
-      return;
-    case ICMPV6_MLDV2_REPORT:
-      received.multicastListenerReportV2++;
-      return;
-    case ICMPV6_MLD_DONE:
-      received.multicastListenerDone++;
-      return;
-    default:
-      received.unrecognized++;
+  const type = msg[0];
+  if (
+    (type === ICMPV6_ECHO_REQUEST || type === ICMPV6_ECHO_REPLY) &&
+    msg.length < ICMPV6_ECHO_MIN_SIZE
+  ) {
+    received.invalid++;
+    return;
   }
+  if (type === ICMPV6_ECHO_REQUEST) {
+    received.echoRequest++;
+    handleEchoRequest(stack, nic, pkt, ip, msg);
+    return;
+  }
+  const counter = RECEIVED_COUNTER[type];
+  if (counter === undefined) {
+    received.unrecognized++;
+    return;
+  }
+  received[counter]++;
+  // Every other known message goes up too: a ping endpoint takes its Echo Replies, the default
+  // handler (a Forwarder) sees the rest, and reply() is false for them.
+  void stack.deliverTransportPacket(pkt, echoId(ip, msg));
 }
+
+/** The receive counter of each ICMPv6 type this stack knows, besides Echo Request. */
+const RECEIVED_COUNTER: Partial<
+  Record<number, Exclude<keyof ICMPv6ReceivedStats, "invalid" | "unrecognized" | "echoRequest">>
+> = {
+  [ICMPV6_ECHO_REPLY]: "echoReply",
+  [ICMPV6_DST_UNREACHABLE]: "dstUnreachable",
+  [ICMPV6_PACKET_TOO_BIG]: "packetTooBig",
+  [ICMPV6_TIME_EXCEEDED]: "timeExceeded",
+  [ICMPV6_PARAM_PROBLEM]: "paramProblem",
+  [ICMPV6_ROUTER_SOLICIT]: "routerSolicit",
+  [ICMPV6_ROUTER_ADVERT]: "routerAdvert",
+  [ICMPV6_NEIGHBOR_SOLICIT]: "neighborSolicit",
+  [ICMPV6_NEIGHBOR_ADVERT]: "neighborAdvert",
+  [ICMPV6_REDIRECT]: "redirectMsg",
+  [ICMPV6_MLD_QUERY]: "multicastListenerQuery",
+  [ICMPV6_MLD_REPORT]: "multicastListenerReport",
+  [ICMPV6_MLDV2_REPORT]: "multicastListenerReportV2",
+  [ICMPV6_MLD_DONE]: "multicastListenerDone",
+};
 
 function echoId(ip: IPv6Header, msg: Uint8Array): TransportEndpointID {
   return {
@@ -155,7 +139,11 @@ function sendEchoReply(
   const route = stack.findRoute(nic.id, local, requestSrc, IPV6_PROTOCOL_NUMBER, {
     allowUnassignedLocal: temporary,
   });
-  if (isTcpipError(route)) return;
+  if (isTcpipError(route)) {
+    // No packet goes out, as in gVisor; the counter is ours.
+    sent.noRoute++;
+    return;
+  }
   if (!stack.allowICMPReply(IPV6_PROTOCOL_NUMBER, ICMPV6_ECHO_REPLY)) {
     sent.rateLimited++;
     return;

@@ -208,6 +208,7 @@ describe("IPv4 built-in Echo Reply", () => {
     expect(t.stack.stats.icmp.v4.packetsReceived.echoRequest).toBe(1);
     expect(t.stack.stats.icmp.v4.packetsSent.echoReply).toBe(0);
     expect(t.stack.stats.icmp.v4.packetsSent.dropped).toBe(0);
+    expect(t.stack.stats.icmp.v4.packetsSent.noRoute).toBe(1);
   });
 
   it("does not rate limit Echo Replies by default", () => {

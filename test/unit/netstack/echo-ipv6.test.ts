@@ -142,6 +142,7 @@ describe("IPv6 built-in Echo Reply", () => {
     expect(exchange(t, v6Echo())).toBeNull();
     expect(t.stack.stats.icmp.v6.packetsReceived.echoRequest).toBe(1);
     expect(t.stack.stats.icmp.v6.packetsSent.echoReply).toBe(0);
+    expect(t.stack.stats.icmp.v6.packetsSent.noRoute).toBe(1);
   });
 
   it("does not rate limit Echo Replies by default (type 129 is outside the default mask)", () => {
