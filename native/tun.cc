@@ -383,21 +383,20 @@ class Tun : public Napi::ObjectWrap<Tun> {
     if (poller->owner != nullptr) poller->owner->Shutdown(true);
   }
 
+  // Everything reached from here on runs from libuv, outside any JS call, and uses raw Node-API
+  // with checked statuses: when a worker is being terminated its loop still finishes the current
+  // iteration while JS can no longer run, every Node-API call fails, and node-addon-api's
+  // wrappers would throw or even abort (Napi::Error::New is fatal when it cannot build the
+  // error). Then the batch is dropped and the cleanup hook closes the device.
   static void OnPoll(uv_poll_t* handle, int status, int) {
     Tun* self = static_cast<Poller*>(handle->data)->owner;
     if (self == nullptr) return;
-    // No exception may leave a libuv callback. Node-API calls fail (and node-addon-api throws)
-    // when the environment can no longer run JS: a worker being terminated whose loop still
-    // finishes its current iteration. The batch is dropped; the cleanup hook closes the device.
-    try {
-      if (status < 0) {
-        // libuv already stopped the handle (POLLERR: e.g. the device was deleted under us).
-        self->Fail(-status, "poll", "the TUN fd reported an error");
-        return;
-      }
-      self->ReadBatch();
-    } catch (const Napi::Error&) {
+    if (status < 0) {
+      // libuv already stopped the handle (POLLERR: e.g. the device was deleted under us).
+      self->Fail(-status, "poll", "the TUN fd reported an error");
+      return;
     }
+    self->ReadBatch();
   }
 
   void ReadBatch() {
@@ -427,50 +426,87 @@ class Tun : public Napi::ObjectWrap<Tun> {
 
   // One ArrayBuffer per batch: [count × u32 length][packet bytes…]; JS makes views into it.
   void Deliver(uint32_t count, size_t used) {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
+    napi_env env = Env();
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
     size_t header = static_cast<size_t>(count) * sizeof(uint32_t);
-    Napi::ArrayBuffer slab = Napi::ArrayBuffer::New(env, header + used);
-    auto* bytes = static_cast<uint8_t*>(slab.Data());
-    memcpy(bytes, lengths_.data(), header);
-    memcpy(bytes + header, scratch_.data(), used);
-    Napi::Uint32Array lengths = Napi::Uint32Array::New(env, count, slab, 0);
-    Call(onBatch_, {slab, lengths});
+    void* data = nullptr;
+    napi_value slab;
+    napi_value lengths;
+    if (napi_create_arraybuffer(env, header + used, &data, &slab) == napi_ok &&
+        napi_create_typedarray(env, napi_uint32_array, count, slab, 0, &lengths) == napi_ok) {
+      auto* bytes = static_cast<uint8_t*>(data);
+      memcpy(bytes, lengths_.data(), header);
+      memcpy(bytes + header, scratch_.data(), used);
+      napi_value args[2] = {slab, lengths};
+      Call(onBatch_, 2, args);
+    }
+    napi_close_handle_scope(env, scope);
   }
 
   void Fail(int err, const char* syscall, const std::string& what) {
     if (poller_ != nullptr) uv_poll_stop(&poller_->handle);
     if (onError_.IsEmpty()) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    Call(onError_, {ToJsError(env, SysError{err, syscall, what, ""}).Value()});
+    napi_env env = Env();
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    std::string message = what + ": " + strerror(err);
+    napi_value text, error, code, syscallName;
+    if (napi_create_string_utf8(env, message.c_str(), message.size(), &text) == napi_ok &&
+        napi_create_error(env, nullptr, text, &error) == napi_ok &&
+        napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code) == napi_ok &&
+        napi_set_named_property(env, error, "code", code) == napi_ok &&
+        napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscallName) == napi_ok &&
+        napi_set_named_property(env, error, "syscall", syscallName) == napi_ok) {
+      Call(onError_, 1, &error);
+    }
+    napi_close_handle_scope(env, scope);
   }
 
-  // MakeCallback runs the microtask and nextTick queues afterwards, as for any libuv callback.
-  // A throwing callback becomes an uncaught exception, like a throwing event listener.
-  void Call(Napi::FunctionReference& fn, const std::initializer_list<napi_value>& args) {
-    try {
-      fn.MakeCallback(Value(), args, *async_);
-    } catch (const Napi::Error& e) {
-      Napi::Value value = e.Value();
-      // Empty when the environment is terminating (worker.terminate()): nothing to report.
-      if (!value.IsEmpty()) napi_fatal_exception(Env(), value);
+  // napi_make_callback runs the nextTick and microtask queues afterwards, as for any libuv
+  // callback. A throwing callback becomes an uncaught exception, like a throwing listener.
+  void Call(Napi::FunctionReference& fn, size_t argc, const napi_value* argv) {
+    napi_env env = Env();
+    napi_value function;
+    napi_value self;
+    napi_value result;
+    if (napi_get_reference_value(env, fn, &function) != napi_ok || function == nullptr) return;
+    if (napi_get_reference_value(env, static_cast<napi_ref>(*this), &self) != napi_ok ||
+        self == nullptr) {
+      return;
+    }
+    napi_status status = napi_make_callback(env, static_cast<napi_async_context>(*async_), self,
+                                            function, argc, argv, &result);
+    bool pending = false;
+    if (status != napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value exception;
+      // Fails harmlessly (no JS can run) when the pending "exception" is a termination.
+      if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) {
+        napi_fatal_exception(env, exception);
+      }
     }
   }
 
+  // The hot path of every reply: one typed-array lookup, one write(2), no allocation.
   Napi::Value Write(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsTypedArray() ||
-        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    napi_env env = info.Env();
+    napi_typedarray_type type = napi_int8_array;
+    size_t length = 0;
+    void* data = nullptr;
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) !=
+            napi_ok ||
+        type != napi_uint8_array) {
       throw Napi::TypeError::New(env, "write() takes a Uint8Array");
     }
-    if (fd_ < 0) return Napi::Number::New(env, -EBADF);
-    Napi::Uint8Array packet = info[0].As<Napi::Uint8Array>();
-    for (;;) {
-      ssize_t n = ::write(fd_, packet.Data(), packet.ByteLength());
-      if (n >= 0) return Napi::Number::New(env, static_cast<double>(n));
-      if (errno != EINTR) return Napi::Number::New(env, -errno);
+    ssize_t n = -EBADF;
+    if (fd_ >= 0) {
+      do {
+        n = ::write(fd_, data, length);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) n = -errno;
     }
+    return Napi::Number::New(env, static_cast<double>(n));
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

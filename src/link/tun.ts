@@ -98,15 +98,15 @@ export class TunEndpoint implements LinkEndpoint {
     writeErrors: 0,
     droppedNoDispatcher: 0,
   };
-  // Definitely assigned in open(), before the addon can call back.
-  private native!: NativeTun;
-
-  private constructor(name: string, mtu: number) {
-    this.name = name;
-    this.mtu = mtu;
+  private constructor(private readonly native: NativeTun) {
+    this.name = native.name;
+    this.mtu = native.mtu;
   }
 
-  /** Creates (or attaches to) the device, brings it up with its MTU and starts reading. */
+  /**
+   * Creates (or attaches to) the device, brings it up with its MTU and starts reading. Like a
+   * listening socket, an open endpoint keeps the event loop alive until close().
+   */
   static open(options: TunOptions): TunEndpoint {
     validate(options);
     let addon: TunAddon;
@@ -134,8 +134,7 @@ export class TunEndpoint implements LinkEndpoint {
     } catch (e) {
       throw fromOpenError(e, { name: options.name, attach, netns: options.netns });
     }
-    endpoint = new TunEndpoint(native.name, native.mtu);
-    endpoint.native = native;
+    endpoint = new TunEndpoint(native);
     return endpoint;
   }
 

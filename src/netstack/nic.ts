@@ -19,6 +19,8 @@ export interface AddressEntry {
   readonly address: Address;
   readonly prefixLength: number;
   readonly subnet: Subnet;
+  /** IPv4 directed broadcast of the subnet; null for IPv6 and for /31 and /32 (RFC 3021). */
+  readonly broadcast: Address | null;
   /** Permanent addresses are configured; temporary ones exist only while a packet is handled. */
   readonly kind: "permanent" | "temporary";
 }
@@ -95,7 +97,8 @@ export class NIC implements NetworkDispatcher {
     } catch (e) {
       return tcpipError("badAddress", (e as Error).message);
     }
-    list.push({ address: address.slice(), prefixLength, subnet, kind: "permanent" });
+    const broadcast = isIPv4(address) && prefixLength < 31 ? subnet.broadcast() : null;
+    list.push({ address: address.slice(), prefixLength, subnet, broadcast, kind: "permanent" });
     if (!isIPv4(address)) this.v6Groups.add(addressKey(solicitedNodeMulticast(address)));
     return null;
   }
@@ -147,10 +150,7 @@ export class NIC implements NetworkDispatcher {
       if (addressEquals(e.address, dst)) return { kind: "unicast", entry: e };
     if (addressEquals(dst, IPV4_BROADCAST)) return { kind: "broadcast", entry: null };
     for (const e of this.v4) {
-      // A /31 or /32 has no broadcast address (RFC 3021).
-      if (e.prefixLength < 31 && addressEquals(e.subnet.broadcast(), dst)) {
-        return { kind: "broadcast", entry: e };
-      }
+      if (e.broadcast !== null && addressEquals(e.broadcast, dst)) return { kind: "broadcast", entry: e };
     }
     if (dst[0] >= 224 && dst[0] <= 239) {
       return this.v4Groups.has(addressKey(dst)) ? { kind: "multicast" } : { kind: "none" };
@@ -170,9 +170,7 @@ export class NIC implements NetworkDispatcher {
 
   /** Whether `src` is a broadcast address of one of this NIC's IPv4 subnets. */
   isIPv4SubnetBroadcast(src: Address): boolean {
-    for (const e of this.v4) {
-      if (e.prefixLength < 31 && addressEquals(e.subnet.broadcast(), src)) return true;
-    }
+    for (const e of this.v4) if (e.broadcast !== null && addressEquals(e.broadcast, src)) return true;
     return false;
   }
 

@@ -285,6 +285,11 @@ export class Stack implements RouteContext {
 
   // ---- transport ----
 
+  /** Whether anything above the network layer (a default handler, a ping endpoint) takes packets. */
+  hasTransportConsumers(protocol: number): boolean {
+    return this.handlers.has(protocol) || !this.pings.isEmpty;
+  }
+
   /** Opens an ICMP Echo endpoint (a ping socket of the netstack). */
   openPingEndpoint(options: PingEndpointOptions): PingEndpoint | TcpipError {
     return this.pings.open(options);

@@ -195,3 +195,55 @@ export async function flood(ns: BenchNetns, target: string, o: FloodOptions): Pr
     repliesPerSecond: received / wallSeconds,
   };
 }
+
+/** What a benchmark module measured for one mechanism. */
+export interface BenchMeasurement extends FloodResult {
+  mechanism: string;
+  /** Anything worth a glance: where it ran, packets per batch, … */
+  notes: string;
+}
+
+/** One row of the printed table: a measurement and its ratio to this run's kernel baseline. */
+export interface BenchRow extends BenchMeasurement {
+  /** The module that measured it. */
+  module: string;
+  /** null for the baseline itself, or when no baseline was measured. */
+  ratioVsKernel: number | null;
+}
+
+/** A benchmark that `run.ts` runs under the shared flood options; append new ones to its list. */
+export interface BenchModule {
+  readonly name: string;
+  /** True for the kernel baseline every other row is compared with. */
+  readonly baseline?: boolean;
+  run(o: FloodOptions): Promise<BenchMeasurement[]>;
+}
+
+/** The kernel answering the same flood across a veth pair between two private namespaces. */
+export async function kernelBaseline(o: FloodOptions): Promise<FloodResult> {
+  const a = await BenchNetns.create("ka");
+  let b: BenchNetns | null = null;
+  try {
+    b = await BenchNetns.create("kb");
+    await a.sh(`ip link add veth0 type veth peer name veth1 netns ${b.name}`);
+    await a.sh("ip addr add 198.19.0.1/24 dev veth0 && ip link set veth0 up");
+    await b.sh("ip addr add 198.19.0.2/24 dev veth1 && ip link set veth1 up");
+    // Wait for the veth carrier so the first requests are not lost to a link coming up.
+    await a.sh(
+      "for i in $(seq 50); do ping -n -c 1 -W 1 198.19.0.2 >/dev/null && exit 0; done; exit 1",
+    );
+    return await flood(a, "198.19.0.2", o);
+  } finally {
+    await b?.destroy();
+    await a.destroy();
+  }
+}
+
+export const kernelBaselineBench: BenchModule = {
+  name: "kernel",
+  baseline: true,
+  async run(o: FloodOptions): Promise<BenchMeasurement[]> {
+    const r = await kernelBaseline(o);
+    return [{ ...r, mechanism: "kernel across a veth pair (baseline)", notes: "198.19.0.1 → .2" }];
+  },
+};

@@ -209,6 +209,10 @@ export class PingRegistry {
     if (list.length === 0) this.byKey.delete(key);
   }
 
+  get isEmpty(): boolean {
+    return this.byKey.size === 0;
+  }
+
   get size(): number {
     let n = 0;
     for (const l of this.byKey.values()) n += l.length;

@@ -79,19 +79,36 @@ function echoId(pkt: PacketBuffer, msg: Uint8Array) {
 }
 
 function handleEchoRequest(stack: Stack, nic: NIC, pkt: PacketBuffer, msg: Uint8Array): void {
+  const broadcast = pkt.packetInfo.localAddressBroadcast;
+  const temporary = pkt.packetInfo.localAddressTemporary;
+  if (!stack.hasTransportConsumers(pkt.transportProtocol)) {
+    // Nobody above the network layer can see this request (no handler, no ping endpoint): the
+    // decision table reduces to "sent unless IPv4 temporary", and the reply is built in place.
+    if (temporary) return;
+    sendEchoReply(stack, nic, withoutOptions(pkt.data, pkt.networkHeaderLength), broadcast, temporary);
+    return;
+  }
   // The reply is built from a copy taken now: the handler may keep or change the request.
   // It takes the request's IP header without options (TOS, ID, flags), then the ICMP message.
   const reply = new Uint8Array(IPV4_MIN_SIZE + msg.length);
   reply.set(pkt.data.subarray(0, IPV4_MIN_SIZE), 0);
   reply.set(msg, IPV4_MIN_SIZE);
-  const broadcast = pkt.packetInfo.localAddressBroadcast;
-  const temporary = pkt.packetInfo.localAddressTemporary;
   const hook = new BuiltInEchoReply(() => sendEchoReply(stack, nic, reply, broadcast, temporary));
   // IPv4 temporary addresses get no automatic reply (gVisor #11609): only an explicit reply().
   deliverEchoRequest(stack, pkt, echoId(pkt, msg), hook, temporary);
 }
 
-/** gVisor's Echo Reply: route, rate limit, then the request's header with fields replaced. */
+/** The datagram with its IP options cut out (in place: a view over the same bytes). */
+function withoutOptions(data: Uint8Array, headerLength: number): Uint8Array {
+  if (headerLength === IPV4_MIN_SIZE) return data;
+  data.copyWithin(IPV4_MIN_SIZE, headerLength);
+  return data.subarray(0, data.length - (headerLength - IPV4_MIN_SIZE));
+}
+
+/**
+ * gVisor's Echo Reply: route, rate limit, then the request's header with fields replaced.
+ * `reply` holds the request (20-byte IP header, then the ICMP message) and becomes the reply.
+ */
 function sendEchoReply(
   stack: Stack,
   nic: NIC,
@@ -100,11 +117,16 @@ function sendEchoReply(
   temporary: boolean,
 ): void {
   const sent = stack.stats.icmp.v4.packetsSent;
-  const h = new IPv4Header(reply);
-  const requestSrc = h.sourceAddress.slice();
-  const requestDst = h.destinationAddress;
+  // Swap source and destination first, so the route lookup can use views into the reply itself.
+  for (let i = 12; i < 16; i++) {
+    const b = reply[i];
+    reply[i] = reply[i + 4];
+    reply[i + 4] = b;
+  }
+  const requestDst = reply.subarray(12, 16);
+  const requestSrc = reply.subarray(16, 20);
   // RFC 1122 3.2.1.3: never answer from a broadcast or multicast address.
-  const local = broadcast || isV4Multicast(requestDst) ? null : requestDst.slice();
+  const local = broadcast || isV4Multicast(requestDst) ? null : requestDst;
   const route = stack.findRoute(nic.id, local, requestSrc, IPV4_PROTOCOL_NUMBER, {
     allowUnassignedLocal: temporary,
   });
@@ -117,17 +139,16 @@ function sendEchoReply(
     sent.rateLimited++;
     return;
   }
+  const h = new IPv4Header(reply);
   h.ihl = IPV4_MIN_SIZE;
-  h.setSourceAddress(route.localAddress);
-  h.setDestinationAddress(route.remoteAddress);
+  if (route.localAddress !== requestDst) h.setSourceAddress(route.localAddress);
   h.ttl = route.defaultTTL;
-  const icmp = reply.subarray(IPV4_MIN_SIZE);
-  icmp[0] = ICMPV4_ECHO_REPLY;
-  icmp[2] = 0;
-  icmp[3] = 0;
-  const c = ~checksum(icmp) & 0xffff;
-  icmp[2] = c >> 8;
-  icmp[3] = c & 0xff;
+  reply[IPV4_MIN_SIZE] = ICMPV4_ECHO_REPLY;
+  reply[IPV4_MIN_SIZE + 2] = 0;
+  reply[IPV4_MIN_SIZE + 3] = 0;
+  const c = ~checksum(reply, 0, IPV4_MIN_SIZE) & 0xffff;
+  reply[IPV4_MIN_SIZE + 2] = c >> 8;
+  reply[IPV4_MIN_SIZE + 3] = c & 0xff;
   if (route.writeHeaderIncludedPacket(reply) !== null) {
     sent.dropped++;
     return;
