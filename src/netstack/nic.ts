@@ -150,7 +150,8 @@ export class NIC implements NetworkDispatcher {
       if (addressEquals(e.address, dst)) return { kind: "unicast", entry: e };
     if (addressEquals(dst, IPV4_BROADCAST)) return { kind: "broadcast", entry: null };
     for (const e of this.v4) {
-      if (e.broadcast !== null && addressEquals(e.broadcast, dst)) return { kind: "broadcast", entry: e };
+      if (e.broadcast !== null && addressEquals(e.broadcast, dst))
+        return { kind: "broadcast", entry: e };
     }
     if (dst[0] >= 224 && dst[0] <= 239) {
       return this.v4Groups.has(addressKey(dst)) ? { kind: "multicast" } : { kind: "none" };
@@ -170,7 +171,8 @@ export class NIC implements NetworkDispatcher {
 
   /** Whether `src` is a broadcast address of one of this NIC's IPv4 subnets. */
   isIPv4SubnetBroadcast(src: Address): boolean {
-    for (const e of this.v4) if (e.broadcast !== null && addressEquals(e.broadcast, src)) return true;
+    for (const e of this.v4)
+      if (e.broadcast !== null && addressEquals(e.broadcast, src)) return true;
     return false;
   }
 

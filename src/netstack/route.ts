@@ -1,6 +1,12 @@
 import { type Address, formatAddress, isIPv4, type Subnet } from "./address.js";
-import { IPV4_PROTOCOL_NUMBER, type NetworkProtocolNumber } from "./buffer.js";
+import {
+  ICMPV4_PROTOCOL_NUMBER,
+  ICMPV6_PROTOCOL_NUMBER,
+  IPV4_PROTOCOL_NUMBER,
+  type NetworkProtocolNumber,
+} from "./buffer.js";
 import { type TcpipError, tcpipError } from "./errors.js";
+import { checksum, pseudoHeaderChecksum } from "./header/checksum.js";
 import { encodeIPv4, IPV4_FLAG_DF, IPV4_FLAG_MF, IPv4Header } from "./header/ipv4.js";
 import { encodeIPv6, IPV6_MIN_SIZE } from "./header/ipv6.js";
 import type { NIC } from "./nic.js";
@@ -103,6 +109,24 @@ export class Route {
     });
     packet.set(transport, IPV6_MIN_SIZE);
     return this.emit(packet);
+  }
+
+  /**
+   * Writes an ICMP message for this route's family: fills in its checksum (ICMPv6 with the
+   * pseudo-header of this route's addresses), then the IP header with the default TTL and `tos`.
+   */
+  writeICMP(message: Uint8Array, tos: number): TcpipError | null {
+    const v4 = this.netProto === IPV4_PROTOCOL_NUMBER;
+    const protocol = v4 ? ICMPV4_PROTOCOL_NUMBER : ICMPV6_PROTOCOL_NUMBER;
+    message[2] = 0;
+    message[3] = 0;
+    const initial = v4
+      ? 0
+      : pseudoHeaderChecksum(protocol, this.localAddress, this.remoteAddress, message.length);
+    const c = ~checksum(message, initial) & 0xffff;
+    message[2] = c >> 8;
+    message[3] = c & 0xff;
+    return this.writePacket({ protocol, ttl: this.defaultTTL, tos }, message);
   }
 
   private emit(packet: Uint8Array): TcpipError | null {

@@ -1,14 +1,11 @@
 import { type Address, addressEquals, addressKey, isIPv4 } from "../address.js";
 import {
-  ICMPV4_PROTOCOL_NUMBER,
-  ICMPV6_PROTOCOL_NUMBER,
   IPV4_PROTOCOL_NUMBER,
   IPV6_PROTOCOL_NUMBER,
   type NetworkProtocolNumber,
   type PacketBuffer,
 } from "../buffer.js";
 import { isTcpipError, type TcpipError, tcpipError } from "../errors.js";
-import { checksum, pseudoHeaderChecksum } from "../header/checksum.js";
 import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "../header/icmpv4.js";
 import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "../header/icmpv6.js";
 import type { Stack } from "../stack.js";
@@ -88,25 +85,7 @@ export class PingEndpoint {
     msg[6] = (sequence >> 8) & 0xff;
     msg[7] = sequence & 0xff;
     msg.set(payload, 8);
-    const initial = v4
-      ? 0
-      : pseudoHeaderChecksum(
-          ICMPV6_PROTOCOL_NUMBER,
-          route.localAddress,
-          route.remoteAddress,
-          msg.length,
-        );
-    const c = ~checksum(msg, initial) & 0xffff;
-    msg[2] = c >> 8;
-    msg[3] = c & 0xff;
-    const err = route.writePacket(
-      {
-        protocol: v4 ? ICMPV4_PROTOCOL_NUMBER : ICMPV6_PROTOCOL_NUMBER,
-        ttl: route.defaultTTL,
-        tos: 0,
-      },
-      msg,
-    );
+    const err = route.writeICMP(msg, 0);
     const sent = v4 ? this.stack.stats.icmp.v4.packetsSent : this.stack.stats.icmp.v6.packetsSent;
     if (err !== null) {
       sent.dropped++;

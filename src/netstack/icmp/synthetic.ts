@@ -1,13 +1,6 @@
 import { type Address, isIPv4, isV4Multicast, isV6Multicast } from "../address.js";
-import {
-  ICMPV4_PROTOCOL_NUMBER,
-  ICMPV6_PROTOCOL_NUMBER,
-  IPV4_PROTOCOL_NUMBER,
-  IPV6_PROTOCOL_NUMBER,
-  type PacketBuffer,
-} from "../buffer.js";
+import { IPV4_PROTOCOL_NUMBER, IPV6_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
 import { isTcpipError, type TcpipError, tcpipError } from "../errors.js";
-import { checksum, pseudoHeaderChecksum } from "../header/checksum.js";
 import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "../header/icmpv4.js";
 import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "../header/icmpv6.js";
 import { IPv4Header } from "../header/ipv4.js";
@@ -109,27 +102,7 @@ export function sendSyntheticEchoReply(
   msg.set(req.icmp.subarray(0, 8), 0);
   msg.set(payload, 8);
   msg[0] = replyType;
-  msg[2] = 0;
-  msg[3] = 0;
-  const initial = v4
-    ? 0
-    : pseudoHeaderChecksum(
-        ICMPV6_PROTOCOL_NUMBER,
-        route.localAddress,
-        route.remoteAddress,
-        msg.length,
-      );
-  const c = ~checksum(msg, initial) & 0xffff;
-  msg[2] = c >> 8;
-  msg[3] = c & 0xff;
-  const err = route.writePacket(
-    {
-      protocol: v4 ? ICMPV4_PROTOCOL_NUMBER : ICMPV6_PROTOCOL_NUMBER,
-      ttl: route.defaultTTL,
-      tos: req.tos,
-    },
-    msg,
-  );
+  const err = route.writeICMP(msg, req.tos);
   if (err !== null) {
     sent.dropped++;
     return err;

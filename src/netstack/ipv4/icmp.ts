@@ -85,7 +85,13 @@ function handleEchoRequest(stack: Stack, nic: NIC, pkt: PacketBuffer, msg: Uint8
     // Nobody above the network layer can see this request (no handler, no ping endpoint): the
     // decision table reduces to "sent unless IPv4 temporary", and the reply is built in place.
     if (temporary) return;
-    sendEchoReply(stack, nic, withoutOptions(pkt.data, pkt.networkHeaderLength), broadcast, temporary);
+    sendEchoReply(
+      stack,
+      nic,
+      withoutOptions(pkt.data, pkt.networkHeaderLength),
+      broadcast,
+      temporary,
+    );
     return;
   }
   // The reply is built from a copy taken now: the handler may keep or change the request.

@@ -149,21 +149,7 @@ function sendEchoReply(
     return;
   }
   icmp[0] = ICMPV6_ECHO_REPLY;
-  icmp[2] = 0;
-  icmp[3] = 0;
-  const pseudo = pseudoHeaderChecksum(
-    ICMPV6_PROTOCOL_NUMBER,
-    route.localAddress,
-    route.remoteAddress,
-    icmp.length,
-  );
-  const c = ~checksum(icmp, pseudo) & 0xffff;
-  icmp[2] = c >> 8;
-  icmp[3] = c & 0xff;
-  const err = route.writePacket(
-    { protocol: ICMPV6_PROTOCOL_NUMBER, ttl: route.defaultTTL, tos: trafficClass },
-    icmp,
-  );
+  const err = route.writeICMP(icmp, trafficClass);
   if (err !== null) {
     sent.dropped++;
     return;
