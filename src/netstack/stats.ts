@@ -7,19 +7,40 @@
 /** Per IP version (gVisor keeps one tcpip.IPStats; we keep one per family to tell them apart). */
 export class IPStats {
   packetsReceived = 0;
-  /** Too short, wrong version, bad header length/checksum, bad total/payload length. */
+  /**
+   * Too short, wrong version, bad header length/checksum, bad total/payload length; a bad IPv4
+   * option (answered with Parameter Problem); an IPv6 extension header or option that runs past
+   * the packet, a hop-by-hop header that is not first, two Router Alert options.
+   */
   malformedPacketsReceived = 0;
   invalidDestinationAddressesReceived = 0;
   invalidSourceAddressesReceived = 0;
   packetsDelivered = 0;
   packetsSent = 0;
   outgoingPacketErrors = 0;
-  /** Fragments (reassembly arrives with IP fidelity 2/2). */
+  /** Fragments (reassembly arrives with IP fidelity 2/2); IPv6 atomic fragments are accepted. */
   fragmentsReceivedUnsupported = 0;
-  /** IPv6 extension headers / IPv4 options not yet understood. */
+  /**
+   * IPv6: discarded for what this stack does not implement, as RFC 8200 orders: an unrecognized
+   * option whose two high bits say discard (01, 10, 11), a Routing header with Segments Left > 0.
+   */
   unsupportedHeadersReceived = 0;
-  /** A transport protocol the stack does not handle (only ICMP is handled). */
+  /**
+   * A transport protocol the stack does not handle (only ICMP is handled): answered with
+   * Destination Unreachable / protocol unreachable (IPv4) or Parameter Problem code 1 (IPv6).
+   */
   unknownProtocolRcvdPackets = 0;
+  /** IPv6: the header chain ends in No Next Header (59); nothing to deliver (RFC 8200 §4.7). */
+  noNextHeaderReceived = 0;
+  // Options seen (gVisor's IPStats.Option*Received): informational, not a disposition.
+  /** IPv4 Timestamp options received. */
+  optionTimestampReceived = 0;
+  /** IPv4 Record Route options received. */
+  optionRecordRouteReceived = 0;
+  /** IPv4 Router Alert options, IPv6 hop-by-hop Router Alert options received. */
+  optionRouterAlertReceived = 0;
+  /** IPv4 options of a type this stack does not know. */
+  optionUnknownReceived = 0;
 }
 
 export class ICMPv4ReceivedStats {

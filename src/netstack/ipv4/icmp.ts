@@ -22,8 +22,17 @@ import type { NIC } from "../nic.js";
 import type { Stack } from "../stack.js";
 import type { ICMPv4ReceivedStats } from "../stats.js";
 
-/** ICMPv4 receive (gVisor's ipv4 handleICMP): validate, count by type, run the Echo path. */
-export function handleICMPv4(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
+/**
+ * ICMPv4 receive (gVisor's ipv4 handleICMP): validate, count by type, run the Echo path. The
+ * network layer has processed the options already; an Echo Reply takes the first
+ * `replyHeaderLength` bytes of the request's header (20, plus the processed options).
+ */
+export function handleICMPv4(
+  stack: Stack,
+  nic: NIC,
+  pkt: PacketBuffer,
+  replyHeaderLength = IPV4_MIN_SIZE,
+): void {
   const received = stack.stats.icmp.v4.packetsReceived;
   const msg = pkt.transportMessage();
   if (msg.length < ICMPV4_MIN_SIZE) {
@@ -38,7 +47,7 @@ export function handleICMPv4(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
   }
   if (msg[0] === ICMPV4_ECHO) {
     received.echoRequest++;
-    handleEchoRequest(stack, nic, pkt, msg);
+    handleEchoRequest(stack, nic, pkt, msg, replyHeaderLength);
     return;
   }
   const counter = RECEIVED_COUNTER[msg[0]];
@@ -78,47 +87,60 @@ function echoId(pkt: PacketBuffer, msg: Uint8Array) {
   };
 }
 
-function handleEchoRequest(stack: Stack, nic: NIC, pkt: PacketBuffer, msg: Uint8Array): void {
+function handleEchoRequest(
+  stack: Stack,
+  nic: NIC,
+  pkt: PacketBuffer,
+  msg: Uint8Array,
+  replyHeaderLength: number,
+): void {
   const broadcast = pkt.packetInfo.localAddressBroadcast;
   const temporary = pkt.packetInfo.localAddressTemporary;
   if (!stack.hasTransportConsumers(pkt.transportProtocol)) {
     // Nobody above the network layer can see this request (no handler, no ping endpoint): the
     // decision table reduces to "sent unless IPv4 temporary", and the reply is built in place.
     if (temporary) return;
-    sendEchoReply(
-      stack,
-      nic,
-      withoutOptions(pkt.data, pkt.networkHeaderLength),
-      broadcast,
-      temporary,
-    );
+    const reply = withReplyHeader(pkt.data, pkt.networkHeaderLength, replyHeaderLength);
+    sendEchoReply(stack, nic, reply, replyHeaderLength, broadcast, temporary);
     return;
   }
   // The reply is built from a copy taken now: the handler may keep or change the request.
-  // It takes the request's IP header without options (TOS, ID, flags), then the ICMP message.
-  const reply = new Uint8Array(IPV4_MIN_SIZE + msg.length);
-  reply.set(pkt.data.subarray(0, IPV4_MIN_SIZE), 0);
-  reply.set(msg, IPV4_MIN_SIZE);
-  const hook = new BuiltInEchoReply(() => sendEchoReply(stack, nic, reply, broadcast, temporary));
+  // It takes the request's IP header (TOS, ID, flags) with the processed options, then the
+  // ICMP message.
+  const reply = new Uint8Array(replyHeaderLength + msg.length);
+  reply.set(pkt.data.subarray(0, replyHeaderLength), 0);
+  reply.set(msg, replyHeaderLength);
+  const hook = new BuiltInEchoReply(() =>
+    sendEchoReply(stack, nic, reply, replyHeaderLength, broadcast, temporary),
+  );
   // IPv4 temporary addresses get no automatic reply (gVisor #11609): only an explicit reply().
   deliverEchoRequest(stack, pkt, echoId(pkt, msg), hook, temporary);
 }
 
-/** The datagram with its IP options cut out (in place: a view over the same bytes). */
-function withoutOptions(data: Uint8Array, headerLength: number): Uint8Array {
-  if (headerLength === IPV4_MIN_SIZE) return data;
-  data.copyWithin(IPV4_MIN_SIZE, headerLength);
-  return data.subarray(0, data.length - (headerLength - IPV4_MIN_SIZE));
+/**
+ * The datagram with its header cut to `replyHeaderLength` (the processed options, which the
+ * network layer wrote at the front of the option area): in place, a view over the same bytes.
+ */
+function withReplyHeader(
+  data: Uint8Array,
+  headerLength: number,
+  replyHeaderLength: number,
+): Uint8Array {
+  if (headerLength === replyHeaderLength) return data;
+  data.copyWithin(replyHeaderLength, headerLength);
+  return data.subarray(0, data.length - (headerLength - replyHeaderLength));
 }
 
 /**
  * gVisor's Echo Reply: route, rate limit, then the request's header with fields replaced.
- * `reply` holds the request (20-byte IP header, then the ICMP message) and becomes the reply.
+ * `reply` holds the request (an IP header of `headerLength` bytes — 20 plus the processed
+ * options — then the ICMP message) and becomes the reply.
  */
 function sendEchoReply(
   stack: Stack,
   nic: NIC,
   reply: Uint8Array,
+  headerLength: number,
   broadcast: boolean,
   temporary: boolean,
 ): void {
@@ -146,15 +168,15 @@ function sendEchoReply(
     return;
   }
   const h = new IPv4Header(reply);
-  h.ihl = IPV4_MIN_SIZE;
+  h.ihl = headerLength;
   if (route.localAddress !== requestDst) h.setSourceAddress(route.localAddress);
   h.ttl = route.defaultTTL;
-  reply[IPV4_MIN_SIZE] = ICMPV4_ECHO_REPLY;
-  reply[IPV4_MIN_SIZE + 2] = 0;
-  reply[IPV4_MIN_SIZE + 3] = 0;
-  const c = ~checksum(reply, 0, IPV4_MIN_SIZE) & 0xffff;
-  reply[IPV4_MIN_SIZE + 2] = c >> 8;
-  reply[IPV4_MIN_SIZE + 3] = c & 0xff;
+  reply[headerLength] = ICMPV4_ECHO_REPLY;
+  reply[headerLength + 2] = 0;
+  reply[headerLength + 3] = 0;
+  const c = ~checksum(reply, 0, headerLength) & 0xffff;
+  reply[headerLength + 2] = c >> 8;
+  reply[headerLength + 3] = c & 0xff;
   if (route.writeHeaderIncludedPacket(reply) !== null) {
     sent.dropped++;
     return;

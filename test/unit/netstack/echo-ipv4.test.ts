@@ -268,10 +268,14 @@ describe("IPv4 built-in Echo Reply", () => {
     expect(t.stack.stats.icmp.v4.packetsReceived.invalid).toBe(1);
   });
 
-  it("counts a transport protocol other than ICMP as unknown", () => {
+  it("answers a transport protocol other than ICMP with protocol unreachable", () => {
     const t = testStack();
-    expect(exchange(t, v4Echo({ protocol: 17 }))).toBeNull();
+    t.link.inject(v4Echo({ protocol: 17 }));
+    const [out] = t.link.drain();
+    const icmp = new ICMPv4Header(out, new IPv4Header(out).ihl);
+    expect([icmp.type, icmp.code]).toEqual([3, 2]);
     expect(t.stack.stats.ipv4.unknownProtocolRcvdPackets).toBe(1);
+    expect(t.stack.stats.icmp.v4.packetsSent.dstUnreachable).toBe(1);
   });
 
   it("looks the route up on the receiving NIC only", () => {

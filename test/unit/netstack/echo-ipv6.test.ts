@@ -103,10 +103,13 @@ describe("IPv6 built-in Echo Reply", () => {
     expect(t.stack.stats.icmp.v6.packetsReceived.routerSolicit).toBe(1);
   });
 
-  it("counts an extension header it does not yet process and sends nothing", () => {
+  it("answers a Next Header it does not know with Parameter Problem code 1 at offset 6", () => {
     const t = testStack();
-    expect(exchange(t, v6Echo({ nextHeader: 0 }))).toBeNull();
-    expect(t.stack.stats.ipv6.unsupportedHeadersReceived).toBe(1);
+    t.link.inject(v6Echo({ nextHeader: 17 }));
+    const [out] = t.link.drain();
+    expect([out[40], out[41], out[47]]).toEqual([4, 1, 6]);
+    expect(t.stack.stats.ipv6.unknownProtocolRcvdPackets).toBe(1);
+    expect(t.stack.stats.icmp.v6.packetsSent.paramProblem).toBe(1);
   });
 
   it.each([
