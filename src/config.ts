@@ -13,6 +13,16 @@ const prefixed = z.string().refine((s) => parseAddressWithPrefix(s) !== null, {
 const subnet = z.string().refine((s) => Subnet.parse(s) !== null, {
   message: "expected a network prefix, e.g. 198.18.128.0/17",
 });
+/** `host:port` (IPv6 hosts in brackets; port 0 = any free port) or `unix:/absolute/path`. */
+const listenAddress = z.string().refine(
+  (s) => {
+    if (s.startsWith("unix:")) return s.length > "unix:/".length && s[5] === "/";
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+    return m !== null && Number(m[2]) <= 65535;
+  },
+  { message: "expected HOST:PORT (e.g. 127.0.0.1:50051, [::1]:50051) or unix:/path" },
+);
+const policyAction = z.enum(["fallthrough", "consume"]);
 const deviceName = z
   .string()
   .min(1)
@@ -41,6 +51,15 @@ export const configSchema = z
     statsFile: z.string().min(1).optional(),
     statsIntervalMs: z.number().int().min(50).max(3_600_000),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
+    listen: listenAddress,
+    deadline: z.number().int().min(1).max(10_000),
+    onTimeout: policyAction,
+    onNoClient: policyAction,
+    onOverload: policyAction,
+    onDisconnect: policyAction,
+    drainTimeout: z.number().int().min(0).max(600_000),
+    maxInFlight: z.number().int().min(1).max(65_536),
+    maxBatch: z.number().int().min(1).max(4096),
   })
   .strict();
 
@@ -165,6 +184,72 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "string",
     default: "info",
     description: "pino log level",
+  },
+  {
+    key: "listen",
+    flag: "--listen",
+    kind: "string",
+    default: "127.0.0.1:50051",
+    description: "gRPC listen address: HOST:PORT or unix:/path",
+  },
+  {
+    key: "deadline",
+    flag: "--deadline",
+    kind: "int",
+    default: 100,
+    description: "milliseconds a policy client has to decide each Echo Request (1–10000)",
+  },
+  {
+    key: "onTimeout",
+    flag: "--on-timeout",
+    kind: "string",
+    default: "fallthrough",
+    description:
+      "what a request gets when no verdict came before its deadline: fallthrough|consume",
+  },
+  {
+    key: "onNoClient",
+    flag: "--on-no-client",
+    kind: "string",
+    default: "fallthrough",
+    description: "what a request gets when no decide session matches it: fallthrough|consume",
+  },
+  {
+    key: "onOverload",
+    flag: "--on-overload",
+    kind: "string",
+    default: "fallthrough",
+    description:
+      "what a request gets when every matching session is full or not writable: fallthrough|consume",
+  },
+  {
+    key: "onDisconnect",
+    flag: "--on-disconnect",
+    kind: "string",
+    default: "fallthrough",
+    description:
+      "what an in-flight request gets when its session ends and no other can take it: fallthrough|consume",
+  },
+  {
+    key: "drainTimeout",
+    flag: "--drain-timeout",
+    kind: "int",
+    default: 5000,
+    description: "milliseconds SIGTERM waits for held requests to be decided before exiting",
+  },
+  {
+    key: "maxInFlight",
+    flag: "--max-in-flight",
+    kind: "int",
+    default: 1024,
+    description: "a session's in-flight limit when its Hello asks for none",
+  },
+  {
+    key: "maxBatch",
+    flag: "--max-batch",
+    kind: "int",
+    default: 128,
+    description: "most Echo Requests in one message to a session",
   },
 ];
 

@@ -73,8 +73,12 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
     if (e instanceof StartupError) fatal(e.message);
     throw e;
   }
+  // The first signal drains (up to --drain-timeout); a second one ends the process at once.
   const shutdown = (signal: string): void => {
-    void running.stop(signal).then(() => process.exit(0));
+    void running.stop(signal).then(
+      () => process.exit(0),
+      (e: unknown) => fatal(`stopping: ${e instanceof Error ? e.message : String(e)}`),
+    );
   };
   process.once("SIGINT", () => shutdown("SIGINT"));
   process.once("SIGTERM", () => shutdown("SIGTERM"));

@@ -1,6 +1,7 @@
 /**
- * `icmpfwd serve`: wires the TUN link, the netstack and (later) the service together, and owns
- * the process lifecycle: start-up, the stats dump, and a clean exit on SIGINT/SIGTERM.
+ * `icmpfwd serve`: wires the TUN link, the netstack and the gRPC decision service together, and
+ * owns the process lifecycle: start-up, the stats dump, and a drain and clean exit on
+ * SIGINT/SIGTERM.
  */
 import { renameSync, writeFileSync } from "node:fs";
 import type { Config } from "./config.js";
@@ -14,6 +15,7 @@ import { Forwarder } from "./netstack/icmp/forwarder.js";
 import type { LinkEndpoint } from "./netstack/link-endpoint.js";
 import { Stack } from "./netstack/stack.js";
 import { flattenStats } from "./netstack/stats.js";
+import { EchoService, type ServiceOptions } from "./service/index.js";
 import { createLogger, type Logger } from "./telemetry/logger.js";
 
 export const NIC_ID = 1;
@@ -26,6 +28,8 @@ export class StartupError extends Error {
 export interface Running {
   stack: Stack;
   tun: TunEndpoint;
+  service: EchoService;
+  /** Drains the service (DESIGN.md §4), then closes the stack and the TUN. */
   stop(reason: string): Promise<void>;
 }
 
@@ -65,6 +69,7 @@ export function buildStack(config: Config, link: LinkEndpoint): Stack {
   }
   if (config.temporaryReply) {
     // The seed's large-address-space embedder: delegate temporary addresses back to the stack.
+    // (serve replaces this handler with the service, which keeps the rule for fallthrough.)
     const f = new Forwarder((req) =>
       req.packetInfo().localAddressTemporary ? req.reply() : false,
     );
@@ -74,10 +79,33 @@ export function buildStack(config: Config, link: LinkEndpoint): Stack {
   return stack;
 }
 
-function statsSnapshot(stack: Stack, tun: TunEndpoint): Record<string, number> {
+function statsSnapshot(
+  stack: Stack,
+  tun: TunEndpoint,
+  service: EchoService,
+): Record<string, number> {
   const out = flattenStats(stack.stats);
   for (const [k, v] of Object.entries(tun.stats)) out[`link.${k}`] = v;
+  Object.assign(out, service.counters(), service.gauges());
   return out;
+}
+
+/** The service as the configuration asks for it (not yet listening). */
+function serviceOptions(config: Config, stack: Stack): ServiceOptions {
+  return {
+    listen: config.listen,
+    deadlineMs: config.deadline,
+    policy: {
+      onTimeout: config.onTimeout,
+      onNoClient: config.onNoClient,
+      onOverload: config.onOverload,
+      onDisconnect: config.onDisconnect,
+    },
+    temporaryReply: config.temporaryReply,
+    drainTimeoutMs: config.drainTimeout,
+    limits: { defaultMaxInFlight: config.maxInFlight, maxBatch: config.maxBatch },
+    extraCounters: () => flattenStats(stack.stats),
+  };
 }
 
 function writeStatsFile(path: string, stats: Record<string, number>): void {
@@ -110,6 +138,7 @@ export async function serve(
   if (config.pcap !== undefined) link = new SnifferEndpoint(tun, PcapngWriter.open(config.pcap));
 
   let stack: Stack;
+  let service: EchoService;
   try {
     // A persistent device's kernel side belongs to its administrator unless asked.
     if (config.configureKernel && config.tunAttach === undefined) {
@@ -117,13 +146,20 @@ export async function serve(
       if (err !== null) throw new StartupError(`configuring ${name}: ${err}`);
     }
     stack = buildStack(config, link);
+    try {
+      service = await EchoService.start(serviceOptions(config, stack));
+    } catch (e) {
+      throw new StartupError(`gRPC listen on ${config.listen}: ${(e as Error).message}`);
+    }
+    // Every Echo Request (both families) now goes to the policy clients.
+    service.install(stack);
   } catch (e) {
     link.close();
     throw e;
   }
 
   const dumpStats = (): Record<string, number> => {
-    const s = statsSnapshot(stack, tun);
+    const s = statsSnapshot(stack, tun, service);
     if (config.statsFile !== undefined) writeStatsFile(config.statsFile, s);
     return s;
   };
@@ -151,6 +187,9 @@ export async function serve(
       defaultTtl: config.defaultTtl,
       pcap: config.pcap ?? null,
       statsFile: config.statsFile ?? null,
+      listen: service.address,
+      deadlineMs: config.deadline,
+      policy: service.dispatcher.policy,
     },
     "serving",
   );
@@ -159,12 +198,15 @@ export async function serve(
   const stop = async (reason: string): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    // Drain first, with the TUN still up: held requests are decided or defaulted in time.
+    log.info({ reason, drainTimeoutMs: service.drainTimeoutMs }, "draining");
+    const drained = await service.drain();
     if (timer !== null) clearInterval(timer);
     process.off("SIGUSR1", onUsr1);
     const final = dumpStats();
     stack.close();
     link.close();
-    log.info({ reason, stats: final }, "stopped");
+    log.info({ reason, drained, stats: final }, "stopped");
   };
-  return { stack, tun, stop };
+  return { stack, tun, service, stop };
 }

@@ -11,11 +11,18 @@ import {
   floodOptionsFromEnv,
   kernelBaselineBench,
 } from "./flood.js";
+import { serviceBench } from "./service.js";
 import { stackResponderBench } from "./stack-responder.js";
 import { tunResponderBench } from "./tun-responder.js";
 
 // Add a benchmark by appending its module; the baseline's row is the ratios' denominator.
-const modules: BenchModule[] = [kernelBaselineBench, tunResponderBench, stackResponderBench];
+const modules: BenchModule[] = [
+  kernelBaselineBench,
+  tunResponderBench,
+  stackResponderBench,
+  // Prints its own table (decisions/s and latency vs a bare grpc-js stream); no flood.
+  serviceBench,
+];
 
 /** The bare addon responder: the ceiling the netstack rows are compared with. */
 const BARE = "tun-responder";

@@ -328,6 +328,10 @@ export interface Welcome {
   onNoClient: Action;
   onOverload: Action;
   onDisconnect: Action;
+  /** The in-flight limit that applies to this session (Hello.max_in_flight, defaulted and capped). */
+  maxInFlight: number;
+  /** Most requests the server puts in one EchoRequestBatch. */
+  maxBatch: number;
 }
 
 /** One Echo Request received by the netstack. */
@@ -1073,6 +1077,8 @@ function createBaseWelcome(): Welcome {
     onNoClient: 0,
     onOverload: 0,
     onDisconnect: 0,
+    maxInFlight: 0,
+    maxBatch: 0,
   };
 }
 
@@ -1098,6 +1104,12 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.onDisconnect !== 0) {
       writer.uint32(56).int32(message.onDisconnect);
+    }
+    if (message.maxInFlight !== 0) {
+      writer.uint32(64).uint32(message.maxInFlight);
+    }
+    if (message.maxBatch !== 0) {
+      writer.uint32(72).uint32(message.maxBatch);
     }
     return writer;
   },
@@ -1171,6 +1183,22 @@ export const Welcome: MessageFns<Welcome> = {
             message.onDisconnect = reader.int32() as any;
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.maxInFlight = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.maxBatch = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1216,6 +1244,16 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.on_disconnect)
         ? actionFromJSON(object.on_disconnect)
         : 0,
+      maxInFlight: isSet(object.maxInFlight)
+        ? globalThis.Number(object.maxInFlight)
+        : isSet(object.max_in_flight)
+        ? globalThis.Number(object.max_in_flight)
+        : 0,
+      maxBatch: isSet(object.maxBatch)
+        ? globalThis.Number(object.maxBatch)
+        : isSet(object.max_batch)
+        ? globalThis.Number(object.max_batch)
+        : 0,
     };
   },
 
@@ -1242,6 +1280,12 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.onDisconnect !== 0) {
       obj.onDisconnect = actionToJSON(message.onDisconnect);
     }
+    if (message.maxInFlight !== 0) {
+      obj.maxInFlight = Math.round(message.maxInFlight);
+    }
+    if (message.maxBatch !== 0) {
+      obj.maxBatch = Math.round(message.maxBatch);
+    }
     return obj;
   },
 
@@ -1259,6 +1303,8 @@ export const Welcome: MessageFns<Welcome> = {
     message.onNoClient = object.onNoClient ?? 0;
     message.onOverload = object.onOverload ?? 0;
     message.onDisconnect = object.onDisconnect ?? 0;
+    message.maxInFlight = object.maxInFlight ?? 0;
+    message.maxBatch = object.maxBatch ?? 0;
     return message;
   },
 };

@@ -1,0 +1,421 @@
+/**
+ * The dispatcher: the service's Forwarder handler. Each Echo Request goes to one decide session
+ * (flow affinity first, otherwise least in-flight) and waits in the pending map under one
+ * deadline structure; the first of {verdict, deadline, no session, overload, session end} gives
+ * its outcome, exactly once; anything later is rejected and counted (DESIGN.md §4).
+ */
+import { Action } from "../gen/icmpfwd/v1/forwarder.js";
+import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
+import { type DeadlineEntry, Deadlines, type Scheduler, systemScheduler } from "./deadlines.js";
+import { EndedRequests } from "./ended-requests.js";
+import type { RejectionKind } from "./errors.js";
+import type { SessionFilter } from "./filter.js";
+import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-table.js";
+import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
+import type { Verdicts } from "./wire.js";
+
+/** The default actions of the failure policy; each fallthrough (fail-open) or consume. */
+export interface FailurePolicy {
+  onTimeout: PolicyAction;
+  onNoClient: PolicyAction;
+  onOverload: PolicyAction;
+  onDisconnect: PolicyAction;
+}
+
+export const FAIL_OPEN: FailurePolicy = {
+  onTimeout: "fallthrough",
+  onNoClient: "fallthrough",
+  onOverload: "fallthrough",
+  onDisconnect: "fallthrough",
+};
+
+export interface DispatcherOptions {
+  /** Each request's deadline from its receive time (DESIGN.md §4: 1 ms – 10 s, default 100). */
+  deadlineMs: number;
+  policy: FailurePolicy;
+  /**
+   * `--temporary-reply`: a fallthrough outcome for a temporary destination calls reply(), so
+   * fallthrough keeps meaning "what serve does without a policy client".
+   */
+  temporaryReply?: boolean;
+  /** Most requests waiting for verdicts at once; beyond it, on-overload (default 65536). */
+  maxPending?: number;
+  /** Flow verdict table size (default 16384). */
+  flowTableSize?: number;
+  /** Flow affinity table size (default 65536). */
+  affinityTableSize?: number;
+  /** Longest apply_to_flow_ms honoured; longer ones are cut to it (default 10 minutes). */
+  maxFlowMs?: number;
+  /** A request moves to another session only with at least this much budget left (default 1). */
+  minRedispatchBudgetMs?: number;
+  scheduler?: Scheduler;
+}
+
+/** What the dispatcher needs from the transport side of a session. */
+export interface SessionSink {
+  /** Queue the event of a request just assigned to this session. */
+  send(request: PendingRequest): void;
+  /** Tell the client a verdict (or message) was refused. */
+  reject(requestId: bigint, kind: RejectionKind, message: string): void;
+  /** The session drains and has nothing left in flight: it may end its stream. */
+  idle(): void;
+}
+
+let nextSessionIndex = 1;
+
+/** The dispatcher's view of one decide session. */
+export class SessionSlot implements FlowOwner {
+  readonly index = nextSessionIndex++;
+  inFlight = 0;
+  /** False while the stream's write() said to wait for 'drain'. */
+  writable = true;
+  /** No new requests (the client's Drain, or the server's). */
+  draining = false;
+  closed = false;
+  readonly requests = new Set<PendingRequest>();
+
+  constructor(
+    readonly filter: SessionFilter,
+    readonly maxInFlight: number,
+    readonly sink: SessionSink,
+  ) {}
+
+  canTake(): boolean {
+    return this.writable && !this.draining && !this.closed && this.inFlight < this.maxInFlight;
+  }
+}
+
+function noop(): void {}
+
+/** One Echo Request waiting for its outcome. */
+export class PendingRequest implements DeadlineEntry {
+  heapIndex = -1;
+  resolve: (consumed: boolean) => void = noop;
+
+  constructor(
+    readonly id: number,
+    readonly request: ForwarderRequest,
+    readonly fields: EchoRequestFields,
+    readonly temporary: boolean,
+    readonly flow: string,
+    readonly receivedAtMs: number,
+    readonly deadlineMs: number,
+    public session: SessionSlot,
+  ) {}
+}
+
+const NO_CLIENT = 0;
+const BUSY = 1;
+type Choice = SessionSlot | typeof NO_CLIENT | typeof BUSY;
+
+/** The wire's Action as an outcome; null for ACTION_UNSPECIFIED or an unknown number. */
+export function outcomeActionOf(a: Action): OutcomeAction | null {
+  switch (a) {
+    case Action.ACTION_CONSUME:
+      return "consume";
+    case Action.ACTION_REPLY:
+      return "reply";
+    case Action.ACTION_FALLTHROUGH:
+      return "fallthrough";
+    default:
+      return null;
+  }
+}
+
+export class Dispatcher {
+  readonly counters = new Outcomes();
+  readonly deadlineMs: number;
+  readonly policy: Readonly<FailurePolicy>;
+  readonly scheduler: Scheduler;
+  /** Wall-clock milliseconds at monotonic time 0, for the events' absolute timestamps. */
+  readonly wallOffsetMs: number;
+  private readonly temporaryReply: boolean;
+  private readonly maxPending: number;
+  private readonly maxFlowMs: number;
+  private readonly minRedispatchBudgetMs: number;
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly deadlines: Deadlines<PendingRequest>;
+  private readonly ended = new EndedRequests(1 << 16);
+  private readonly flows: FlowVerdicts<SessionSlot>;
+  private readonly affinity: FlowAffinity<SessionSlot>;
+  private readonly slots: SessionSlot[] = [];
+  private nextId = 1;
+  private rotor = 0;
+  private serverDraining = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(o: DispatcherOptions) {
+    this.deadlineMs = o.deadlineMs;
+    this.policy = Object.freeze({ ...o.policy });
+    this.temporaryReply = o.temporaryReply ?? false;
+    this.maxPending = o.maxPending ?? 65536;
+    this.maxFlowMs = o.maxFlowMs ?? 600_000;
+    this.minRedispatchBudgetMs = o.minRedispatchBudgetMs ?? 1;
+    this.scheduler = o.scheduler ?? systemScheduler;
+    this.wallOffsetMs = Date.now() - this.scheduler.nowMs();
+    this.flows = new FlowVerdicts(o.flowTableSize ?? 16384);
+    this.affinity = new FlowAffinity(o.affinityTableSize ?? 65536);
+    this.deadlines = new Deadlines(this.scheduler, (p) =>
+      this.finish(p, this.policy.onTimeout, "timeout"),
+    );
+  }
+
+  /** Requests waiting for an outcome. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Deadline entries held (equal to pendingCount), and whether a timer is armed. */
+  get deadlineState(): { entries: number; armed: boolean } {
+    return { entries: this.deadlines.size, armed: this.deadlines.armed };
+  }
+
+  get flowVerdicts(): number {
+    return this.flows.size;
+  }
+
+  get sessions(): readonly SessionSlot[] {
+    return this.slots;
+  }
+
+  get draining(): boolean {
+    return this.serverDraining;
+  }
+
+  /** The Forwarder handler: true = consumed, false = fallthrough. */
+  readonly handle = (req: ForwarderRequest): boolean | Promise<boolean> => {
+    const f = echoRequestFields(req);
+    if (f === null) {
+      // Echo Replies, errors…: nothing to decide; the netstack's own path goes on.
+      this.counters.nonEcho++;
+      return false;
+    }
+    this.counters.requests++;
+    const now = this.scheduler.nowMs();
+    const temporary = req.packetInfo().localAddressTemporary;
+    const flow = flowKey(f.source, f.destination, f.ident);
+    const flowAction = this.flows.lookup(flow, now);
+    if (flowAction !== null) return this.carryOut(req, temporary, flowAction, "flow");
+    if (this.serverDraining || this.slots.length === 0)
+      return this.carryOut(req, temporary, this.policy.onNoClient, "noClient");
+    // Only sessions hold pending requests, so a full pending map means sessions exist.
+    if (this.pending.size >= this.maxPending)
+      return this.carryOut(req, temporary, this.policy.onOverload, "overload");
+    const choice = this.choose(f, temporary, flow);
+    if (choice === NO_CLIENT)
+      return this.carryOut(req, temporary, this.policy.onNoClient, "noClient");
+    if (choice === BUSY) return this.carryOut(req, temporary, this.policy.onOverload, "overload");
+    const p = new PendingRequest(
+      this.nextId++,
+      req,
+      f,
+      temporary,
+      flow,
+      now,
+      now + this.deadlineMs,
+      choice,
+    );
+    const settled = new Promise<boolean>((resolve) => {
+      p.resolve = resolve;
+    });
+    this.pending.set(p.id, p);
+    this.deadlines.add(p);
+    this.assign(p, choice);
+    return settled;
+  };
+
+  /** A new decide session. */
+  openSession(filter: SessionFilter, maxInFlight: number, sink: SessionSink): SessionSlot {
+    const slot = new SessionSlot(filter, maxInFlight, sink);
+    this.slots.push(slot);
+    this.counters.sessionsOpened++;
+    if (this.serverDraining) this.drainSession(slot);
+    return slot;
+  }
+
+  /** Applies a batch of verdicts from `slot`, in order; refusals go back to its sink. */
+  decide(slot: SessionSlot, verdicts: Verdicts): void {
+    for (let i = 0; i < verdicts.length; i++) {
+      const id = verdicts.ids[i];
+      const action = outcomeActionOf(verdicts.actions[i]);
+      if (action === null) {
+        this.reject(
+          slot.sink,
+          verdicts.requestId(i),
+          "invalidAction",
+          `request ${verdicts.requestId(i)}: action ${verdicts.actions[i]} is not CONSUME, REPLY or FALLTHROUGH`,
+        );
+        continue;
+      }
+      const p = this.pending.get(id);
+      if (p === undefined) {
+        this.rejectEnded(slot, verdicts.requestId(i), id);
+        continue;
+      }
+      if (p.session !== slot) {
+        this.reject(
+          slot.sink,
+          verdicts.requestId(i),
+          "foreignRequest",
+          `request ${id} was sent to another session`,
+        );
+        continue;
+      }
+      const flowMs = verdicts.flowMs[i];
+      if (flowMs > 0) {
+        const ms = Math.min(flowMs, this.maxFlowMs);
+        if (this.flows.set(p.flow, action, this.scheduler.nowMs() + ms, slot))
+          this.counters.flowEvictions++;
+      }
+      this.finish(p, action, "verdict");
+    }
+  }
+
+  /** Counts a refusal and sends it to the client. */
+  reject(sink: SessionSink, requestId: bigint, kind: RejectionKind, message: string): void {
+    this.counters.rejections[kind]++;
+    sink.reject(requestId, kind, message);
+  }
+
+  /** The session takes no new requests; its in-flight ones are still decided. */
+  drainSession(slot: SessionSlot): void {
+    if (slot.draining || slot.closed) return;
+    slot.draining = true;
+    if (slot.inFlight === 0) slot.sink.idle();
+  }
+
+  /**
+   * The session ended: its flow verdicts and affinity go; each in-flight request moves to
+   * another matching session if its budget allows, otherwise gets on-disconnect.
+   */
+  closeSession(slot: SessionSlot): void {
+    if (slot.closed) return;
+    slot.closed = true;
+    this.slots.splice(this.slots.indexOf(slot), 1);
+    this.counters.sessionsClosed++;
+    this.flows.clearOwner(slot);
+    this.affinity.clearOwner(slot);
+    const now = this.scheduler.nowMs();
+    for (const p of [...slot.requests]) {
+      const next =
+        p.deadlineMs - now >= this.minRedispatchBudgetMs
+          ? this.choose(p.fields, p.temporary, p.flow)
+          : NO_CLIENT;
+      if (next === NO_CLIENT || next === BUSY) {
+        this.finish(p, this.policy.onDisconnect, "disconnect");
+      } else {
+        this.detach(p);
+        this.counters.redispatched++;
+        this.assign(p, next);
+      }
+    }
+  }
+
+  /** Server drain: no new requests go out; every session drains. */
+  beginDrain(): void {
+    this.serverDraining = true;
+    for (const s of [...this.slots]) this.drainSession(s);
+  }
+
+  /** Resolves once no request is pending. */
+  whenIdle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private choose(f: EchoRequestFields, temporary: boolean, flow: string): Choice {
+    const pinned = this.affinity.get(flow);
+    if (pinned?.canTake() && pinned.filter.matches(f, temporary)) return pinned;
+    const n = this.slots.length;
+    if (n === 0) return NO_CLIENT;
+    // Start the scan one further each time, so ties in in-flight take turns.
+    const start = this.rotor++ % n;
+    let best: SessionSlot | null = null;
+    let matched = false;
+    for (let k = 0; k < n; k++) {
+      const s = this.slots[(start + k) % n];
+      if (s.draining || !s.filter.matches(f, temporary)) continue;
+      matched = true;
+      if (!s.canTake()) continue;
+      if (best === null || s.inFlight < best.inFlight) best = s;
+    }
+    if (best === null) return matched ? BUSY : NO_CLIENT;
+    // A flow stays pinned to its session while it lives, even when it could not take this one.
+    if (pinned === null) this.affinity.set(flow, best);
+    return best;
+  }
+
+  private assign(p: PendingRequest, slot: SessionSlot): void {
+    p.session = slot;
+    slot.inFlight++;
+    slot.requests.add(p);
+    slot.sink.send(p);
+  }
+
+  private detach(p: PendingRequest): void {
+    const s = p.session;
+    s.inFlight--;
+    s.requests.delete(p);
+  }
+
+  /** The one place a pending request ends. */
+  private finish(p: PendingRequest, action: OutcomeAction, cause: OutcomeCause): void {
+    this.pending.delete(p.id);
+    this.deadlines.remove(p);
+    this.detach(p);
+    const s = p.session;
+    this.ended.record(p.id, s.index, cause);
+    p.resolve(this.carryOut(p.request, p.temporary, action, cause));
+    if (s.draining && !s.closed && s.inFlight === 0) s.sink.idle();
+    if (this.pending.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Counts the outcome and does it; the result is the handler's answer (true = consumed). */
+  private carryOut(
+    req: ForwarderRequest,
+    temporary: boolean,
+    action: OutcomeAction,
+    cause: OutcomeCause,
+  ): boolean {
+    this.counters.outcomes[action][cause]++;
+    switch (action) {
+      case "reply":
+        req.reply();
+        return true;
+      case "consume":
+        return true;
+      case "fallthrough":
+        if (temporary && this.temporaryReply) req.reply();
+        return false;
+    }
+  }
+
+  private rejectEnded(slot: SessionSlot, requestId: bigint, id: number): void {
+    // NaN (an id beyond 2^53) fails both comparisons: unknown.
+    const e = id > 0 && id < this.nextId ? this.ended.find(id) : null;
+    if (e === null) {
+      this.reject(slot.sink, requestId, "unknownRequest", `no request ${requestId} is pending`);
+    } else if (e.session !== slot.index) {
+      this.reject(
+        slot.sink,
+        requestId,
+        "foreignRequest",
+        `request ${id} was sent to another session`,
+      );
+    } else if (e.timedOut) {
+      this.reject(
+        slot.sink,
+        requestId,
+        "expired",
+        `request ${id}: the deadline passed first; on-timeout (${this.policy.onTimeout}) applied`,
+      );
+    } else {
+      this.reject(slot.sink, requestId, "alreadyDecided", `request ${id} already has its outcome`);
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The service's errors as typed values, and the one place that maps them to the wire: a
+ * ServiceError ends a call with a gRPC status; a RejectionKind becomes a Rejection on the stream
+ * (the stream stays up).
+ */
+import { type ServiceError as GrpcServiceError, Metadata, status } from "@grpc/grpc-js";
+import { RejectionReason } from "../gen/icmpfwd/v1/forwarder.js";
+
+/** Why a call ends with an error status. */
+export type ServiceErrorKind =
+  | "unsupportedVersion"
+  | "invalidHello"
+  | "unimplemented"
+  | "shuttingDown"
+  | "resourceExhausted";
+
+export interface ServiceError {
+  readonly kind: ServiceErrorKind;
+  readonly message: string;
+}
+
+export function serviceError(kind: ServiceErrorKind, message: string): ServiceError {
+  return { kind, message };
+}
+
+const STATUS_OF: Record<ServiceErrorKind, status> = {
+  unsupportedVersion: status.FAILED_PRECONDITION,
+  invalidHello: status.INVALID_ARGUMENT,
+  unimplemented: status.UNIMPLEMENTED,
+  shuttingDown: status.UNAVAILABLE,
+  resourceExhausted: status.RESOURCE_EXHAUSTED,
+};
+
+/** The grpc-js error object that ends a call with the status of `e`. */
+export function toGrpcError(e: ServiceError): Partial<GrpcServiceError> {
+  return { code: STATUS_OF[e.kind], details: e.message, metadata: new Metadata() };
+}
+
+/** Why one client message (or one verdict in it) was refused. */
+export type RejectionKind =
+  | "unknownRequest"
+  | "expired"
+  | "foreignRequest"
+  | "alreadyDecided"
+  | "invalidAction"
+  | "protocolViolation"
+  | "syntheticNotAllowed"
+  | "draining"
+  | "invalidArgument";
+
+export const REJECTION_KINDS: readonly RejectionKind[] = [
+  "unknownRequest",
+  "expired",
+  "foreignRequest",
+  "alreadyDecided",
+  "invalidAction",
+  "protocolViolation",
+  "syntheticNotAllowed",
+  "draining",
+  "invalidArgument",
+];
+
+const REASON_OF: Record<RejectionKind, RejectionReason> = {
+  unknownRequest: RejectionReason.REJECTION_REASON_UNKNOWN_REQUEST,
+  expired: RejectionReason.REJECTION_REASON_EXPIRED,
+  foreignRequest: RejectionReason.REJECTION_REASON_FOREIGN_REQUEST,
+  alreadyDecided: RejectionReason.REJECTION_REASON_ALREADY_DECIDED,
+  invalidAction: RejectionReason.REJECTION_REASON_INVALID_ACTION,
+  protocolViolation: RejectionReason.REJECTION_REASON_PROTOCOL_VIOLATION,
+  syntheticNotAllowed: RejectionReason.REJECTION_REASON_SYNTHETIC_NOT_ALLOWED,
+  draining: RejectionReason.REJECTION_REASON_DRAINING,
+  invalidArgument: RejectionReason.REJECTION_REASON_INVALID_ARGUMENT,
+};
+
+export function rejectionReason(kind: RejectionKind): RejectionReason {
+  return REASON_OF[kind];
+}

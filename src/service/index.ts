@@ -1,0 +1,172 @@
+/**
+ * The gRPC decision service (DESIGN.md §4): a Forwarder whose handler is the dispatcher, the
+ * grpc-js server whose Connect streams are the decide sessions, the counters, and the drain.
+ */
+import { existsSync, unlinkSync } from "node:fs";
+import type { ChannelOptions, Server } from "@grpc/grpc-js";
+import { ICMPV4_PROTOCOL_NUMBER, ICMPV6_PROTOCOL_NUMBER } from "../netstack/buffer.js";
+import { Forwarder } from "../netstack/icmp/forwarder.js";
+import type { Stack } from "../netstack/stack.js";
+import type { Scheduler } from "./deadlines.js";
+import { Dispatcher, type DispatcherOptions, type FailurePolicy } from "./dispatcher.js";
+import { serviceError, toGrpcError } from "./errors.js";
+import { listen, shutdown } from "./server.js";
+import { type ConnectCall, ConnectSession, type SessionLimits } from "./session.js";
+
+export type { Scheduler } from "./deadlines.js";
+export { systemScheduler } from "./deadlines.js";
+export { Dispatcher, FAIL_OPEN, type FailurePolicy } from "./dispatcher.js";
+export type { OutcomeAction, OutcomeCause, PolicyAction } from "./outcomes.js";
+export { PROTOCOL_VERSION } from "./session.js";
+
+export const DEFAULT_LIMITS: SessionLimits = {
+  defaultMaxInFlight: 1024,
+  maxInFlightCap: 65536,
+  maxBatch: 128,
+  maxBatchBytes: 1 << 20,
+  maxPayloadBytes: 65535,
+};
+
+export interface ServiceOptions {
+  /** `host:port` (port 0: any free port) or `unix:/path`. */
+  listen: string;
+  deadlineMs: number;
+  policy: FailurePolicy;
+  temporaryReply?: boolean;
+  /** How long a server drain waits for held requests (default 5000 ms). */
+  drainTimeoutMs?: number;
+  limits?: Partial<SessionLimits>;
+  /** Passed to the dispatcher (table sizes, pending bound). */
+  dispatcher?: Omit<DispatcherOptions, "deadlineMs" | "policy" | "temporaryReply" | "scheduler">;
+  /** The Forwarder's held-packet bound (default: the pending bound plus headroom). */
+  forwarderMaxHeld?: number;
+  scheduler?: Scheduler;
+  grpcOptions?: ChannelOptions;
+  /** More counters for GetStats (the netstack's). */
+  extraCounters?: () => Record<string, number>;
+}
+
+export class EchoService {
+  readonly dispatcher: Dispatcher;
+  /** The handler to install for ICMPv4 and ICMPv6 (see install()). */
+  readonly forwarder: Forwarder;
+  readonly drainTimeoutMs: number;
+  private readonly sessions = new Set<ConnectSession>();
+  private readonly limits: SessionLimits;
+  private server: Server | null = null;
+  private listenAddress = "";
+  private closed = false;
+
+  constructor(private readonly o: ServiceOptions) {
+    this.dispatcher = new Dispatcher({
+      ...o.dispatcher,
+      deadlineMs: o.deadlineMs,
+      policy: o.policy,
+      temporaryReply: o.temporaryReply,
+      scheduler: o.scheduler,
+    });
+    const maxPending = o.dispatcher?.maxPending ?? 65536;
+    // The dispatcher bounds what it holds first; the Forwarder's own bound is a backstop that
+    // still honours on-overload.
+    this.forwarder = new Forwarder(this.dispatcher.handle, {
+      maxHeld: o.forwarderMaxHeld ?? maxPending + 4096,
+      onOverflow: o.policy.onOverload,
+    });
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.drainTimeoutMs = o.drainTimeoutMs ?? 5000;
+  }
+
+  /** Creates the service and starts listening. */
+  static async start(o: ServiceOptions): Promise<EchoService> {
+    const s = new EchoService(o);
+    const l = await listen(
+      o.listen,
+      { connect: (call) => s.connect(call), stats: () => s.stats() },
+      o.grpcOptions,
+    );
+    s.server = l.server;
+    s.listenAddress = l.address;
+    return s;
+  }
+
+  /** `host:port` with the bound port, or `unix:/path`. */
+  get address(): string {
+    return this.listenAddress;
+  }
+
+  /** Makes the service the stack's ICMP default handler, for both families. */
+  install(stack: Stack): void {
+    stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, this.forwarder.handlePacket);
+    stack.setTransportProtocolHandler(ICMPV6_PROTOCOL_NUMBER, this.forwarder.handlePacket);
+  }
+
+  /** Every service counter by dotted name, the Forwarder's overflow included. */
+  counters(): Record<string, number> {
+    const c = this.dispatcher.counters.flatten();
+    c[`service.outcomes.${this.o.policy.onOverload}.forwarderOverflow`] +=
+      this.forwarder.stats.overflow;
+    return c;
+  }
+
+  gauges(): Record<string, number> {
+    return {
+      "service.inFlight": this.dispatcher.pendingCount,
+      "service.sessions": this.dispatcher.sessions.length,
+      "service.flowVerdicts": this.dispatcher.flowVerdicts,
+    };
+  }
+
+  private stats(): { counters: Record<string, number>; gauges: Record<string, number> } {
+    return {
+      counters: { ...this.o.extraCounters?.(), ...this.counters() },
+      gauges: this.gauges(),
+    };
+  }
+
+  private connect(call: ConnectCall): void {
+    if (this.closed || this.dispatcher.draining) {
+      call.emit("error", toGrpcError(serviceError("shuttingDown", "the server is shutting down")));
+      return;
+    }
+    const s = new ConnectSession(call, this.dispatcher, this.limits, (ended) =>
+      this.sessions.delete(ended),
+    );
+    this.sessions.add(s);
+  }
+
+  /**
+   * DESIGN.md §4's drain: sessions get Draining and no new requests; held requests are decided
+   * or take their default within `timeoutMs`; what is still held then gets on-disconnect when
+   * its session is cut. Then the server stops. Returns whether every request was decided in
+   * time.
+   */
+  async drain(timeoutMs = this.drainTimeoutMs): Promise<boolean> {
+    if (this.closed) return true;
+    for (const s of [...this.sessions]) s.serverDraining(timeoutMs);
+    this.dispatcher.beginDrain();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const inTime = await Promise.race([
+      this.dispatcher.whenIdle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    await this.close();
+    return inTime;
+  }
+
+  /** Ends every session (held requests: on-disconnect) and stops the server. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.dispatcher.beginDrain();
+    for (const s of [...this.sessions])
+      s.finish(serviceError("shuttingDown", "the server shut down"));
+    if (this.server !== null) await shutdown(this.server, 1000);
+    if (this.listenAddress.startsWith("unix:")) {
+      const path = this.listenAddress.slice("unix:".length);
+      if (existsSync(path)) unlinkSync(path);
+    }
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * One Connect stream: Hello → Welcome, then Echo Request batches out and verdict batches in.
+ * Events are batched per session and flushed when the batch is full or at the end of the
+ * current tick (a microtask: at low load a lone request goes out at once). A write() that
+ * returns false makes the session not writable until 'drain', so it gets nothing more meanwhile.
+ */
+import { randomUUID } from "node:crypto";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  Action,
+  type ClientMessage,
+  type Hello,
+  Mode,
+  type ServerMessage,
+} from "../gen/icmpfwd/v1/forwarder.js";
+import type { Dispatcher, PendingRequest, SessionSink, SessionSlot } from "./dispatcher.js";
+import {
+  type RejectionKind,
+  rejectionReason,
+  type ServiceError,
+  serviceError,
+  toGrpcError,
+} from "./errors.js";
+import { SessionFilter } from "./filter.js";
+import type { PolicyAction } from "./outcomes.js";
+import {
+  type ClientInput,
+  EventBatch,
+  protoTimeOfMs,
+  type ServerOutput,
+  UndecodableMessage,
+  Verdicts,
+} from "./wire.js";
+
+export const PROTOCOL_VERSION = 1;
+
+/** Messages a stream may have queued before a client that does not read is cut off. */
+const MAX_QUEUED_WRITES = 4096;
+
+export interface SessionLimits {
+  /** max_in_flight for a Hello that says 0. */
+  defaultMaxInFlight: number;
+  /** The most max_in_flight a Hello may ask for; more is cut to it. */
+  maxInFlightCap: number;
+  /** Most events in one EchoRequestBatch. */
+  maxBatch: number;
+  /** A batch is flushed early once its events reach this many bytes. */
+  maxBatchBytes: number;
+  /** The most payload bytes an event carries (Hello.payload_bytes is cut to it). */
+  maxPayloadBytes: number;
+}
+
+export type ConnectCall = ServerDuplexStream<ClientInput, ServerOutput>;
+
+export function wireAction(a: PolicyAction): Action {
+  return a === "consume" ? Action.ACTION_CONSUME : Action.ACTION_FALLTHROUGH;
+}
+
+export class ConnectSession implements SessionSink {
+  readonly id = randomUUID();
+  private slot: SessionSlot | null = null;
+  private payloadBytes = 0;
+  private readonly batch = new EventBatch();
+  private flushQueued = false;
+  private ended = false;
+
+  constructor(
+    private readonly call: ConnectCall,
+    private readonly dispatcher: Dispatcher,
+    private readonly limits: SessionLimits,
+    private readonly onEnd: (s: ConnectSession) => void,
+  ) {
+    call.on("data", (m: ClientInput) => this.receive(m));
+    // The client half-closed: it will send no more verdicts, so its requests move on now.
+    call.on("end", () => this.finish(null));
+    call.on("cancelled", () => this.finish(null));
+    call.on("error", () => this.finish(null));
+    call.on("drain", () => {
+      if (this.slot !== null) this.slot.writable = true;
+    });
+  }
+
+  // ---- SessionSink (called by the dispatcher) ----
+
+  send(p: PendingRequest): void {
+    const d = this.dispatcher;
+    this.batch.add(p, this.payloadBytes, d.scheduler.nowMs(), d.wallOffsetMs);
+    if (this.batch.count >= this.limits.maxBatch || this.batch.bytes >= this.limits.maxBatchBytes) {
+      this.flush();
+    } else if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  reject(requestId: bigint, kind: RejectionKind, message: string): void {
+    this.write({
+      message: {
+        $case: "rejection",
+        value: { requestId, reason: rejectionReason(kind), message },
+      },
+    });
+  }
+
+  idle(): void {
+    // Draining with nothing in flight: the stream ends with OK.
+    this.flush();
+    this.finish(null);
+  }
+
+  // ---- called by the server ----
+
+  /** The server drains: tell the client, and take no new requests. */
+  serverDraining(graceMs: number): void {
+    if (this.ended) return;
+    if (this.slot === null) {
+      this.finish(serviceError("shuttingDown", "the server is shutting down"));
+      return;
+    }
+    this.write({ message: { $case: "draining", value: { grace: protoTimeOfMs(graceMs) } } });
+    this.dispatcher.drainSession(this.slot);
+  }
+
+  /** Ends the stream with `error` (or OK); in-flight requests move on or get on-disconnect. */
+  finish(error: ServiceError | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.batch.clear();
+    if (this.slot !== null) this.dispatcher.closeSession(this.slot);
+    if (!this.call.cancelled && !this.call.writableEnded) {
+      if (error === null) this.call.end();
+      else this.call.emit("error", toGrpcError(error));
+    }
+    this.onEnd(this);
+  }
+
+  // ---- inbound ----
+
+  private receive(m: ClientInput): void {
+    if (this.ended) return;
+    const d = this.dispatcher;
+    if (m instanceof Verdicts) {
+      this.verdicts(m);
+      return;
+    }
+    if (m instanceof UndecodableMessage) {
+      d.reject(this, 0n, "invalidArgument", `the message is not a ClientMessage: ${m.reason}`);
+      return;
+    }
+    const msg = (m as ClientMessage).message;
+    if (msg === undefined) {
+      d.reject(this, 0n, "invalidArgument", "empty ClientMessage");
+      return;
+    }
+    switch (msg.$case) {
+      case "hello":
+        this.hello(msg.value);
+        return;
+      case "verdicts":
+        this.verdicts(Verdicts.of(msg.value.verdicts));
+        return;
+      case "drain":
+        if (this.slot === null) d.reject(this, 0n, "protocolViolation", "Drain before Hello");
+        else d.drainSession(this.slot);
+        return;
+      case "syntheticReply":
+        d.reject(
+          this,
+          msg.value.requestId,
+          "syntheticNotAllowed",
+          "synthetic replies are not implemented by this server version",
+        );
+        return;
+    }
+  }
+
+  private verdicts(v: Verdicts): void {
+    const d = this.dispatcher;
+    if (this.slot !== null) d.decide(this.slot, v);
+    else
+      for (let i = 0; i < v.length; i++)
+        d.reject(this, v.requestId(i), "protocolViolation", "a verdict before Hello");
+  }
+
+  private hello(h: Hello): void {
+    const d = this.dispatcher;
+    if (this.slot !== null) {
+      d.reject(this, 0n, "protocolViolation", "a second Hello");
+      return;
+    }
+    const problem = this.checkHello(h);
+    if (problem !== null) {
+      this.finish(problem);
+      return;
+    }
+    const filter = SessionFilter.compile(h.filter);
+    if (!(filter instanceof SessionFilter)) {
+      this.finish(filter);
+      return;
+    }
+    const l = this.limits;
+    const maxInFlight = Math.min(
+      h.maxInFlight === 0 ? l.defaultMaxInFlight : h.maxInFlight,
+      l.maxInFlightCap,
+    );
+    this.payloadBytes = Math.min(h.payloadBytes, l.maxPayloadBytes);
+    const p = d.policy;
+    // Welcome goes out before the session can be given any request.
+    this.write({
+      message: {
+        $case: "welcome",
+        value: {
+          protocolVersion: PROTOCOL_VERSION,
+          sessionId: this.id,
+          deadline: protoTimeOfMs(d.deadlineMs),
+          onTimeout: wireAction(p.onTimeout),
+          onNoClient: wireAction(p.onNoClient),
+          onOverload: wireAction(p.onOverload),
+          onDisconnect: wireAction(p.onDisconnect),
+          maxInFlight,
+          maxBatch: l.maxBatch,
+        },
+      },
+    });
+    this.slot = d.openSession(filter, maxInFlight, this);
+  }
+
+  private checkHello(h: Hello): ServiceError | null {
+    if (h.protocolVersion !== PROTOCOL_VERSION) {
+      return serviceError(
+        "unsupportedVersion",
+        `protocol_version ${h.protocolVersion} is not supported; this server speaks ${PROTOCOL_VERSION}`,
+      );
+    }
+    if (h.mode === Mode.MODE_OBSERVE) {
+      return serviceError(
+        "unimplemented",
+        "MODE_OBSERVE is not implemented by this server version",
+      );
+    }
+    if (h.mode !== Mode.MODE_DECIDE) {
+      return serviceError("invalidHello", `mode: ${h.mode} is not MODE_DECIDE or MODE_OBSERVE`);
+    }
+    if (this.dispatcher.draining) return serviceError("shuttingDown", "the server is draining");
+    return null;
+  }
+
+  // ---- outbound ----
+
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    if (this.batch.count === 0 || this.ended) return;
+    this.write(this.batch.take());
+  };
+
+  private write(m: ServerOutput | ServerMessage): void {
+    if (this.ended || this.call.writableEnded) return;
+    // Events stop at the first false write(); rejections answer client input, so a client that
+    // keeps sending but never reads could still grow the queue: past a bound, the stream ends.
+    if (this.call.writableLength >= MAX_QUEUED_WRITES) {
+      this.finish(serviceError("resourceExhausted", "the client does not read its stream"));
+      return;
+    }
+    if (!this.call.write(m) && this.slot !== null) this.slot.writable = false;
+  }
+}

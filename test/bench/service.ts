@@ -1,0 +1,550 @@
+/**
+ * The decision service's cost: decisions/s and added latency (per-request hrtime stamps, from
+ * the handler call to its settled outcome) through 1 and 4 Connect streams on loopback at batch
+ * sizes 1, 16 and 128, next to a bare grpc-js bidi stream carrying the same items at the same
+ * batch sizes in the same run. Echo Requests are injected into the netstack through the
+ * in-memory link, so this measures the service, not the TUN; clients answer CONSUME (no reply is
+ * built). The server side runs in this thread on 127.0.0.1:0, the clients in a worker thread
+ * (this machine's second core), bounded in count and time. The code measured is the built code
+ * in dist/ (`npm run bench` builds first), as `node dist/main.js` runs it, not the TypeScript
+ * sources through tsx, whose per-closure helpers would inflate the service's cost; both the
+ * service and the bare stream use the same built protobuf code.
+ *
+ * `tsx test/bench/service.ts` prints the detailed table; `serviceBench` is the module for
+ * `npm run bench` (run.ts), whose rows carry decisions/s as replies/s and the percentiles in the
+ * notes. BENCH_SERVICE_COUNT (default 200000 per row) and BENCH_SERVICE_SECONDS (default 5 per
+ * row) bound each row.
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { isMainThread, Worker, workerData } from "node:worker_threads";
+import {
+  type ClientDuplexStream,
+  credentials,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import type {
+  Action,
+  ClientMessage,
+  EchoRequest,
+  ServerMessage,
+} from "../../src/gen/icmpfwd/v1/forwarder.js";
+import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
+import { v4Echo } from "../helpers/packets.js";
+import type { BenchMeasurement, BenchModule } from "./flood.js";
+
+export interface ServiceBenchRow {
+  name: string;
+  mechanism: "service" | "bare";
+  streams: number;
+  batch: number;
+  /** null: closed loop as fast as it goes; otherwise the offered rate. */
+  offeredPerSecond: number | null;
+  requests: number;
+  decided: number;
+  /** Requests no session could take when they came (on-overload at once). */
+  overloaded: number;
+  seconds: number;
+  decisionsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  /** decisions/s over the bare stream's at the same streams and batch (service rows). */
+  ratioVsBare: number | null;
+}
+
+interface Bounds {
+  count: number;
+  seconds: number;
+}
+
+function boundsFromEnv(): Bounds {
+  const num = (key: string, fallback: number): number => {
+    const v = Number(process.env[key] ?? fallback);
+    if (!Number.isFinite(v) || v <= 0) throw new Error(`${key} must be a positive number`);
+    return v;
+  };
+  return {
+    count: num("BENCH_SERVICE_COUNT", 200_000),
+    seconds: num("BENCH_SERVICE_SECONDS", 5),
+  };
+}
+
+/** The built modules this benchmark measures, typed by their sources. */
+interface Built {
+  config: typeof import("../../src/config.js");
+  gen: typeof import("../../src/gen/icmpfwd/v1/forwarder.js");
+  channel: typeof import("../../src/link/channel.js");
+  serve: typeof import("../../src/serve.js");
+  service: typeof import("../../src/service/index.js");
+  server: typeof import("../../src/service/server.js");
+  wire: typeof import("../../src/service/wire.js");
+}
+
+const DIST = fileURLToPath(new URL("../../dist/", import.meta.url));
+
+async function loadBuilt(): Promise<Built> {
+  const load = (path: string) => {
+    const file = `${DIST}${path}`;
+    if (!existsSync(file)) throw new Error(`${file} is missing: run npm run build first`);
+    return import(pathToFileURL(file).href);
+  };
+  return {
+    config: await load("config.js"),
+    gen: await load("gen/icmpfwd/v1/forwarder.js"),
+    channel: await load("link/channel.js"),
+    serve: await load("serve.js"),
+    service: await load("service/index.js"),
+    server: await load("service/server.js"),
+    wire: await load("service/wire.js"),
+  };
+}
+
+/** The IP protocol number of ICMPv4, whose handler the benchmark wraps. */
+const ICMPV4_PROTOCOL_NUMBER = 1;
+
+const now = (): bigint => process.hrtime.bigint();
+const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Latency samples (ns) and the load loop both mechanisms share. */
+class Recorder {
+  readonly latencies: Float64Array;
+  decided = 0;
+  /** Requests that got a default action at once (overload): not decisions, not waited for. */
+  skipped = 0;
+  get settled(): number {
+    return this.decided + this.skipped;
+  }
+  constructor(readonly capacity: number) {
+    this.latencies = new Float64Array(capacity);
+  }
+  reset(): void {
+    this.decided = 0;
+    this.skipped = 0;
+  }
+
+  record(t0: bigint): void {
+    if (this.decided < this.capacity) this.latencies[this.decided] = Number(now() - t0);
+    this.decided++;
+    this.wake();
+  }
+
+  skip(): void {
+    this.skipped++;
+    this.wake();
+  }
+
+  private waiter: (() => void) | null = null;
+
+  /** Resolves at the next decision (or after 1 ms), so the load loop never spins. */
+  progress(): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.waiter = null;
+        resolve();
+      }, 1);
+      this.waiter = () => {
+        clearTimeout(t);
+        this.waiter = null;
+        // Let the rest of this batch of decisions land before offering more.
+        setImmediate(resolve);
+      };
+    });
+  }
+
+  private wake(): void {
+    this.waiter?.();
+  }
+  percentiles(): { p50: number; p99: number; p999: number } {
+    const n = Math.min(this.decided, this.capacity);
+    const s = this.latencies.slice(0, n).sort();
+    const at = (q: number) => (n === 0 ? 0 : s[Math.min(n - 1, Math.floor(q * n))] / 1e6);
+    return { p50: at(0.5), p99: at(0.99), p999: at(0.999) };
+  }
+}
+
+/**
+ * Offers `count` requests in groups of `batch`: closed loop (at most `window` undecided) when
+ * `rate` is null, otherwise paced at `rate` per second; never while `ready()` says the streams
+ * want to drain (both mechanisms honour grpc-js backpressure). Stops at the bounds. It waits
+ * for decisions (closed loop) or a 1 ms timer (paced) rather than spinning, so it leaves the
+ * CPU to the server and the clients.
+ */
+async function drive(
+  offer: (n: number) => void,
+  ready: () => boolean,
+  rec: Recorder,
+  o: { count: number; seconds: number; batch: number; window: number; rate: number | null },
+): Promise<{ offered: number; seconds: number }> {
+  const start = now();
+  const until = start + BigInt(Math.round(o.seconds * 1e9));
+  let offered = 0;
+  while (now() < until && (offered < o.count || rec.settled < offered)) {
+    if (offered < o.count) {
+      let room: number;
+      if (o.rate === null) room = o.window - (offered - rec.settled);
+      else room = Math.floor((Number(now() - start) / 1e9) * o.rate) - offered;
+      while (room > 0 && offered < o.count && ready()) {
+        const n = Math.min(o.batch, room, o.count - offered);
+        offer(n);
+        offered += n;
+        room -= n;
+      }
+    }
+    if (o.rate === null) await rec.progress();
+    else await sleep(1);
+  }
+  return { offered, seconds: Number(now() - start) / 1e9 };
+}
+
+interface ClientsJob {
+  role: "bench-clients";
+  address: string;
+  streams: number;
+  /** Say Hello (the service) or just open the stream (the bare server). */
+  hello: boolean;
+}
+
+/**
+ * The policy clients run in a worker thread, so the server's thread (the one measured) does
+ * only the server's work; each answers every batch at once with CONSUME verdicts.
+ */
+async function runClients(job: ClientsJob): Promise<void> {
+  const { gen } = await loadBuilt();
+  const { EchoForwarderClient, Mode } = gen;
+  for (let i = 0; i < job.streams; i++) {
+    const client = new EchoForwarderClient(job.address, credentials.createInsecure(), {
+      "grpc.use_local_subchannel_pool": 1,
+    });
+    const call = client.connect();
+    decideAll(call, gen.Action.ACTION_CONSUME);
+    if (job.hello) {
+      call.write({
+        message: {
+          $case: "hello",
+          value: {
+            protocolVersion: 1,
+            clientName: `bench-${i}`,
+            mode: Mode.MODE_DECIDE,
+            filter: undefined,
+            maxInFlight: 1 << 20,
+            payloadBytes: 0,
+          },
+        },
+      });
+    } else {
+      call.write({ message: { $case: "drain", value: {} } });
+    }
+  }
+}
+
+/** Starts the clients in a worker (which loads this file through tsx). */
+function startClients(job: Omit<ClientsJob, "role">): Worker {
+  const src = `import("tsx/esm/api").then((api) => { api.register(); return import(${JSON.stringify(import.meta.url)}); })`;
+  const w = new Worker(src, { eval: true, workerData: { role: "bench-clients", ...job } });
+  w.on("error", (e) => console.error("bench clients:", e));
+  return w;
+}
+
+function decideAll(call: ClientDuplexStream<ClientMessage, ServerMessage>, action: Action): void {
+  call.on("data", (m: ServerMessage) => {
+    if (m.message?.$case !== "requests") return;
+    call.write({
+      message: {
+        $case: "verdicts",
+        value: {
+          verdicts: m.message.value.requests.map((e) => ({
+            requestId: e.requestId,
+            action,
+            applyToFlowMs: 0,
+          })),
+        },
+      },
+    });
+  });
+  call.on("error", () => {});
+}
+
+/** Packets of 256 flows, so affinity spreads them over 4 sessions. */
+const PACKETS = Array.from({ length: 1024 }, (_, i) => v4Echo({ ident: i % 256, sequence: i }));
+
+type Measured = Omit<ServiceBenchRow, "ratioVsBare" | "name">;
+
+/** Warms up (JIT, connections), then measures. */
+async function measure(
+  mechanism: "service" | "bare",
+  offer: (n: number) => void,
+  ready: () => boolean,
+  rec: Recorder,
+  streams: number,
+  batch: number,
+  rate: number | null,
+  b: Bounds,
+): Promise<Measured> {
+  // The service spreads what arrives in one tick over its sessions: offer it a batch for each
+  // stream at once, so every message carries `batch` events, as the bare stream's do.
+  const group = mechanism === "service" ? batch * streams : batch;
+  const o = { batch: group, window: Math.max(256, 8 * group), rate };
+  const warm = await drive(offer, ready, rec, {
+    ...o,
+    count: Math.min(20_000, Math.ceil(b.count / 5)),
+    seconds: 2,
+  });
+  // Warm-up requests still undecided would count in the measurement: let them settle.
+  const settled = Date.now() + 5000;
+  while (rec.settled < warm.offered && Date.now() < settled) await yieldToLoop();
+  rec.reset();
+  const r = await drive(offer, ready, rec, { ...o, ...b });
+  const p = rec.percentiles();
+  return {
+    mechanism,
+    streams,
+    batch,
+    offeredPerSecond: rate,
+    requests: r.offered,
+    decided: rec.decided,
+    overloaded: rec.skipped,
+    seconds: r.seconds,
+    decisionsPerSecond: rec.decided / r.seconds,
+    p50Ms: p.p50,
+    p99Ms: p.p99,
+    p999Ms: p.p999,
+  };
+}
+
+async function serviceRow(
+  lib: Built,
+  streams: number,
+  batch: number,
+  rate: number | null,
+  b: Bounds,
+): Promise<Measured> {
+  const link = new lib.channel.ChannelEndpoint();
+  const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
+  const service = await lib.service.EchoService.start({
+    listen: "127.0.0.1:0",
+    deadlineMs: 10_000,
+    policy: lib.service.FAIL_OPEN,
+    limits: { maxBatch: batch, maxInFlightCap: 1 << 20 },
+  });
+  const rec = new Recorder(b.count);
+  const inner = service.forwarder.handlePacket;
+  const timed: TransportProtocolHandler = (id, pkt) => {
+    const t0 = now();
+    const r = inner(id, pkt);
+    if (typeof r === "boolean") {
+      rec.skip();
+      return r;
+    }
+    return r.then((v) => {
+      rec.record(t0);
+      return v;
+    });
+  };
+  stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, timed);
+  const clients = startClients({ address: service.address, streams, hello: true });
+  try {
+    while (service.dispatcher.sessions.length < streams) await yieldToLoop();
+    let next = 0;
+    const offer = (n: number): void => {
+      const group: Uint8Array[] = [];
+      for (let k = 0; k < n; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
+      link.inject(...group);
+    };
+    // A session whose write() said wait takes nothing: offer only while one can.
+    const ready = () => service.dispatcher.sessions.some((x) => x.canTake());
+    const m = await measure("service", offer, ready, rec, streams, batch, rate, b);
+    const c = service.counters();
+    if (c["service.outcomes.fallthrough.noClient"] !== 0) throw new Error("no client for some");
+    return m;
+  } finally {
+    await clients.terminate();
+    await service.close();
+    stack.close();
+  }
+}
+
+/** The same items over a plain grpc-js bidi stream: generated objects out, verdicts back. */
+async function bareRow(
+  lib: Built,
+  streams: number,
+  batch: number,
+  rate: number | null,
+  b: Bounds,
+): Promise<Measured> {
+  const { Family, EchoForwarderService } = lib.gen;
+  const { protoTimeOfMs } = lib.wire;
+  const rec = new Recorder(b.count);
+  const sent = new Map<bigint, bigint>();
+  const calls: ServerDuplexStream<ClientMessage, ServerMessage>[] = [];
+  const server = new Server(lib.server.DEFAULT_SERVER_OPTIONS);
+  server.addService(EchoForwarderService, {
+    connect(call: ServerDuplexStream<ClientMessage, ServerMessage>) {
+      calls.push(call);
+      call.on("data", (m: ClientMessage) => {
+        if (m.message?.$case !== "verdicts") return;
+        for (const v of m.message.value.verdicts) {
+          const t0 = sent.get(v.requestId);
+          if (t0 === undefined) continue;
+          sent.delete(v.requestId);
+          rec.record(t0);
+        }
+      });
+      call.on("error", () => {});
+    },
+    getStats: (_c: unknown, done: (e: ServiceError | null) => void) => done(null),
+    watchStats: () => {},
+    listSessions: (_c: unknown, done: (e: ServiceError | null) => void) => done(null),
+    ping: () => {},
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  const clients = startClients({ address: `127.0.0.1:${port}`, streams, hello: false });
+  try {
+    while (calls.length < streams) await yieldToLoop();
+    let id = 0n;
+    let turn = 0;
+    const source = Buffer.from([198, 18, 0, 1]);
+    const destination = Buffer.from([198, 18, 0, 2]);
+    const offer = (n: number): void => {
+      const requests: EchoRequest[] = [];
+      const t0 = now();
+      const received = performance.now();
+      for (let k = 0; k < n; k++) {
+        id++;
+        sent.set(id, t0);
+        requests.push({
+          requestId: id,
+          family: Family.FAMILY_IPV4,
+          nic: 1,
+          source,
+          destination,
+          ident: Number(id & 0xffn),
+          sequence: Number(id & 0xffffn),
+          ttl: 64,
+          tos: 0,
+          localAddressTemporary: false,
+          payload: Buffer.alloc(0),
+          payloadLength: 56,
+          receivedAt: protoTimeOfMs(Date.now()),
+          deadline: protoTimeOfMs(Date.now() + 10_000),
+          budget: protoTimeOfMs(10_000 - (performance.now() - received)),
+          traceparent: "",
+        });
+      }
+      calls[turn++ % calls.length].write({ message: { $case: "requests", value: { requests } } });
+    };
+    const ready = () => !calls[turn % calls.length].writableNeedDrain;
+    return await measure("bare", offer, ready, rec, streams, batch, rate, b);
+  } finally {
+    await clients.terminate();
+    server.forceShutdown();
+  }
+}
+
+/** Every row: throughput (closed loop) per streams × batch, then 10,000 requests/s paced. */
+export async function runServiceBench(b: Bounds = boundsFromEnv()): Promise<ServiceBenchRow[]> {
+  const lib = await loadBuilt();
+  const rows: ServiceBenchRow[] = [];
+  const name = (m: string, streams: number, batch: number, rate: number | null) =>
+    `${m} ${streams} stream${streams > 1 ? "s" : ""}, batch ${batch}${rate === null ? "" : `, ${rate}/s`}`;
+  const cases: [number, number, number | null][] = [
+    [1, 1, null],
+    [1, 16, null],
+    [1, 128, null],
+    [4, 1, null],
+    [4, 16, null],
+    [4, 128, null],
+    // Added latency at a moderate load: 10k requests/s arriving one per loop turn at most.
+    [1, 16, 10_000],
+  ];
+  // BENCH_SERVICE_ONLY=1x128 runs only the cases with 1 stream and batch 128 (profiling).
+  const only = process.env.BENCH_SERVICE_ONLY;
+  for (const [streams, batch, rate] of cases) {
+    if (only !== undefined && only !== `${streams}x${batch}${rate === null ? "" : `@${rate}`}`)
+      continue;
+    const paced = rate === null ? b : { count: Math.min(b.count, rate * 3), seconds: b.seconds };
+    const bare = await bareRow(lib, streams, batch, rate, paced);
+    const svc = await serviceRow(lib, streams, batch, rate, paced);
+    rows.push({ ...bare, name: name("bare", streams, batch, rate), ratioVsBare: null });
+    rows.push({
+      ...svc,
+      name: name("service", streams, batch, rate),
+      ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
+    });
+  }
+  return rows;
+}
+
+function fmtRate(n: number): string {
+  return n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0);
+}
+
+export function printServiceTable(rows: readonly ServiceBenchRow[]): void {
+  const header = [
+    "row",
+    "decisions/s",
+    "p50",
+    "p99",
+    "p99.9",
+    "ratio vs bare",
+    "decided",
+    "overload",
+  ];
+  const body = rows.map((r) => [
+    r.name,
+    fmtRate(r.decisionsPerSecond),
+    `${r.p50Ms.toFixed(3)} ms`,
+    `${r.p99Ms.toFixed(3)} ms`,
+    `${r.p999Ms.toFixed(3)} ms`,
+    r.ratioVsBare === null ? "–" : r.ratioVsBare.toFixed(2),
+    `${r.decided}/${r.requests}`,
+    String(r.overloaded),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const row of body) console.log(line(row));
+}
+
+/** For run.ts: decisions/s in the replies/s column; percentiles and the ratio in the notes. */
+export const serviceBench: BenchModule = {
+  name: "service",
+  async run(): Promise<BenchMeasurement[]> {
+    const rows = await runServiceBench();
+    printServiceTable(rows);
+    return rows.map((r) => ({
+      mechanism: r.name,
+      transmitted: r.requests,
+      received: r.decided,
+      rttAvgMs: null,
+      wallSeconds: r.seconds,
+      repliesPerSecond: r.decisionsPerSecond,
+      notes: `decisions/s; added latency p50 ${r.p50Ms.toFixed(3)} / p99 ${r.p99Ms.toFixed(3)} / p99.9 ${r.p999Ms.toFixed(3)} ms${r.ratioVsBare === null ? "" : `; ${r.ratioVsBare.toFixed(2)}× bare`}`,
+    }));
+  },
+};
+
+if (!isMainThread && (workerData as ClientsJob | null)?.role === "bench-clients") {
+  runClients(workerData as ClientsJob);
+} else if (isMainThread && import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  runServiceBench().then(
+    (rows) => {
+      printServiceTable(rows);
+      process.exit(0);
+    },
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}

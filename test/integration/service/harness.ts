@@ -1,0 +1,264 @@
+/**
+ * The service on a real loopback socket (port 0) in front of a stack on the in-memory channel
+ * link, and a small grpc-js client that records everything the server sends.
+ */
+import {
+  Client,
+  type ClientDuplexStream,
+  credentials,
+  Metadata,
+  type StatusObject,
+} from "@grpc/grpc-js";
+import { afterEach } from "vitest";
+import {
+  Action,
+  ClientMessage,
+  type EchoRequest,
+  type Hello,
+  Mode,
+  type Rejection,
+  ServerMessage,
+  type Verdict,
+  type Welcome,
+} from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { ICMPV4_ECHO_REPLY } from "../../../src/netstack/header/icmpv4.js";
+import { ICMPV6_ECHO_REPLY } from "../../../src/netstack/header/icmpv6.js";
+import { FAIL_OPEN, type FailurePolicy } from "../../../src/service/dispatcher.js";
+import { EchoService, type ServiceOptions } from "../../../src/service/index.js";
+import { waitFor } from "../../helpers/netns.js";
+import { type TestStack, testStack } from "../../helpers/stack.js";
+
+export const CONNECT_PATH = "/icmpfwd.v1.EchoForwarder/Connect";
+
+export interface Harness extends TestStack {
+  service: EchoService;
+  /** Echo Replies the stack wrote since the last call (IPv4 and IPv6). */
+  takeReplies(): Uint8Array[];
+  counter(name: string): number;
+  close(): Promise<void>;
+}
+
+export async function startHarness(
+  o: Partial<Omit<ServiceOptions, "policy">> & { policy?: Partial<FailurePolicy> } = {},
+): Promise<Harness> {
+  const ts = testStack();
+  const service = await EchoService.start({
+    listen: "127.0.0.1:0",
+    deadlineMs: 1000,
+    ...o,
+    policy: { ...FAIL_OPEN, ...o.policy },
+  });
+  service.install(ts.stack);
+  return {
+    ...ts,
+    service,
+    takeReplies: () =>
+      ts.link.drain().filter((p) => {
+        const v4 = p[0] >> 4 === 4;
+        const type = v4 ? p[(p[0] & 0x0f) * 4] : p[40];
+        return v4 ? type === ICMPV4_ECHO_REPLY : type === ICMPV6_ECHO_REPLY;
+      }),
+    counter: (name) => {
+      const v = service.counters()[name];
+      if (v === undefined) throw new Error(`no counter ${name}`);
+      return v;
+    },
+    close: async () => {
+      await service.close();
+      ts.stack.close();
+    },
+  };
+}
+
+/** The sum of service.outcomes.*.<cause> (or of one action). */
+export function outcomes(h: Harness, action: string | null, cause: string | null): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(h.service.counters())) {
+    const m = /^service\.outcomes\.(\w+)\.(\w+)$/.exec(k);
+    if (m && (action === null || m[1] === action) && (cause === null || m[2] === cause)) n += v;
+  }
+  return n;
+}
+
+/** One loop turn: lets promise chains and replies settle. */
+export const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+type HarnessOptions = Parameters<typeof startHarness>[0];
+
+/**
+ * A test file's service and clients: start() and connect() record what they open, and
+ * afterEach closes it all.
+ */
+export function serviceTests(): {
+  start(o?: HarnessOptions): Promise<Harness>;
+  connect(hello?: Partial<Hello>): Promise<TestClient>;
+  /** A client that has not said Hello. */
+  raw(): TestClient;
+  /** Closes the clients opened so far (the service stays). */
+  closeClients(): void;
+} {
+  let h: Harness | null = null;
+  const clients: TestClient[] = [];
+  const closeClients = (): void => {
+    for (const c of clients.splice(0)) c.close();
+  };
+  afterEach(async () => {
+    closeClients();
+    await h?.close();
+    h = null;
+  });
+  const running = (): Harness => {
+    if (h === null) throw new Error("start() the service first");
+    return h;
+  };
+  return {
+    async start(o) {
+      h = await startHarness(o);
+      return h;
+    },
+    async connect(hello = {}) {
+      const c = await TestClient.connect(running().service.address, hello);
+      clients.push(c);
+      return c;
+    },
+    raw() {
+      const c = new TestClient(running().service.address);
+      clients.push(c);
+      return c;
+    },
+    closeClients,
+  };
+}
+
+const rawSerialize = (b: Buffer): Buffer => b;
+const encode = (m: ClientMessage): Buffer => Buffer.from(ClientMessage.encode(m).finish());
+
+/** A policy client over a real socket; sends raw bytes so tests can send anything. */
+export class TestClient {
+  readonly events: EchoRequest[] = [];
+  readonly rejections: Rejection[] = [];
+  readonly messages: ServerMessage[] = [];
+  welcome: Welcome | null = null;
+  drainingSeen = false;
+  status: StatusObject | null = null;
+  ended = false;
+  readonly call: ClientDuplexStream<Buffer, ServerMessage>;
+  private readonly client: Client;
+
+  constructor(address: string) {
+    this.client = new Client(address, credentials.createInsecure());
+    this.call = this.client.makeBidiStreamRequest(
+      CONNECT_PATH,
+      rawSerialize,
+      (b: Buffer) => ServerMessage.decode(b),
+      new Metadata(),
+    );
+    this.call.on("data", (m: ServerMessage) => {
+      this.messages.push(m);
+      const msg = m.message;
+      if (msg?.$case === "welcome") this.welcome = msg.value;
+      else if (msg?.$case === "requests") this.events.push(...msg.value.requests);
+      else if (msg?.$case === "rejection") this.rejections.push(msg.value);
+      else if (msg?.$case === "draining") this.drainingSeen = true;
+    });
+    this.call.on("status", (s: StatusObject) => {
+      this.status = s;
+    });
+    this.call.on("end", () => {
+      this.ended = true;
+    });
+    this.call.on("error", () => {});
+  }
+
+  /** Connects and says Hello (decide mode by default); waits for the Welcome. */
+  static async connect(address: string, hello: Partial<Hello> = {}): Promise<TestClient> {
+    const c = new TestClient(address);
+    c.hello(hello);
+    await c.until(() => c.welcome !== null || c.status !== null, "Welcome");
+    if (c.welcome === null) throw new Error(`no Welcome: ${JSON.stringify(c.status)}`);
+    return c;
+  }
+
+  hello(h: Partial<Hello> = {}): void {
+    this.send({
+      message: {
+        $case: "hello",
+        value: {
+          protocolVersion: 1,
+          clientName: "test",
+          mode: Mode.MODE_DECIDE,
+          filter: undefined,
+          maxInFlight: 0,
+          payloadBytes: 0,
+          ...h,
+        },
+      },
+    });
+  }
+
+  send(m: ClientMessage): void {
+    this.call.write(encode(m));
+  }
+
+  sendRaw(b: Buffer): void {
+    this.call.write(b);
+  }
+
+  verdicts(vs: Partial<Verdict>[]): void {
+    this.send({
+      message: {
+        $case: "verdicts",
+        value: {
+          verdicts: vs.map((v) => ({
+            requestId: 0n,
+            action: Action.ACTION_UNSPECIFIED,
+            applyToFlowMs: 0,
+            ...v,
+          })),
+        },
+      },
+    });
+  }
+
+  /** Answers these events with one action, in one batch. */
+  decide(events: readonly EchoRequest[], action: Action, applyToFlowMs = 0): void {
+    this.verdicts(events.map((e) => ({ requestId: e.requestId, action, applyToFlowMs })));
+  }
+
+  drain(): void {
+    this.send({ message: { $case: "drain", value: {} } });
+  }
+
+  async until<T>(fn: () => T, what: string, timeoutMs = 5000): Promise<NonNullable<T>> {
+    return waitFor(fn, { what, timeoutMs, intervalMs: 2 });
+  }
+
+  /** Waits until at least `n` events arrived. */
+  async waitEvents(n: number, timeoutMs = 5000): Promise<EchoRequest[]> {
+    await this.until(() => this.events.length >= n, `${n} events`, timeoutMs);
+    return this.events;
+  }
+
+  async waitRejections(n: number): Promise<Rejection[]> {
+    await this.until(() => this.rejections.length >= n, `${n} rejections`);
+    return this.rejections;
+  }
+
+  async waitStatus(): Promise<StatusObject> {
+    return this.until(() => this.status, "the call's status");
+  }
+
+  /** Half-closes the stream (the client is done). */
+  end(): void {
+    this.call.end();
+  }
+
+  cancel(): void {
+    this.call.cancel();
+  }
+
+  close(): void {
+    this.call.cancel();
+    this.client.close();
+  }
+}
