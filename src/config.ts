@@ -47,6 +47,19 @@ export const configSchema = z
     defaultTtl: z.number().int().min(1).max(255),
     icmpRateLimit: z.number().positive(),
     icmpBurst: z.number().int().min(1),
+    ipv4ReassemblyTimeoutMs: z.number().int().min(1).max(3_600_000),
+    ipv6ReassemblyTimeoutMs: z.number().int().min(1).max(3_600_000),
+    reassemblyHighThreshold: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 30),
+    reassemblyLowThreshold: z
+      .number()
+      .int()
+      .min(0)
+      .max(1 << 30),
+    maxReassembledDatagramSize: z.number().int().min(1280).max(65_575).optional(),
     pcap: z.string().min(1).optional(),
     statsFile: z.string().min(1).optional(),
     statsIntervalMs: z.number().int().min(50).max(3_600_000),
@@ -61,7 +74,11 @@ export const configSchema = z
     maxInFlight: z.number().int().min(1).max(65_536),
     maxBatch: z.number().int().min(1).max(4096),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.reassemblyLowThreshold <= c.reassemblyHighThreshold, {
+    message: "must not exceed reassemblyHighThreshold",
+    path: ["reassemblyLowThreshold"],
+  });
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -156,6 +173,43 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "int",
     default: 50,
     description: "ICMP rate limiter burst",
+  },
+  {
+    key: "ipv4ReassemblyTimeoutMs",
+    flag: "--ipv4-reassembly-timeout-ms",
+    kind: "int",
+    default: 30_000,
+    description: "how long an incomplete IPv4 datagram is kept (gVisor: 30 s)",
+  },
+  {
+    key: "ipv6ReassemblyTimeoutMs",
+    flag: "--ipv6-reassembly-timeout-ms",
+    kind: "int",
+    default: 60_000,
+    description: "how long an incomplete IPv6 packet is kept (RFC 8200: 60 s)",
+  },
+  {
+    key: "reassemblyHighThreshold",
+    flag: "--reassembly-high-threshold",
+    kind: "int",
+    default: 4 * 1024 * 1024,
+    description:
+      "reassembly memory per IP version above which the oldest datagrams are evicted (bytes)",
+  },
+  {
+    key: "reassemblyLowThreshold",
+    flag: "--reassembly-low-threshold",
+    kind: "int",
+    default: 3 * 1024 * 1024,
+    description: "what eviction brings reassembly memory down to (bytes)",
+  },
+  {
+    key: "maxReassembledDatagramSize",
+    flag: "--max-reassembled-datagram-size",
+    kind: "int",
+    default: undefined,
+    description:
+      "largest datagram reassembly may produce, headers included (default and ceiling: 65535 for IPv4, 65575 for IPv6)",
   },
   {
     key: "pcap",

@@ -39,6 +39,11 @@ export function buildStack(config: Config, link: LinkEndpoint): Stack {
     defaultTTL: config.defaultTtl,
     icmpRateLimit: config.icmpRateLimit,
     icmpBurst: config.icmpBurst,
+    ipv4ReassemblyTimeoutMs: config.ipv4ReassemblyTimeoutMs,
+    ipv6ReassemblyTimeoutMs: config.ipv6ReassemblyTimeoutMs,
+    reassemblyHighThreshold: config.reassemblyHighThreshold,
+    reassemblyLowThreshold: config.reassemblyLowThreshold,
+    maxReassembledDatagramSize: config.maxReassembledDatagramSize,
   });
   const fail = (what: string, e: { message: string } | null): void => {
     if (e !== null) throw new StartupError(`${what}: ${e.message}`);

@@ -1,6 +1,6 @@
 import { type PacketBuffer, type ReplyHook, replyHookSlot } from "./buffer.js";
 import type { Stack } from "./stack.js";
-import type { TransportEndpointID } from "./transport.js";
+import { Decision, type TransportEndpointID } from "./transport.js";
 
 /**
  * The built-in Echo Reply of one request, lent to the transport layer while the request is
@@ -60,5 +60,6 @@ export function deliverEchoRequest(
   };
   const result = stack.deliverTransportPacket(pkt, id);
   if (typeof result === "boolean") finish(result);
+  else if (result instanceof Decision) result.onSettled(finish);
   else void result.then(finish);
 }

@@ -17,6 +17,22 @@ export {
 } from "./buffer.js";
 export { type Clock, ManualClock, systemClock } from "./clock.js";
 export { isTcpipError, type TcpipError, type TcpipErrorKind } from "./errors.js";
+export {
+  DEFAULT_IPV4_REASSEMBLY_TIMEOUT_MS,
+  DEFAULT_IPV6_REASSEMBLY_TIMEOUT_MS,
+  DEFAULT_REASSEMBLY_HIGH_THRESHOLD,
+  DEFAULT_REASSEMBLY_LOW_THRESHOLD,
+} from "./fragmentation/reassembler.js";
+export {
+  type AddHookOptions,
+  HOOK_POINTS,
+  type HookContext,
+  type HookCounters,
+  type HookHandle,
+  type HookPoint,
+  type HookVerdict,
+  type PacketHook,
+} from "./hooks.js";
 export * from "./icmp/index.js";
 export type { LinkEndpoint, LinkWriteError, NetworkDispatcher } from "./link-endpoint.js";
 export type { AddressEntry, NIC } from "./nic.js";
@@ -24,9 +40,15 @@ export type { NetworkHeaderParams, Route, RouteEntry } from "./route.js";
 export {
   DEFAULT_TTL,
   type FindRouteOptions,
+  type FragmentationOptions,
   type NICOptions,
   Stack,
   type StackOptions,
 } from "./stack.js";
 export { flattenStats, Stats } from "./stats.js";
-export type { TransportEndpointID, TransportProtocolHandler } from "./transport.js";
+export {
+  Decision,
+  type HandlerResult,
+  type TransportEndpointID,
+  type TransportProtocolHandler,
+} from "./transport.js";

@@ -9,8 +9,16 @@ import { type TcpipError, tcpipError } from "./errors.js";
 import { checksum, pseudoHeaderChecksum } from "./header/checksum.js";
 import { encodeIPv4, IPV4_FLAG_DF, IPV4_FLAG_MF, IPv4Header } from "./header/ipv4.js";
 import { encodeIPv6, IPV6_MIN_SIZE } from "./header/ipv6.js";
+import {
+  IPV6_EXT_HDR_FRAGMENT,
+  IPV6_FRAGMENT_EXT_HDR_LENGTH,
+} from "./header/ipv6-extension-headers.js";
+import type { HookChains } from "./hooks.js";
 import type { NIC } from "./nic.js";
 import type { IPStats } from "./stats.js";
+
+/** The Next Header field of the IPv6 fixed header. */
+const IPV6_NEXT_HEADER_FIELD = 6;
 
 /** One row of the route table: packets to `destination` leave through `nic`. */
 export interface RouteEntry {
@@ -26,6 +34,10 @@ export interface RouteContext {
   ipStats(proto: NetworkProtocolNumber): IPStats;
   /** The next IPv4 identification for a non-atomic datagram (RFC 6864). */
   nextIPv4Id(): number;
+  /** The next Identification for an IPv6 Fragment header (RFC 8200 §4.5, RFC 7739). */
+  nextIPv6FragmentId(): number;
+  /** The output and postrouting chains every sent packet passes. */
+  readonly hooks: HookChains;
 }
 
 /** Header fields for a packet whose IP header the route builds (gVisor's NetworkHeaderParams). */
@@ -129,19 +141,127 @@ export class Route {
     return this.writePacket({ protocol, ttl: this.defaultTTL, tos }, message);
   }
 
-  private emit(packet: Uint8Array): TcpipError | null {
+  /**
+   * The last stage of every write (gVisor's writePacket + writePacketPostRouting): the output
+   * and postrouting hooks, then the link — in fragments when the datagram exceeds the MTU.
+   * A hook's drop is not an error for the writer (as gVisor's IPTables*Dropped).
+   */
+  private emit(original: Uint8Array): TcpipError | null {
     const stats = this.ctx.ipStats(this.netProto);
-    if (packet.length > this.nic.mtu) {
-      // Fragmentation on output arrives with IP fidelity 2/2; until then the packet is refused.
-      stats.outgoingPacketErrors++;
-      return tcpipError("messageTooLong", `${packet.length} bytes exceed the MTU ${this.nic.mtu}`);
+    let packet = original;
+    const hooks = this.ctx.hooks;
+    if (hooks.output.length !== 0) {
+      const out = hooks.run("output", packet, this.netProto, this.nic.id);
+      if (out === null) {
+        stats.outputDropped++;
+        return null;
+      }
+      packet = out;
     }
+    if (hooks.postrouting.length !== 0) {
+      const out = hooks.run("postrouting", packet, this.netProto, this.nic.id);
+      if (out === null) {
+        stats.postroutingDropped++;
+        return null;
+      }
+      packet = out;
+    }
+    if (packet.length > this.nic.mtu) return this.writeFragments(packet, stats);
     const err = this.nic.writePacket(packet);
     if (err !== null) {
       stats.outgoingPacketErrors++;
       return err;
     }
     stats.packetsSent++;
+    return null;
+  }
+
+  /**
+   * Fragmentation on output (gVisor's handleFragments / buildNextFragment): every fragment
+   * carries a copy of the header (IPv4: the whole header, options included, as gVisor copies
+   * it; IPv6: the fixed header and a Fragment header), data in multiples of 8 octets. An IPv4
+   * datagram with DF set is not fragmented: it is not sent, counted `outgoingPacketTooBig` and
+   * `outgoingPacketErrors`, and the writer gets messageTooLong. Each fragment written counts in
+   * `packetsSent`; a link error stops the rest, which count in `outgoingPacketErrors`.
+   */
+  private writeFragments(packet: Uint8Array, stats: IPStats): TcpipError | null {
+    const mtu = this.nic.mtu;
+    const v4 = this.netProto === IPV4_PROTOCOL_NUMBER;
+    let headerLength: number;
+    let fragmentHeaderLength: number;
+    if (v4) {
+      const h = new IPv4Header(packet);
+      if ((h.flags & IPV4_FLAG_DF) !== 0) {
+        stats.outgoingPacketTooBig++;
+        stats.outgoingPacketErrors++;
+        return tcpipError(
+          "messageTooLong",
+          `${packet.length} bytes exceed the MTU ${mtu} and DF is set`,
+        );
+      }
+      headerLength = h.ihl;
+      fragmentHeaderLength = 0;
+    } else {
+      headerLength = IPV6_MIN_SIZE;
+      fragmentHeaderLength = IPV6_FRAGMENT_EXT_HDR_LENGTH;
+    }
+    const perFragment = (mtu - headerLength - fragmentHeaderLength) & ~7;
+    if (perFragment <= 0 || packet.length <= headerLength) {
+      stats.outgoingPacketErrors++;
+      return tcpipError("messageTooLong", `the MTU ${mtu} leaves no room for a fragment`);
+    }
+    const payload = packet.subarray(headerLength);
+    const count = Math.ceil(payload.length / perFragment);
+    const header = packet.subarray(0, headerLength);
+    let baseOffset = 0;
+    let baseMore = false;
+    let flags = 0;
+    const id = v4 ? 0 : this.ctx.nextIPv6FragmentId();
+    if (v4) {
+      const h = new IPv4Header(packet);
+      // A datagram that is itself a fragment keeps its place and its MF on the last piece.
+      baseOffset = h.fragmentOffset;
+      baseMore = h.moreFragments;
+      flags = h.flags & ~IPV4_FLAG_MF;
+    }
+    stats.packetsFragmented++;
+    for (let i = 0; i < count; i++) {
+      const start = i * perFragment;
+      const chunk = payload.subarray(start, Math.min(payload.length, start + perFragment));
+      const more = i < count - 1 || baseMore;
+      const frag = new Uint8Array(headerLength + fragmentHeaderLength + chunk.length);
+      frag.set(header, 0);
+      frag.set(chunk, headerLength + fragmentHeaderLength);
+      if (v4) {
+        const h = new IPv4Header(frag);
+        h.setFlagsFragmentOffset(more ? flags | IPV4_FLAG_MF : flags, baseOffset + start);
+        h.totalLength = frag.length;
+        h.checksum = 0;
+        h.checksum = h.calculateChecksum();
+      } else {
+        const f = headerLength;
+        frag[f] = packet[IPV6_NEXT_HEADER_FIELD];
+        frag[f + 1] = 0;
+        const offsetField = (start & ~7) | (more ? 1 : 0);
+        frag[f + 2] = offsetField >>> 8;
+        frag[f + 3] = offsetField & 0xff;
+        frag[f + 4] = id >>> 24;
+        frag[f + 5] = id >>> 16;
+        frag[f + 6] = id >>> 8;
+        frag[f + 7] = id;
+        frag[IPV6_NEXT_HEADER_FIELD] = IPV6_EXT_HDR_FRAGMENT;
+        const payloadLength = frag.length - IPV6_MIN_SIZE;
+        frag[4] = payloadLength >>> 8;
+        frag[5] = payloadLength & 0xff;
+      }
+      const err = this.nic.writePacket(frag);
+      if (err !== null) {
+        stats.outgoingPacketErrors += count - i;
+        return err;
+      }
+      stats.packetsSent++;
+      stats.fragmentsSent++;
+    }
     return null;
   }
 

@@ -18,6 +18,21 @@ import {
 } from "./buffer.js";
 import { type Clock, systemClock } from "./clock.js";
 import { type TcpipError, tcpipError } from "./errors.js";
+import {
+  DEFAULT_IPV4_REASSEMBLY_TIMEOUT_MS,
+  DEFAULT_IPV6_REASSEMBLY_TIMEOUT_MS,
+  DEFAULT_REASSEMBLY_HIGH_THRESHOLD,
+  DEFAULT_REASSEMBLY_LOW_THRESHOLD,
+} from "./fragmentation/reassembler.js";
+import { IPV4_MAX_TOTAL_SIZE } from "./header/ipv4.js";
+import { IPV6_MAX_PAYLOAD_SIZE, IPV6_MIN_SIZE } from "./header/ipv6.js";
+import {
+  type AddHookOptions,
+  HookChains,
+  type HookHandle,
+  type HookPoint,
+  type PacketHook,
+} from "./hooks.js";
 import { type PingEndpoint, type PingEndpointOptions, PingRegistry } from "./icmp/ping.js";
 import { IPv4Protocol } from "./ipv4/protocol.js";
 import { IPv6Protocol } from "./ipv6/protocol.js";
@@ -39,7 +54,12 @@ import {
   routeFamilyMatches,
 } from "./route.js";
 import { type IPStats, Stats } from "./stats.js";
-import type { DeliveryResult, TransportEndpointID, TransportProtocolHandler } from "./transport.js";
+import {
+  Decision,
+  type DeliveryResult,
+  type TransportEndpointID,
+  type TransportProtocolHandler,
+} from "./transport.js";
 
 export interface StackOptions {
   /** TTL / hop limit of packets the stack originates, replies included (gVisor DefaultTTLOption). */
@@ -53,6 +73,78 @@ export interface StackOptions {
   icmpv4RateLimitedTypes?: readonly number[];
   /** ICMPv6 types subject to the limiter (gVisor: 0–127 except 2). */
   icmpv6RateLimitedTypes?: readonly number[];
+  /** How long an incomplete IPv4 datagram is kept, ms (gVisor's ipv4.ReassembleTimeout: 30 s). */
+  ipv4ReassemblyTimeoutMs?: number;
+  /** How long an incomplete IPv6 packet is kept, ms (gVisor / RFC 8200 §4.5: 60 s). */
+  ipv6ReassemblyTimeoutMs?: number;
+  /**
+   * Reassembly memory, per IP version, above which the oldest incomplete datagrams are evicted
+   * (gVisor's HighFragThreshold, Linux's ipfrag_high_thresh: 4 MiB).
+   */
+  reassemblyHighThreshold?: number;
+  /** What eviction brings the memory down to (gVisor's LowFragThreshold: 3 MiB). */
+  reassemblyLowThreshold?: number;
+  /**
+   * The largest datagram reassembly may produce, IP header(s) included. Default and ceiling:
+   * 65535 for IPv4 (the total length field) and 65575 for IPv6 (40 + the maximum payload length).
+   */
+  maxReassembledDatagramSize?: number;
+  /**
+   * How often the sweep timer releases expired reassemblies, ms (default 1000; the timer runs
+   * only while fragments are held, and is unref'd). 0 turns it off: call sweepFragments().
+   */
+  fragmentSweepIntervalMs?: number;
+}
+
+/** The reassembly limits in force (StackOptions with the defaults filled in). */
+export interface FragmentationOptions {
+  readonly ipv4ReassemblyTimeoutMs: number;
+  readonly ipv6ReassemblyTimeoutMs: number;
+  readonly reassemblyHighThreshold: number;
+  readonly reassemblyLowThreshold: number;
+  readonly maxIPv4DatagramSize: number;
+  readonly maxIPv6DatagramSize: number;
+  readonly sweepIntervalMs: number;
+}
+
+function resolveFragmentationOptions(o: StackOptions): FragmentationOptions {
+  const positive = (name: string, v: number | undefined, def: number): number => {
+    if (v === undefined) return def;
+    if (!Number.isFinite(v) || v < 0)
+      throw new RangeError(`${name} must be a number >= 0, got ${v}`);
+    return v;
+  };
+  const high = positive(
+    "reassemblyHighThreshold",
+    o.reassemblyHighThreshold,
+    DEFAULT_REASSEMBLY_HIGH_THRESHOLD,
+  );
+  const low = Math.min(
+    high,
+    positive(
+      "reassemblyLowThreshold",
+      o.reassemblyLowThreshold,
+      Math.min(high, DEFAULT_REASSEMBLY_LOW_THRESHOLD),
+    ),
+  );
+  const max = positive("maxReassembledDatagramSize", o.maxReassembledDatagramSize, Infinity);
+  return {
+    ipv4ReassemblyTimeoutMs: positive(
+      "ipv4ReassemblyTimeoutMs",
+      o.ipv4ReassemblyTimeoutMs,
+      DEFAULT_IPV4_REASSEMBLY_TIMEOUT_MS,
+    ),
+    ipv6ReassemblyTimeoutMs: positive(
+      "ipv6ReassemblyTimeoutMs",
+      o.ipv6ReassemblyTimeoutMs,
+      DEFAULT_IPV6_REASSEMBLY_TIMEOUT_MS,
+    ),
+    reassemblyHighThreshold: high,
+    reassemblyLowThreshold: low,
+    maxIPv4DatagramSize: Math.min(max, IPV4_MAX_TOTAL_SIZE),
+    maxIPv6DatagramSize: Math.min(max, IPV6_MIN_SIZE + IPV6_MAX_PAYLOAD_SIZE),
+    sweepIntervalMs: positive("fragmentSweepIntervalMs", o.fragmentSweepIntervalMs, 1000),
+  };
 }
 
 export interface NICOptions {
@@ -78,6 +170,12 @@ export const DEFAULT_TTL = 64;
 export class Stack implements RouteContext {
   readonly stats = new Stats();
   readonly clock: Clock;
+  /** The reassembly limits in force. */
+  readonly fragmentationOptions: FragmentationOptions;
+  /** The packet hook chains (see hooks.ts); add hooks with addHook. */
+  readonly hooks: HookChains;
+  private ipv6FragmentId: number;
+  private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private ttl: number;
   private readonly icmpLimiter: TokenBucket;
   private icmpv4Limited: ICMPTypeMask;
@@ -105,6 +203,9 @@ export class Stack implements RouteContext {
       options.icmpv6RateLimitedTypes ?? DEFAULT_ICMPV6_RATE_LIMITED_TYPES,
     );
     this.ipv4Id = Math.floor(Math.random() * 0x10000);
+    this.ipv6FragmentId = Math.floor(Math.random() * 0x100000000);
+    this.fragmentationOptions = resolveFragmentationOptions(options);
+    this.hooks = new HookChains(this.stats.hooks);
     this.ipv4 = new IPv4Protocol(this);
     this.ipv6 = new IPv6Protocol(this);
     this.pings = new PingRegistry(this);
@@ -129,6 +230,54 @@ export class Stack implements RouteContext {
   nextIPv4Id(): number {
     this.ipv4Id = (this.ipv4Id + 1) & 0xffff;
     return this.ipv4Id;
+  }
+
+  nextIPv6FragmentId(): number {
+    this.ipv6FragmentId = (this.ipv6FragmentId + 1) >>> 0;
+    return this.ipv6FragmentId;
+  }
+
+  // ---- packet hooks ----
+
+  /**
+   * Adds `hook` to the chain at `point` (prerouting, input, output, postrouting); it accepts,
+   * drops or rewrites each packet there. Returns a handle with the hook's counters and
+   * `remove()`. See hooks.ts for where each point sits and who fixes checksums after a rewrite.
+   */
+  addHook(point: HookPoint, hook: PacketHook, options?: AddHookOptions): HookHandle {
+    return this.hooks.add(point, hook, options);
+  }
+
+  // ---- fragment reassembly ----
+
+  /**
+   * Releases the incomplete datagrams whose reassembly timeout has passed on the stack clock
+   * (counted `reassemblyTimeouts`; ICMP Time Exceeded to the sender when fragment zero came).
+   * The sweep timer calls this; tests on a ManualClock call it after advancing the clock.
+   * Returns how many were released.
+   */
+  sweepFragments(): number {
+    const now = this.clock.nowMs();
+    const n = this.ipv4.reassembler.expire(now) + this.ipv6.reassembler.expire(now);
+    if (this.ipv4.reassembler.pending === 0 && this.ipv6.reassembler.pending === 0) {
+      this.stopSweepTimer();
+    }
+    return n;
+  }
+
+  /** Called by the network protocols after a fragment: keeps the sweep timer running. */
+  fragmentsPending(): void {
+    if (this.sweepTimer !== null || this.fragmentationOptions.sweepIntervalMs === 0) return;
+    if (this.ipv4.reassembler.pending === 0 && this.ipv6.reassembler.pending === 0) return;
+    const t = setInterval(() => this.sweepFragments(), this.fragmentationOptions.sweepIntervalMs);
+    t.unref?.();
+    this.sweepTimer = t;
+  }
+
+  private stopSweepTimer(): void {
+    if (this.sweepTimer === null) return;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
   }
 
   // ---- NICs and addresses ----
@@ -325,7 +474,7 @@ export class Stack implements RouteContext {
     if (handler === undefined) return false;
     try {
       const result = handler(id, pkt);
-      if (typeof result === "boolean") return result;
+      if (typeof result === "boolean" || result instanceof Decision) return result;
       // A rejected promise did not consume the packet; it never surfaces as unhandled.
       return Promise.resolve(result).then(
         (consumed) => consumed === true,
@@ -349,6 +498,9 @@ export class Stack implements RouteContext {
 
   /** Detaches every NIC from its link. */
   close(): void {
+    this.stopSweepTimer();
+    this.ipv4.reassembler.clear();
+    this.ipv6.reassembler.clear();
     for (const nic of this.nics.values()) nic.link.attach(null);
     this.nics.clear();
     this.routes.length = 0;

@@ -18,8 +18,53 @@ export class IPStats {
   packetsDelivered = 0;
   packetsSent = 0;
   outgoingPacketErrors = 0;
-  /** Fragments (reassembly arrives with IP fidelity 2/2); IPv6 atomic fragments are accepted. */
+  /**
+   * Kept for compatibility: fragments are reassembled since IP fidelity 2/2, so this no longer
+   * moves (IPv6 atomic fragments were always processed as whole packets).
+   */
   fragmentsReceivedUnsupported = 0;
+  // ---- reassembly (gVisor's fragmentation package) ----
+  /** Fragments that went into reassembly (informational; each also ends in one disposition). */
+  fragmentsReceived = 0;
+  /** Disposition: the fragment was kept; its datagram is not complete yet. */
+  fragmentsQueued = 0;
+  /**
+   * Informational, a subset of `malformedPacketsReceived` (gVisor's MalformedFragmentsReceived):
+   * an empty fragment, a non-final fragment whose length is not a multiple of 8, a datagram over
+   * the maximum size, an overlap (RFC 5722: the whole datagram is dropped), a conflicting end.
+   */
+  malformedFragmentsReceived = 0;
+  /** Datagrams whose reassembly was abandoned because two fragments overlapped. */
+  reassemblyOverlaps = 0;
+  /** Datagrams reassembled and handed on (the completing fragment's disposition follows). */
+  packetsReassembled = 0;
+  /** Incomplete datagrams released after the reassembly timeout. */
+  reassemblyTimeouts = 0;
+  /** Incomplete datagrams evicted, oldest first, when reassembly memory passed the high mark. */
+  reassemblyEvictions = 0;
+  /** Gauge: bytes held by incomplete datagrams now (never above the high threshold after a packet). */
+  reassemblyBytes = 0;
+  /** Gauge: incomplete datagrams held now. */
+  reassemblyPending = 0;
+  // ---- fragmentation on output ----
+  /** Datagrams larger than the MTU that left in fragments (each fragment counts in packetsSent). */
+  packetsFragmented = 0;
+  /** Fragments written to the link. */
+  fragmentsSent = 0;
+  /**
+   * Larger than the MTU and not allowed to be fragmented (IPv4 DF): not sent; also counted in
+   * `outgoingPacketErrors`.
+   */
+  outgoingPacketTooBig = 0;
+  // ---- packet hooks (gVisor's IPTables*Dropped) ----
+  /** Disposition: a prerouting hook dropped the packet. */
+  preroutingDropped = 0;
+  /** Disposition: an input hook dropped the (reassembled) datagram. */
+  inputDropped = 0;
+  /** An output hook dropped a packet the stack was sending (the writer sees success, as gVisor). */
+  outputDropped = 0;
+  /** A postrouting hook dropped a packet the stack was sending. */
+  postroutingDropped = 0;
   /**
    * IPv6: discarded for what this stack does not implement, as RFC 8200 orders: an unrecognized
    * option whose two high bits say discard (01, 10, 11), a Routing header with Segments Left > 0.
@@ -116,6 +161,22 @@ export class NICStats {
   txErrors = 0;
 }
 
+/** What the hooks at one point decided (see hooks.ts). */
+export class HookPointStats {
+  accepted = 0;
+  dropped = 0;
+  rewritten = 0;
+  /** A hook threw: the packet is dropped (fail closed) and this counts it, besides `dropped`. */
+  errors = 0;
+}
+
+export class HookStats {
+  readonly prerouting = new HookPointStats();
+  readonly input = new HookPointStats();
+  readonly output = new HookPointStats();
+  readonly postrouting = new HookPointStats();
+}
+
 export class Stats {
   readonly nic = new NICStats();
   readonly ipv4 = new IPStats();
@@ -124,6 +185,7 @@ export class Stats {
     v4: { packetsReceived: new ICMPv4ReceivedStats(), packetsSent: new ICMPv4SentStats() },
     v6: { packetsReceived: new ICMPv6ReceivedStats(), packetsSent: new ICMPv6SentStats() },
   };
+  readonly hooks = new HookStats();
 }
 
 /** `{ "icmp.v4.packetsReceived.echoRequest": 3, … }`, in a stable order. */

@@ -7,6 +7,7 @@
 import { Action } from "../gen/icmpfwd/v1/forwarder.js";
 import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
+import { Decision } from "../netstack/transport.js";
 import { type DeadlineEntry, Deadlines, type Scheduler, systemScheduler } from "./deadlines.js";
 import { EndedRequests } from "./ended-requests.js";
 import type { RejectionKind } from "./errors.js";
@@ -86,12 +87,9 @@ export class SessionSlot implements FlowOwner {
   }
 }
 
-function noop(): void {}
-
-/** One Echo Request waiting for its outcome. */
-export class PendingRequest implements DeadlineEntry {
+/** One Echo Request waiting for its outcome; it is also the handler's answer (a Decision). */
+export class PendingRequest extends Decision implements DeadlineEntry {
   heapIndex = -1;
-  resolve: (consumed: boolean) => void = noop;
 
   constructor(
     readonly id: number,
@@ -102,7 +100,9 @@ export class PendingRequest implements DeadlineEntry {
     readonly receivedAtMs: number,
     readonly deadlineMs: number,
     public session: SessionSlot,
-  ) {}
+  ) {
+    super();
+  }
 }
 
 const NO_CLIENT = 0;
@@ -184,7 +184,7 @@ export class Dispatcher {
   }
 
   /** The Forwarder handler: true = consumed, false = fallthrough. */
-  readonly handle = (req: ForwarderRequest): boolean | Promise<boolean> => {
+  readonly handle = (req: ForwarderRequest): boolean | Decision => {
     const f = echoRequestFields(req);
     if (f === null) {
       // Echo Replies, errors…: nothing to decide; the netstack's own path goes on.
@@ -216,13 +216,10 @@ export class Dispatcher {
       now + this.deadlineMs,
       choice,
     );
-    const settled = new Promise<boolean>((resolve) => {
-      p.resolve = resolve;
-    });
     this.pending.set(p.id, p);
     this.deadlines.add(p);
     this.assign(p, choice);
-    return settled;
+    return p;
   };
 
   /** A new decide session. */
@@ -366,7 +363,7 @@ export class Dispatcher {
     this.detach(p);
     const s = p.session;
     this.ended.record(p.id, s.index, cause);
-    p.resolve(this.carryOut(p.request, p.temporary, action, cause));
+    p.settle(this.carryOut(p.request, p.temporary, action, cause));
     if (s.draining && !s.closed && s.inFlight === 0) s.sink.idle();
     if (this.pending.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;

@@ -78,6 +78,7 @@ interface Built {
   config: typeof import("../../src/config.js");
   gen: typeof import("../../src/gen/icmpfwd/v1/forwarder.js");
   channel: typeof import("../../src/link/channel.js");
+  transport: typeof import("../../src/netstack/transport.js");
   serve: typeof import("../../src/serve.js");
   service: typeof import("../../src/service/index.js");
   server: typeof import("../../src/service/server.js");
@@ -96,6 +97,7 @@ async function loadBuilt(): Promise<Built> {
     config: await load("config.js"),
     gen: await load("gen/icmpfwd/v1/forwarder.js"),
     channel: await load("link/channel.js"),
+    transport: await load("netstack/transport.js"),
     serve: await load("serve.js"),
     service: await load("service/index.js"),
     server: await load("service/server.js"),
@@ -338,6 +340,10 @@ async function serviceRow(
     const r = inner(id, pkt);
     if (typeof r === "boolean") {
       rec.skip();
+      return r;
+    }
+    if (r instanceof lib.transport.Decision) {
+      r.onSettled(() => rec.record(t0));
       return r;
     }
     return r.then((v) => {

@@ -1,6 +1,11 @@
 import type { Address } from "../address.js";
 import { type NetworkPacketInfo, type PacketBuffer, replyHookSlot } from "../buffer.js";
-import type { TransportEndpointID, TransportProtocolHandler } from "../transport.js";
+import {
+  Decision,
+  type HandlerResult,
+  type TransportEndpointID,
+  type TransportProtocolHandler,
+} from "../transport.js";
 
 /** Thrown by ForwarderRequest.packetBuffer() once the request has ended. */
 export class RequestExpired extends Error {
@@ -81,7 +86,11 @@ function copy(a: Address): Address {
   return a.slice();
 }
 
-export type ForwarderHandler = (request: ForwarderRequest) => boolean | Promise<boolean>;
+/**
+ * Answers now (boolean), later by promise, or later by Decision (the promise-free form for hot
+ * paths: settle it once with the answer).
+ */
+export type ForwarderHandler = (request: ForwarderRequest) => HandlerResult;
 
 export interface ForwarderOptions {
   /** Most requests held by unsettled async handlers at once (default 1024). */
@@ -151,7 +160,7 @@ export class Forwarder {
     }
     s.handled++;
     const req = new ForwarderRequest(id, pkt);
-    let result: boolean | Promise<boolean>;
+    let result: HandlerResult;
     try {
       result = this.handler(req);
     } catch {
@@ -160,6 +169,14 @@ export class Forwarder {
     }
     if (typeof result === "boolean") return this.settle(req, result);
     s.held++;
+    if (result instanceof Decision) {
+      const answer = new Decision();
+      result.onSettled((consumed) => {
+        s.held--;
+        answer.settle(this.settle(req, consumed === true));
+      });
+      return answer;
+    }
     return Promise.resolve(result).then(
       (consumed) => {
         s.held--;

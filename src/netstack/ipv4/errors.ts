@@ -11,6 +11,8 @@ import {
   ICMPV4_MIN_SIZE,
   ICMPV4_PARAM_PROBLEM,
   ICMPV4_PROTO_UNREACHABLE,
+  ICMPV4_REASSEMBLY_TIMEOUT,
+  ICMPV4_TIME_EXCEEDED,
   ICMPV4_TIMESTAMP,
   ICMPV4_TIMESTAMP_REPLY,
 } from "../header/icmpv4.js";
@@ -21,7 +23,9 @@ import type { Stack } from "../stack.js";
 /** Why the stack answers a received datagram with an ICMPv4 error (gVisor's icmpReason). */
 export type ICMPv4ErrorReason =
   | { readonly kind: "parameterProblem"; readonly pointer: number }
-  | { readonly kind: "protocolUnreachable" };
+  | { readonly kind: "protocolUnreachable" }
+  /** RFC 792: Time Exceeded, code 1 — fragment reassembly time exceeded (gVisor's OnReassemblyTimeout). */
+  | { readonly kind: "reassemblyTimeout" };
 
 /** RFC 1812 §4.3.2.3: an ICMP error datagram stays within 576 bytes. */
 const IPV4_MIN_PROCESSABLE_DATAGRAM = 576;
@@ -74,7 +78,12 @@ export function returnICMPv4Error(
     if (datagram.length < ihl + ICMPV4_MIN_SIZE) return;
     if (!isICMPv4Informational(datagram[ihl])) return;
   }
-  const type = reason.kind === "parameterProblem" ? ICMPV4_PARAM_PROBLEM : ICMPV4_DST_UNREACHABLE;
+  const type =
+    reason.kind === "parameterProblem"
+      ? ICMPV4_PARAM_PROBLEM
+      : reason.kind === "reassemblyTimeout"
+        ? ICMPV4_TIME_EXCEEDED
+        : ICMPV4_DST_UNREACHABLE;
   if (!stack.allowICMPReply(IPV4_PROTOCOL_NUMBER, type)) {
     sent.rateLimited++;
     return;
@@ -88,6 +97,8 @@ export function returnICMPv4Error(
   if (reason.kind === "parameterProblem") {
     message[1] = 0;
     message[4] = reason.pointer;
+  } else if (reason.kind === "reassemblyTimeout") {
+    message[1] = ICMPV4_REASSEMBLY_TIMEOUT;
   } else {
     message[1] = ICMPV4_PROTO_UNREACHABLE;
   }
@@ -97,5 +108,6 @@ export function returnICMPv4Error(
     return;
   }
   if (reason.kind === "parameterProblem") sent.paramProblem++;
+  else if (reason.kind === "reassemblyTimeout") sent.timeExceeded++;
   else sent.dstUnreachable++;
 }

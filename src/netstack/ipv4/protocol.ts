@@ -1,8 +1,14 @@
 import { type Address, isIPv4, isV4Broadcast, isV4Loopback, isV4Multicast } from "../address.js";
 import { ICMPV4_PROTOCOL_NUMBER, IPV4_PROTOCOL_NUMBER, PacketBuffer } from "../buffer.js";
+import { type FirstFragment, hexKey, Reassembler } from "../fragmentation/reassembler.js";
 import { checksum } from "../header/checksum.js";
 import { ICMPV4_ECHO, ICMPV4_MIN_SIZE } from "../header/icmpv4.js";
-import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
+import {
+  IPV4_DESTINATION_ADDRESS_OFFSET,
+  IPV4_MIN_SIZE,
+  IPV4_SOURCE_ADDRESS_OFFSET,
+  IPv4Header,
+} from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
 import type { Stack } from "../stack.js";
 import { returnICMPv4Error } from "./errors.js";
@@ -10,9 +16,24 @@ import { handleICMPv4 } from "./icmp.js";
 import {
   OPTION_USAGE_ECHO,
   OPTION_USAGE_RECEIVE,
+  OPTION_USAGE_VERIFY,
   type OptionUsage,
   processIPv4Options,
 } from "./options.js";
+
+/** What the IPv4 reassembler keeps with a first fragment (for the timeout's ICMP error). */
+export interface IPv4FragmentContext {
+  readonly nicId: number;
+  readonly broadcast: boolean;
+  readonly temporary: boolean;
+}
+
+/** Length, version, IHL, total length and header checksum (malformed otherwise). */
+function isValidIPv4(packet: Uint8Array): boolean {
+  if (packet.length < IPV4_MIN_SIZE) return false;
+  const h = new IPv4Header(packet);
+  return h.isValid(packet.length) && h.isChecksumValid();
+}
 
 /**
  * The IPv4 receive path (gVisor's ipv4.endpoint.HandlePacket + handleValidatedPacket): validate
@@ -26,19 +47,51 @@ export class IPv4Protocol {
    */
   wallClockMs: () => number = Date.now;
 
-  constructor(private readonly stack: Stack) {}
+  /** Fragments waiting for the rest of their datagram (gVisor's ipv4 protocol.fragmentation). */
+  readonly reassembler: Reassembler<IPv4FragmentContext>;
 
-  handlePacket(nic: NIC, packet: Uint8Array): void {
+  constructor(private readonly stack: Stack) {
+    const o = stack.fragmentationOptions;
+    this.reassembler = new Reassembler<IPv4FragmentContext>(
+      {
+        timeoutMs: o.ipv4ReassemblyTimeoutMs,
+        highThreshold: o.reassemblyHighThreshold,
+        lowThreshold: o.reassemblyLowThreshold,
+      },
+      stack.stats.ipv4,
+      (first) => this.onReassemblyTimeout(first),
+    );
+  }
+
+  handlePacket(nic: NIC, received: Uint8Array): void {
     const stats = this.stack.stats.ipv4;
     stats.packetsReceived++;
+    let packet = received;
     if (packet.length < IPV4_MIN_SIZE) {
       stats.malformedPacketsReceived++;
       return;
     }
-    const h = new IPv4Header(packet);
+    let h = new IPv4Header(packet);
     if (!h.isValid(packet.length) || !h.isChecksumValid()) {
       stats.malformedPacketsReceived++;
       return;
+    }
+    const hooks = this.stack.hooks;
+    if (hooks.prerouting.length !== 0) {
+      const out = hooks.run("prerouting", packet, IPV4_PROTOCOL_NUMBER, nic.id);
+      if (out === null) {
+        stats.preroutingDropped++;
+        return;
+      }
+      if (out !== packet) {
+        // A rewrite is checked like a received packet (fixing checksums is the hook's job).
+        if (!isValidIPv4(out)) {
+          stats.malformedPacketsReceived++;
+          return;
+        }
+        packet = out;
+        h = new IPv4Header(packet);
+      }
     }
     const src: Address = h.sourceAddress;
     const dst: Address = h.destinationAddress;
@@ -61,16 +114,33 @@ export class IPv4Protocol {
       stats.invalidDestinationAddressesReceived++;
       return;
     }
-    if (h.moreFragments || h.fragmentOffset !== 0) {
-      // Reassembly arrives with IP fidelity 2/2.
-      stats.fragmentsReceivedUnsupported++;
-      return;
-    }
-    const data = h.totalLength < packet.length ? packet.subarray(0, h.totalLength) : packet;
-    const ihl = h.ihl;
     // Plain booleans, not an object: the fast path allocates nothing beyond the PacketBuffer.
     const broadcast = match.kind === "broadcast";
     const temporary = match.kind === "temporary";
+    let data = h.totalLength < packet.length ? packet.subarray(0, h.totalLength) : packet;
+    if (h.moreFragments || h.fragmentOffset !== 0) {
+      const reassembled = this.handleFragment(nic, data, broadcast, temporary);
+      if (reassembled === null) return;
+      data = reassembled;
+      h = new IPv4Header(data);
+    }
+    if (hooks.input.length !== 0) {
+      const out = hooks.run("input", data, IPV4_PROTOCOL_NUMBER, nic.id);
+      if (out === null) {
+        stats.inputDropped++;
+        return;
+      }
+      if (out !== data) {
+        if (!isValidIPv4(out)) {
+          stats.malformedPacketsReceived++;
+          return;
+        }
+        const rh = new IPv4Header(out);
+        data = rh.totalLength < out.length ? out.subarray(0, rh.totalLength) : out;
+        h = rh;
+      }
+    }
+    const ihl = h.ihl;
     if (h.protocol !== ICMPV4_PROTOCOL_NUMBER) {
       // Options first (gVisor's optionUsageReceive), then the protocol: only ICMP is handled.
       if (
@@ -108,6 +178,126 @@ export class IPv4Protocol {
     pkt.packetInfo.localAddressTemporary = temporary;
     stats.packetsDelivered++;
     handleICMPv4(this.stack, nic, pkt, replyHeaderLength);
+  }
+
+  /**
+   * One fragment (gVisor's ipv4 handleValidatedPacket, fragment branch): checked, then kept by
+   * the reassembler. Returns the reassembled datagram (header of the first fragment, total
+   * length set, flags and offset cleared, checksum recomputed) once the last piece arrives, or
+   * null when the fragment is counted and kept or dropped.
+   */
+  private handleFragment(
+    nic: NIC,
+    data: Uint8Array,
+    broadcast: boolean,
+    temporary: boolean,
+  ): Uint8Array | null {
+    const stats = this.stack.stats.ipv4;
+    stats.fragmentsReceived++;
+    const h = new IPv4Header(data);
+    const ihl = h.ihl;
+    const length = data.length - ihl;
+    const offset = h.fragmentOffset;
+    if (length <= 0) {
+      // Marked as a fragment but carries nothing.
+      stats.malformedPacketsReceived++;
+      stats.malformedFragmentsReceived++;
+      return null;
+    }
+    if (ihl > IPV4_MIN_SIZE && !this.verifyOptions(nic, data, broadcast, temporary)) {
+      return null;
+    }
+    // The reassembled datagram must fit the total length field (and the configured maximum).
+    if (ihl + offset + length > this.stack.fragmentationOptions.maxIPv4DatagramSize) {
+      stats.malformedPacketsReceived++;
+      stats.malformedFragmentsReceived++;
+      return null;
+    }
+    const protocol = h.protocol;
+    // RFC 791 §2.3: the identification is unique per source, destination and protocol.
+    const key = `${hexKey(data, IPV4_SOURCE_ADDRESS_OFFSET, IPV4_DESTINATION_ADDRESS_OFFSET + 4)}/${h.id}/${protocol}`;
+    const result = this.reassembler.process(
+      key,
+      {
+        offset,
+        data: data.subarray(ihl),
+        more: h.moreFragments,
+        protocol,
+        first:
+          offset === 0
+            ? {
+                packet: data,
+                dataOffset: ihl,
+                keep: ihl,
+                context: { nicId: nic.id, broadcast, temporary },
+              }
+            : null,
+      },
+      this.stack.clock.nowMs(),
+    );
+    this.stack.fragmentsPending();
+    if (result.kind === "error") {
+      stats.malformedPacketsReceived++;
+      stats.malformedFragmentsReceived++;
+      return null;
+    }
+    if (result.kind === "queued") {
+      stats.fragmentsQueued++;
+      return null;
+    }
+    stats.packetsReassembled++;
+    const datagram = result.datagram;
+    const rh = new IPv4Header(datagram);
+    rh.totalLength = datagram.length;
+    // gVisor's fix-up after reassembly: SetFlagsFragmentOffset(0, 0) (DF is cleared too).
+    rh.setFlagsFragmentOffset(0, 0);
+    rh.checksum = 0;
+    rh.checksum = rh.calculateChecksum();
+    return datagram;
+  }
+
+  /**
+   * A fragment's options are checked before reassembly and left unchanged (gVisor's
+   * optionUsageVerify); a bad one is counted malformed and, for a first fragment, answered with
+   * Parameter Problem.
+   */
+  private verifyOptions(
+    nic: NIC,
+    data: Uint8Array,
+    broadcast: boolean,
+    temporary: boolean,
+  ): boolean {
+    const stats = this.stack.stats.ipv4;
+    const h = new IPv4Header(data);
+    const result = processIPv4Options(h.options(), OPTION_USAGE_VERIFY, {
+      localAddress: h.destinationAddress,
+      wallClockMs: this.wallClockMs(),
+      stats,
+    });
+    if (result.kind === "ok") return true;
+    stats.malformedPacketsReceived++;
+    if (result.needICMP) {
+      returnICMPv4Error(this.stack, nic, data, broadcast, temporary, {
+        kind: "parameterProblem",
+        pointer: result.pointer,
+      });
+    }
+    return false;
+  }
+
+  /** RFC 792 / gVisor's OnReassemblyTimeout: Time Exceeded, only when fragment zero arrived. */
+  private onReassemblyTimeout(first: FirstFragment<IPv4FragmentContext> | null): void {
+    if (first === null) return;
+    const nic = this.stack.nic(first.context.nicId);
+    if (nic === undefined) return;
+    returnICMPv4Error(
+      this.stack,
+      nic,
+      first.packet,
+      first.context.broadcast,
+      first.context.temporary,
+      { kind: "reassemblyTimeout" },
+    );
   }
 
   /**

@@ -5,7 +5,9 @@ import {
   ICMPV6_ECHO_REQUEST,
   ICMPV6_MIN_SIZE,
   ICMPV6_PARAM_PROBLEM,
+  ICMPV6_REASSEMBLY_TIMEOUT,
   ICMPV6_REDIRECT,
+  ICMPV6_TIME_EXCEEDED,
 } from "../header/icmpv6.js";
 import { IPV6_MIN_MTU, IPV6_MIN_SIZE, IPv6Header } from "../header/ipv6.js";
 import { findIPv6UpperLayer } from "../header/ipv6-extension-headers.js";
@@ -28,7 +30,12 @@ export interface ICMPv6ParameterProblem {
   readonly respondToMulticast: boolean;
 }
 
-export type ICMPv6ErrorReason = ICMPv6ParameterProblem;
+/** RFC 4443 §3.3: Time Exceeded, code 1 — fragment reassembly time exceeded. */
+export interface ICMPv6ReassemblyTimeout {
+  readonly kind: "reassemblyTimeout";
+}
+
+export type ICMPv6ErrorReason = ICMPv6ParameterProblem | ICMPv6ReassemblyTimeout;
 
 /**
  * Answers `packet` (the received IPv6 packet, trimmed to its payload length) with an ICMPv6
@@ -51,7 +58,8 @@ export function returnICMPv6Error(
   const src = h.sourceAddress;
   const dst = h.destinationAddress;
   const multicast = isV6Multicast(dst);
-  if ((multicast && !reason.respondToMulticast) || isV6Unspecified(src)) return;
+  const respondToMulticast = reason.kind === "parameterProblem" && reason.respondToMulticast;
+  if ((multicast && !respondToMulticast) || isV6Unspecified(src)) return;
   const route = stack.findRoute(nic.id, multicast ? null : dst, src, IPV6_PROTOCOL_NUMBER, {
     allowUnassignedLocal: temporary,
   });
@@ -67,7 +75,8 @@ export function returnICMPv6Error(
     const type = packet[upper.offset];
     if (type < ICMPV6_ECHO_REQUEST || type === ICMPV6_REDIRECT) return;
   }
-  if (!stack.allowICMPReply(IPV6_PROTOCOL_NUMBER, ICMPV6_PARAM_PROBLEM)) {
+  const type = reason.kind === "parameterProblem" ? ICMPV6_PARAM_PROBLEM : ICMPV6_TIME_EXCEEDED;
+  if (!stack.allowICMPReply(IPV6_PROTOCOL_NUMBER, type)) {
     sent.rateLimited++;
     return;
   }
@@ -76,16 +85,21 @@ export function returnICMPv6Error(
   if (available < IPV6_MIN_SIZE) return;
   const payloadLength = Math.min(packet.length, available);
   const message = new Uint8Array(ICMPV6_MIN_SIZE + payloadLength);
-  message[0] = ICMPV6_PARAM_PROBLEM;
-  message[1] = reason.code;
-  message[4] = reason.pointer >>> 24;
-  message[5] = reason.pointer >>> 16;
-  message[6] = reason.pointer >>> 8;
-  message[7] = reason.pointer;
+  message[0] = type;
+  if (reason.kind === "parameterProblem") {
+    message[1] = reason.code;
+    message[4] = reason.pointer >>> 24;
+    message[5] = reason.pointer >>> 16;
+    message[6] = reason.pointer >>> 8;
+    message[7] = reason.pointer;
+  } else {
+    message[1] = ICMPV6_REASSEMBLY_TIMEOUT;
+  }
   message.set(packet.subarray(0, payloadLength), ICMPV6_MIN_SIZE);
   if (route.writeICMP(message, 0) !== null) {
     sent.dropped++;
     return;
   }
-  sent.paramProblem++;
+  if (reason.kind === "parameterProblem") sent.paramProblem++;
+  else sent.timeExceeded++;
 }

@@ -1,23 +1,35 @@
 import { type Address, isV6Loopback, isV6Multicast } from "../address.js";
 import { ICMPV6_PROTOCOL_NUMBER, IPV6_PROTOCOL_NUMBER, PacketBuffer } from "../buffer.js";
 import {
+  type FirstFragment,
+  FRAGMENT_BLOCK_SIZE,
+  hexKey,
+  Reassembler,
+} from "../fragmentation/reassembler.js";
+import {
   ICMPV6_ERRONEOUS_HEADER,
   ICMPV6_UNKNOWN_NEXT_HEADER,
   ICMPV6_UNKNOWN_OPTION,
 } from "../header/icmpv6.js";
 import {
   IPV6_DESTINATION_ADDRESS_OFFSET,
+  IPV6_MAX_PAYLOAD_SIZE,
   IPV6_MIN_SIZE,
   IPV6_NEXT_HEADER_OFFSET,
+  IPV6_PAYLOAD_LENGTH_OFFSET,
+  IPV6_SOURCE_ADDRESS_OFFSET,
   IPv6Header,
 } from "../header/ipv6.js";
 import {
+  findIPv6UpperLayer,
   IPV6_EXT_HDR_DESTINATION_OPTIONS,
   IPV6_EXT_HDR_FRAGMENT,
   IPV6_EXT_HDR_HOP_BY_HOP,
   IPV6_EXT_HDR_NEXT_HEADER_OFFSET,
   IPV6_EXT_HDR_OPTIONS_OFFSET,
   IPV6_EXT_HDR_ROUTING,
+  IPV6_FRAGMENT_EXT_HDR_LENGTH,
+  IPV6_FRAGMENT_OFFSET_FIELD,
   IPV6_NO_NEXT_HEADER,
   IPV6_OPTION_ACTION_DISCARD_SEND_ICMP,
   IPV6_OPTION_ACTION_DISCARD_SEND_ICMP_NO_MULTICAST,
@@ -38,6 +50,18 @@ import type { Stack } from "../stack.js";
 import { returnICMPv6Error } from "./errors.js";
 import { handleICMPv6 } from "./icmp.js";
 
+/** What the IPv6 reassembler keeps with a first fragment (for the timeout's ICMP error). */
+export interface IPv6FragmentContext {
+  readonly nicId: number;
+  readonly temporary: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function isValidIPv6(packet: Uint8Array): boolean {
+  return packet.length >= IPV6_MIN_SIZE && new IPv6Header(packet).isValid(packet.length);
+}
+
 /**
  * The IPv6 receive path (gVisor's ipv6.endpoint.HandlePacket): validate the fixed header, apply
  * the source and destination rules, walk the extension headers (RFC 8200), deliver ICMPv6. The
@@ -46,19 +70,55 @@ import { handleICMPv6 } from "./icmp.js";
  * ends, counted, as an invalid destination.
  */
 export class IPv6Protocol {
-  constructor(private readonly stack: Stack) {}
+  /** Fragments waiting for the rest of their packet (gVisor's ipv6 protocol.fragmentation). */
+  readonly reassembler: Reassembler<IPv6FragmentContext>;
+  /**
+   * The packet the last extension header walk ended on: the one it was given, or the packet
+   * reassembled from fragments (a field, so the fast path allocates no result object).
+   */
+  private walked: Uint8Array = EMPTY;
 
-  handlePacket(nic: NIC, packet: Uint8Array): void {
+  constructor(private readonly stack: Stack) {
+    const o = stack.fragmentationOptions;
+    this.reassembler = new Reassembler<IPv6FragmentContext>(
+      {
+        timeoutMs: o.ipv6ReassemblyTimeoutMs,
+        highThreshold: o.reassemblyHighThreshold,
+        lowThreshold: o.reassemblyLowThreshold,
+      },
+      stack.stats.ipv6,
+      (first) => this.onReassemblyTimeout(first),
+    );
+  }
+
+  handlePacket(nic: NIC, received: Uint8Array): void {
     const stats = this.stack.stats.ipv6;
     stats.packetsReceived++;
+    let packet = received;
     if (packet.length < IPV6_MIN_SIZE) {
       stats.malformedPacketsReceived++;
       return;
     }
-    const h = new IPv6Header(packet);
+    let h = new IPv6Header(packet);
     if (!h.isValid(packet.length)) {
       stats.malformedPacketsReceived++;
       return;
+    }
+    const hooks = this.stack.hooks;
+    if (hooks.prerouting.length !== 0) {
+      const out = hooks.run("prerouting", packet, IPV6_PROTOCOL_NUMBER, nic.id);
+      if (out === null) {
+        stats.preroutingDropped++;
+        return;
+      }
+      if (out !== packet) {
+        if (!isValidIPv6(out)) {
+          stats.malformedPacketsReceived++;
+          return;
+        }
+        packet = out;
+        h = new IPv6Header(packet);
+      }
     }
     const src: Address = h.sourceAddress;
     const dst: Address = h.destinationAddress;
@@ -77,14 +137,32 @@ export class IPv6Protocol {
       return;
     }
     const payloadEnd = IPV6_MIN_SIZE + h.payloadLength;
-    const data = payloadEnd < packet.length ? packet.subarray(0, payloadEnd) : packet;
+    let data = payloadEnd < packet.length ? packet.subarray(0, payloadEnd) : packet;
     const temporary = match.kind === "temporary";
     let transportOffset = IPV6_MIN_SIZE;
     if (h.nextHeader !== ICMPV6_PROTOCOL_NUMBER) {
       // Extension headers or another upper layer: the slow path (the fast path allocates
-      // nothing more for a plain ICMPv6 packet).
+      // nothing more for a plain ICMPv6 packet). Fragments are reassembled on the way.
       transportOffset = this.processExtensionHeaders(nic, data, h.nextHeader, temporary);
+      data = this.walked;
+      this.walked = EMPTY;
       if (transportOffset < 0) return;
+    }
+    if (hooks.input.length !== 0) {
+      const out = hooks.run("input", data, IPV6_PROTOCOL_NUMBER, nic.id);
+      if (out === null) {
+        stats.inputDropped++;
+        return;
+      }
+      if (out !== data) {
+        // The rewrite keeps the header chain's layout: only the fixed header is checked again.
+        if (!isValidIPv6(out) || out.length < transportOffset) {
+          stats.malformedPacketsReceived++;
+          return;
+        }
+        const end = IPV6_MIN_SIZE + new IPv6Header(out).payloadLength;
+        data = end < out.length ? out.subarray(0, end) : out;
+      }
     }
     const pkt = new PacketBuffer(data);
     pkt.nicId = nic.id;
@@ -105,12 +183,14 @@ export class IPv6Protocol {
    */
   private processExtensionHeaders(
     nic: NIC,
-    data: Uint8Array,
+    received: Uint8Array,
     firstNextHeader: number,
     temporary: boolean,
   ): number {
     const stats = this.stack.stats.ipv6;
-    const end = data.length;
+    let data = received;
+    this.walked = data;
+    let end = data.length;
     const dst = data.subarray(
       IPV6_DESTINATION_ADDRESS_OFFSET,
       IPV6_DESTINATION_ADDRESS_OFFSET + 16,
@@ -210,18 +290,131 @@ export class IPv6Protocol {
             return -1;
           }
           break;
-        case IPV6_EXT_HDR_FRAGMENT:
-          // An atomic fragment (RFC 6946) is processed as the whole packet it is; reassembly of
-          // real fragments arrives with IP fidelity 2/2.
-          if (!new IPv6FragmentHeader(data, offset).isAtomic) {
-            stats.fragmentsReceivedUnsupported++;
-            return -1;
-          }
-          break;
+        case IPV6_EXT_HDR_FRAGMENT: {
+          // An atomic fragment (RFC 6946) is processed as the whole packet it is, outside
+          // reassembly.
+          if (new IPv6FragmentHeader(data, offset).isAtomic) break;
+          const reassembled = this.handleFragment(nic, data, offset, previous, temporary);
+          if (reassembled === null) return -1;
+          // The walk goes on in the reassembled packet, at what followed the Fragment header
+          // (its Next Header is now in the previous header).
+          data = reassembled;
+          this.walked = data;
+          end = data.length;
+          next = data[previous === 0 ? IPV6_NEXT_HEADER_OFFSET : previous];
+          continue;
+        }
       }
       previous = offset;
       next = data[offset + IPV6_EXT_HDR_NEXT_HEADER_OFFSET];
       offset += length;
     }
+  }
+
+  /**
+   * One fragment (gVisor's ipv6 processExtensionHeaders, Fragment case, RFC 8200 §4.5): checked,
+   * then kept by the reassembler. `fragmentOffset` is where the Fragment header starts (the
+   * unfragmentable part ends there); `previous` is the header whose Next Header names it (0: the
+   * fixed header). Returns the reassembled packet without the Fragment header, or null once the
+   * fragment is counted and kept or dropped.
+   */
+  private handleFragment(
+    nic: NIC,
+    data: Uint8Array,
+    fragmentOffset: number,
+    previous: number,
+    temporary: boolean,
+  ): Uint8Array | null {
+    const stats = this.stack.stats.ipv6;
+    stats.fragmentsReceived++;
+    const fh = new IPv6FragmentHeader(data, fragmentOffset);
+    const dataStart = fragmentOffset + IPV6_FRAGMENT_EXT_HDR_LENGTH;
+    const length = data.length - dataStart;
+    const offset = fh.fragmentOffset;
+    const malformed = (): null => {
+      stats.malformedPacketsReceived++;
+      stats.malformedFragmentsReceived++;
+      return null;
+    };
+    if (
+      offset === 0 &&
+      length > 0 &&
+      findIPv6UpperLayer(data, fh.nextHeader, dataStart, data.length) === null
+    ) {
+      // The first fragment holds every header up to the upper-layer header (RFC 8200 §4.5).
+      return malformed();
+    }
+    if (length <= 0) return malformed();
+    const paramProblem = (pointer: number): void =>
+      returnICMPv6Error(this.stack, nic, data, temporary, {
+        kind: "parameterProblem",
+        code: ICMPV6_ERRONEOUS_HEADER,
+        pointer,
+        respondToMulticast: false,
+      });
+    if (fh.more && length % FRAGMENT_BLOCK_SIZE !== 0) {
+      // RFC 8200 §4.5: Parameter Problem code 0 at the Payload Length field.
+      malformed();
+      paramProblem(IPV6_PAYLOAD_LENGTH_OFFSET);
+      return null;
+    }
+    if (offset + length > IPV6_MAX_PAYLOAD_SIZE) {
+      // RFC 8200 §4.5: Parameter Problem code 0 at the Fragment Offset field.
+      malformed();
+      paramProblem(fragmentOffset + IPV6_FRAGMENT_OFFSET_FIELD);
+      return null;
+    }
+    // The reassembled packet must also fit the payload length field and the configured maximum.
+    if (
+      fragmentOffset - IPV6_MIN_SIZE + offset + length > IPV6_MAX_PAYLOAD_SIZE ||
+      fragmentOffset + offset + length > this.stack.fragmentationOptions.maxIPv6DatagramSize
+    ) {
+      return malformed();
+    }
+    // RFC 8200 §4.5: fragments of one packet share source, destination and Identification.
+    const key = `${hexKey(data, IPV6_SOURCE_ADDRESS_OFFSET, IPV6_DESTINATION_ADDRESS_OFFSET + 16)}/${fh.id}`;
+    const result = this.reassembler.process(
+      key,
+      {
+        offset,
+        data: data.subarray(dataStart),
+        more: fh.more,
+        protocol: fh.nextHeader,
+        first:
+          offset === 0
+            ? {
+                packet: data,
+                dataOffset: dataStart,
+                keep: fragmentOffset,
+                context: { nicId: nic.id, temporary },
+              }
+            : null,
+      },
+      this.stack.clock.nowMs(),
+    );
+    this.stack.fragmentsPending();
+    if (result.kind === "error") return malformed();
+    if (result.kind === "queued") {
+      stats.fragmentsQueued++;
+      return null;
+    }
+    stats.packetsReassembled++;
+    const packet = result.datagram;
+    // The first fragment's Next Header goes where the Fragment header was named.
+    packet[previous === 0 ? IPV6_NEXT_HEADER_OFFSET : previous] = result.protocol;
+    const payloadLength = packet.length - IPV6_MIN_SIZE;
+    packet[IPV6_PAYLOAD_LENGTH_OFFSET] = payloadLength >>> 8;
+    packet[IPV6_PAYLOAD_LENGTH_OFFSET + 1] = payloadLength & 0xff;
+    return packet;
+  }
+
+  /** RFC 8200 §4.5 / gVisor's OnReassemblyTimeout: Time Exceeded code 1, if fragment zero came. */
+  private onReassemblyTimeout(first: FirstFragment<IPv6FragmentContext> | null): void {
+    if (first === null) return;
+    const nic = this.stack.nic(first.context.nicId);
+    if (nic === undefined) return;
+    returnICMPv6Error(this.stack, nic, first.packet, first.context.temporary, {
+      kind: "reassemblyTimeout",
+    });
   }
 }

@@ -178,11 +178,12 @@ describe("IPv6 extension header chain (RFC 8200 §4)", () => {
     expectEchoReply([fragmentHeader(0, false)]);
   });
 
-  it("counts a real fragment as unsupported until reassembly", () => {
+  it("holds a real fragment for reassembly (see reassembly.test.ts)", () => {
     const first = expectDropped({ headers: [fragmentHeader(0, true)] });
-    expect(first.t.stack.stats.ipv6.fragmentsReceivedUnsupported).toBe(1);
+    expect(first.t.stack.stats.ipv6.fragmentsQueued).toBe(1);
+    expect(first.t.stack.stats.ipv6.fragmentsReceivedUnsupported).toBe(0);
     const later = expectDropped({ headers: [fragmentHeader(64, false)] });
-    expect(later.t.stack.stats.ipv6.fragmentsReceivedUnsupported).toBe(1);
+    expect(later.t.stack.stats.ipv6.fragmentsQueued).toBe(1);
   });
 
   it("answers an unknown Next Header in the fixed header with Parameter Problem code 1 at 6", () => {

@@ -115,6 +115,9 @@ function dispositions(s: IPStats): number {
     s.invalidSourceAddressesReceived +
     s.invalidDestinationAddressesReceived +
     s.fragmentsReceivedUnsupported +
+    s.fragmentsQueued +
+    s.preroutingDropped +
+    s.inputDropped +
     s.unsupportedHeadersReceived +
     s.unknownProtocolRcvdPackets +
     s.noNextHeaderReceived +

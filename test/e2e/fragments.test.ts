@@ -1,0 +1,180 @@
+/**
+ * Fragments end to end: `icmpfwd serve` on its defaults (MTU 1500) in a private namespace. The
+ * kernel fragments `ping -s 8000`; the netstack reassembles the request and fragments the reply
+ * (the capture on icmpfwd0 shows the reply's fragments, its counters prove it was the netstack).
+ * A bounded flood of incomplete fragments from scapy leaves reassembly memory under the limit.
+ */
+import { spawnSync } from "node:child_process";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { Capture, describeNetns, inCI, Netns, parsePing, tsharkFields } from "../helpers/netns.js";
+import { type ServeProcess, startServe } from "../helpers/serve.js";
+
+const SYSTEM_PYTHON = "/usr/bin/python3";
+const hasScapy =
+  spawnSync(SYSTEM_PYTHON, ["-c", "import scapy.all"], { stdio: "ignore" }).status === 0;
+if (!hasScapy && inCI) {
+  throw new Error("fragments e2e: python3-scapy (Debian, /usr/bin/python3) is missing in CI");
+}
+
+/** The default reassembly high threshold (gVisor's HighFragThreshold). */
+const HIGH_THRESHOLD = 4 << 20;
+
+describeNetns("fragments through the TUN", () => {
+  let ns: Netns;
+  let serve: ServeProcess;
+
+  beforeAll(async () => {
+    ns = await Netns.create("frag");
+    serve = await startServe(ns);
+  });
+
+  afterAll(async () => {
+    await serve?.stop();
+    await ns?.destroy();
+  });
+
+  const c = (s: Record<string, number>, k: string) => s[k] ?? 0;
+  const delta = (a: Record<string, number>, b: Record<string, number>, k: string) =>
+    c(a, k) - c(b, k);
+
+  it("answers ping -M dont -s 8000 with a reply in fragments", async () => {
+    const before = serve.stats();
+    const cap = await Capture.start(ns, "icmpfwd0", { filter: "ip" });
+    const r = await ns.exec("ping", [
+      "-n",
+      "-c",
+      "3",
+      "-i",
+      "0.2",
+      "-W",
+      "2",
+      "-M",
+      "dont",
+      "-s",
+      "8000",
+      "198.18.0.2",
+    ]);
+    expect(parsePing(r.stdout).received, r.stdout + r.stderr).toBe(3);
+    const after = await serve.waitStats(
+      (s) => delta(s, before, "icmp.v4.packetsSent.echoReply") === 3,
+      "three Echo Replies",
+    );
+    const file = await cap.stop();
+    // 8008 bytes of ICMP in 1480-byte pieces: 6 fragments each way per ping.
+    expect(delta(after, before, "ipv4.fragmentsReceived")).toBe(18);
+    expect(delta(after, before, "ipv4.fragmentsQueued")).toBe(15);
+    expect(delta(after, before, "ipv4.packetsReassembled")).toBe(3);
+    expect(delta(after, before, "ipv4.packetsDelivered")).toBe(3);
+    expect(delta(after, before, "ipv4.packetsFragmented")).toBe(3);
+    expect(delta(after, before, "ipv4.fragmentsSent")).toBe(18);
+    expect(delta(after, before, "ipv4.packetsSent")).toBe(18);
+    expect(c(after, "ipv4.reassemblyBytes")).toBe(0);
+    const rows = await tsharkFields(
+      file,
+      ["ip.id", "ip.flags.mf", "ip.frag_offset"],
+      "ip.src == 198.18.0.2",
+    );
+    expect(rows.length, JSON.stringify(rows)).toBe(18);
+    // tshark shows the offset in 8-octet units.
+    const offsets = rows.slice(0, 6).map((row) => Number(row[2]) * 8);
+    expect(offsets).toEqual([0, 1480, 2960, 4440, 5920, 7400]);
+    const mf = rows.slice(0, 6).map((row) => row[1] === "1" || row[1] === "True");
+    expect(mf).toEqual([true, true, true, true, true, false]);
+  });
+
+  it("answers ping -6 -s 8000 with a reply in fragments (Fragment header)", async () => {
+    const before = serve.stats();
+    const cap = await Capture.start(ns, "icmpfwd0", { filter: "ip6" });
+    const r = await ns.exec("ping", [
+      "-6",
+      "-n",
+      "-c",
+      "3",
+      "-i",
+      "0.2",
+      "-W",
+      "2",
+      "-s",
+      "8000",
+      "fd00:1::2",
+    ]);
+    expect(parsePing(r.stdout).received, r.stdout + r.stderr).toBe(3);
+    const after = await serve.waitStats(
+      (s) => delta(s, before, "icmp.v6.packetsSent.echoReply") === 3,
+      "three Echo Replies",
+    );
+    const file = await cap.stop();
+    expect(delta(after, before, "ipv6.packetsReassembled")).toBe(3);
+    expect(delta(after, before, "ipv6.packetsFragmented")).toBe(3);
+    // (1500 - 48) & ~7 = 1448 bytes per fragment: 6 fragments for 8008 bytes.
+    expect(delta(after, before, "ipv6.fragmentsSent")).toBe(18);
+    expect(c(after, "ipv6.reassemblyBytes")).toBe(0);
+    const rows = await tsharkFields(
+      file,
+      ["ipv6.fraghdr.ident", "ipv6.fraghdr.offset"],
+      "ipv6.src == fd00:1::2 && ipv6.fraghdr",
+    );
+    expect(rows.length, JSON.stringify(rows)).toBe(18);
+    expect(new Set(rows.slice(0, 6).map((row) => row[0])).size).toBe(1);
+  });
+
+  it("ping -M do -s 8000: the kernel refuses to send it, the netstack sees nothing", async () => {
+    const before = serve.stats();
+    const r = await ns.exec("ping", [
+      "-n",
+      "-c",
+      "1",
+      "-W",
+      "1",
+      "-M",
+      "do",
+      "-s",
+      "8000",
+      "198.18.0.2",
+    ]);
+    expect(parsePing(r.stdout).received).toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/message too long/i);
+    // Nothing reached the TUN: no fragment, no datagram, no reply.
+    await new Promise((res) => setTimeout(res, 200));
+    const after = serve.stats();
+    expect(delta(after, before, "ipv4.packetsReceived")).toBe(0);
+    expect(delta(after, before, "ipv4.outgoingPacketTooBig")).toBe(0);
+  });
+
+  it.skipIf(!hasScapy)(
+    "keeps reassembly memory under the limit during a flood of incomplete fragments",
+    async () => {
+      const before = serve.stats();
+      const count = 4000;
+      // Last fragments (offset 8, no MF) with distinct IDs: none can ever complete.
+      const script = [
+        "from scapy.all import IP, Raw, conf, sendp",
+        "conf.verb = 0",
+        `pkts = [Raw(load=bytes(IP(src="198.18.0.1", dst="198.18.0.2", id=i, frag=1, flags=0, proto=1)/Raw(load=b"x" * 1400))) for i in range(${count})]`,
+        'sendp(pkts, iface="icmpfwd0")',
+      ].join("\n");
+      const sent = await ns.exec(SYSTEM_PYTHON, ["-c", script], { timeoutMs: 60_000 });
+      expect(sent.code, sent.stderr).toBe(0);
+      let peak = 0;
+      const after = await serve.waitStats(
+        (s) => {
+          peak = Math.max(peak, c(s, "ipv4.reassemblyBytes"));
+          return delta(s, before, "ipv4.fragmentsReceived") >= count * 0.9;
+        },
+        "the flood received",
+        20_000,
+      );
+      const received = delta(after, before, "ipv4.fragmentsReceived");
+      expect(peak).toBeLessThanOrEqual(HIGH_THRESHOLD);
+      expect(c(after, "ipv4.reassemblyBytes")).toBeLessThanOrEqual(HIGH_THRESHOLD);
+      // Each held fragment costs 1420 + 128 bytes: more than 4 MiB arrived, so the oldest went.
+      if (received * 1548 > HIGH_THRESHOLD) {
+        expect(delta(after, before, "ipv4.reassemblyEvictions")).toBeGreaterThan(0);
+      }
+      expect(delta(after, before, "ipv4.fragmentsQueued")).toBe(received);
+      const r = await ns.exec("ping", ["-n", "-c", "1", "-W", "2", "198.18.0.2"]);
+      expect(parsePing(r.stdout).received).toBe(1);
+    },
+    90_000,
+  );
+}, ["tcpdump", "tshark"]);
