@@ -40,7 +40,8 @@ export class Decision {
   onSettled(callback: (consumed: boolean) => void): void {
     if (this.value !== null) callback(this.value);
     else if (this.first === null) this.first = callback;
-    else (this.rest ??= []).push(callback);
+    else if (this.rest === null) this.rest = [callback];
+    else this.rest.push(callback);
   }
 
   get settled(): boolean {
