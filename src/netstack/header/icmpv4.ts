@@ -10,6 +10,7 @@
  * The checksum covers the whole ICMP message and nothing else (no pseudo-header).
  */
 import { checksum } from "./checksum.js";
+import { ICMPMessageView } from "./icmp-message.js";
 
 /** Type, code, checksum and the 4-byte rest of header (ident/sequence for Echo). */
 export const ICMPV4_MIN_SIZE = 8;
@@ -58,10 +59,6 @@ export const ICMPV4_PARAM_POINTER = 0;
 export const ICMPV4_PARAM_MISSING_OPTION = 1;
 export const ICMPV4_PARAM_BAD_LENGTH = 2;
 
-const TYPE = 0;
-const CODE = 1;
-const IDENT = 4;
-const SEQUENCE = 6;
 const POINTER = 4;
 const MTU = 6;
 
@@ -69,56 +66,8 @@ const MTU = 6;
  * A view over one whole ICMPv4 message: `length` bytes from `offset` (clamped to the buffer).
  * Getters read straight from the bytes; `payload()` is a `subarray` view.
  */
-export class ICMPv4Header {
+export class ICMPv4Header extends ICMPMessageView {
   static readonly MIN_SIZE = ICMPV4_MIN_SIZE;
-  /** Bytes of the message, never past the end of `bytes`. */
-  readonly length: number;
-
-  constructor(
-    readonly bytes: Uint8Array,
-    readonly offset = 0,
-    length: number = bytes.length - offset,
-  ) {
-    this.length = Math.max(0, Math.min(length, bytes.length - offset));
-  }
-
-  get type(): number {
-    return this.bytes[this.offset + TYPE];
-  }
-  set type(v: number) {
-    this.bytes[this.offset + TYPE] = v;
-  }
-
-  get code(): number {
-    return this.bytes[this.offset + CODE];
-  }
-  set code(v: number) {
-    this.bytes[this.offset + CODE] = v;
-  }
-
-  /** The Checksum field as stored. */
-  get checksum(): number {
-    return this.get16(ICMPV4_CHECKSUM_OFFSET);
-  }
-  set checksum(v: number) {
-    this.put16(ICMPV4_CHECKSUM_OFFSET, v);
-  }
-
-  /** Identifier of an Echo, Timestamp or Information message. */
-  get ident(): number {
-    return this.get16(IDENT);
-  }
-  set ident(v: number) {
-    this.put16(IDENT, v);
-  }
-
-  /** Sequence Number of an Echo, Timestamp or Information message. */
-  get sequence(): number {
-    return this.get16(SEQUENCE);
-  }
-  set sequence(v: number) {
-    this.put16(SEQUENCE, v);
-  }
 
   /** Next-hop MTU of a Fragmentation Needed message (RFC 1191 §4). */
   get mtu(): number {
@@ -141,38 +90,15 @@ export class ICMPv4Header {
     return this.length >= ICMPV4_MIN_SIZE;
   }
 
-  /** A view of the bytes after the 8-byte header (the Echo data, or the quoted datagram). */
-  payload(): Uint8Array {
-    const start = this.offset + Math.min(ICMPV4_PAYLOAD_OFFSET, this.length);
-    return this.bytes.subarray(start, this.offset + this.length);
-  }
-
   /** The Checksum field value for the message as it stands (checksum field taken as zero). */
   calculateChecksum(): number {
-    const o = this.offset;
-    const len = this.length;
-    let sum = checksum(this.bytes, 0, o, Math.min(len, ICMPV4_CHECKSUM_OFFSET));
-    if (len > ICMPV4_CHECKSUM_OFFSET + 2) {
-      sum = checksum(this.bytes, sum, o + ICMPV4_CHECKSUM_OFFSET + 2, len - 4);
-    }
-    return ~sum & 0xffff;
+    return ~this.sumWithoutChecksum(0) & 0xffff;
   }
 
   /** Whether the whole message, checksum field included, sums to 0xffff. */
   isChecksumValid(): boolean {
     if (this.length < ICMPV4_CHECKSUM_OFFSET + 2) return false;
     return checksum(this.bytes, 0, this.offset, this.length) === 0xffff;
-  }
-
-  private get16(field: number): number {
-    const i = this.offset + field;
-    return (this.bytes[i] << 8) | this.bytes[i + 1];
-  }
-
-  private put16(field: number, v: number): void {
-    const i = this.offset + field;
-    this.bytes[i] = v >>> 8;
-    this.bytes[i + 1] = v;
   }
 }
 

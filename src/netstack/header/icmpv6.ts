@@ -11,6 +11,7 @@
  */
 import type { Address } from "../address.js";
 import { checksum, combine, pseudoHeaderChecksum } from "./checksum.js";
+import { ICMPMessageView } from "./icmp-message.js";
 import { IPV6_NEXT_HEADER_ICMPV6 } from "./ipv6.js";
 
 /** Type, code and checksum. */
@@ -57,75 +58,14 @@ export const ICMPV6_ERRONEOUS_HEADER = 0;
 export const ICMPV6_UNKNOWN_NEXT_HEADER = 1;
 export const ICMPV6_UNKNOWN_OPTION = 2;
 
-const TYPE = 0;
-const CODE = 1;
-const IDENT = 4;
-const SEQUENCE = 6;
 const WORD = 4;
 
 /**
  * A view over one whole ICMPv6 message: `length` bytes from `offset` (clamped to the buffer).
  * Getters read straight from the bytes; payload views are `subarray`s.
  */
-export class ICMPv6Header {
+export class ICMPv6Header extends ICMPMessageView {
   static readonly MIN_SIZE = ICMPV6_MIN_SIZE;
-  /** Bytes of the message, never past the end of `bytes`. */
-  readonly length: number;
-
-  constructor(
-    readonly bytes: Uint8Array,
-    readonly offset = 0,
-    length: number = bytes.length - offset,
-  ) {
-    this.length = Math.max(0, Math.min(length, bytes.length - offset));
-  }
-
-  get type(): number {
-    return this.bytes[this.offset + TYPE];
-  }
-  set type(v: number) {
-    this.bytes[this.offset + TYPE] = v;
-  }
-
-  get code(): number {
-    return this.bytes[this.offset + CODE];
-  }
-  set code(v: number) {
-    this.bytes[this.offset + CODE] = v;
-  }
-
-  /** The Checksum field as stored. */
-  get checksum(): number {
-    const i = this.offset + ICMPV6_CHECKSUM_OFFSET;
-    return (this.bytes[i] << 8) | this.bytes[i + 1];
-  }
-  set checksum(v: number) {
-    const i = this.offset + ICMPV6_CHECKSUM_OFFSET;
-    this.bytes[i] = v >>> 8;
-    this.bytes[i + 1] = v;
-  }
-
-  /** Identifier of an Echo Request / Reply. */
-  get ident(): number {
-    const i = this.offset + IDENT;
-    return (this.bytes[i] << 8) | this.bytes[i + 1];
-  }
-  set ident(v: number) {
-    const i = this.offset + IDENT;
-    this.bytes[i] = v >>> 8;
-    this.bytes[i + 1] = v;
-  }
-
-  /** Sequence Number of an Echo Request / Reply. */
-  get sequence(): number {
-    const i = this.offset + SEQUENCE;
-    return (this.bytes[i] << 8) | this.bytes[i + 1];
-  }
-  set sequence(v: number) {
-    const i = this.offset + SEQUENCE;
-    this.bytes[i] = v >>> 8;
-    this.bytes[i + 1] = v;
-  }
 
   /** The 32-bit MTU of a Packet Too Big message. */
   get mtu(): number {
@@ -148,12 +88,6 @@ export class ICMPv6Header {
     return this.length >= ICMPV6_MIN_SIZE;
   }
 
-  /** A view of the bytes after the first 8 (Echo data, or the invoking packet of an error). */
-  payload(): Uint8Array {
-    const start = this.offset + Math.min(ICMPV6_PAYLOAD_OFFSET, this.length);
-    return this.bytes.subarray(start, this.offset + this.length);
-  }
-
   /** A view of the message body: everything after type, code and checksum (NDP parses this). */
   messageBody(): Uint8Array {
     const start = this.offset + Math.min(ICMPV6_HEADER_SIZE, this.length);
@@ -165,14 +99,8 @@ export class ICMPv6Header {
    * `dst`, this message's length, next header 58) and the message with the field taken as zero.
    */
   calculateChecksum(src: Address, dst: Address): number {
-    const o = this.offset;
-    const len = this.length;
-    let sum = pseudoHeaderChecksum(IPV6_NEXT_HEADER_ICMPV6, src, dst, len);
-    sum = checksum(this.bytes, sum, o, Math.min(len, ICMPV6_CHECKSUM_OFFSET));
-    if (len > ICMPV6_CHECKSUM_OFFSET + 2) {
-      sum = checksum(this.bytes, sum, o + ICMPV6_CHECKSUM_OFFSET + 2, len - 4);
-    }
-    return ~sum & 0xffff;
+    const pseudo = pseudoHeaderChecksum(IPV6_NEXT_HEADER_ICMPV6, src, dst, this.length);
+    return ~this.sumWithoutChecksum(pseudo) & 0xffff;
   }
 
   /** Whether pseudo-header plus the whole message, checksum field included, sum to 0xffff. */
