@@ -11,6 +11,7 @@ import {
   floodOptionsFromEnv,
   kernelBaselineBench,
 } from "./flood.js";
+import { gvisorBench, nfqueueBench } from "./peers.js";
 import { serviceBench } from "./service.js";
 import { stackResponderBench } from "./stack-responder.js";
 import { tunResponderBench } from "./tun-responder.js";
@@ -20,6 +21,8 @@ const modules: BenchModule[] = [
   kernelBaselineBench,
   tunResponderBench,
   stackResponderBench,
+  gvisorBench,
+  nfqueueBench,
   // Prints its own table (decisions/s and latency vs a bare grpc-js stream); no flood.
   serviceBench,
 ];
