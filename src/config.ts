@@ -73,14 +73,49 @@ export const configSchema = z
     drainTimeout: z.number().int().min(0).max(600_000),
     maxInFlight: z.number().int().min(1).max(65_536),
     maxBatch: z.number().int().min(1).max(4096),
+    syntheticWindow: z.number().int().min(0).max(600_000),
+    observerQueue: z.number().int().min(1).max(4000),
+    token: z.string().min(16, { message: "use a token of at least 16 characters" }).optional(),
+    insecureToken: z.boolean(),
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    tlsClientCa: z.string().min(1).optional(),
+    authz: z.string().min(1).optional(),
   })
   .strict()
+  .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), {
+    message: "--tls-cert and --tls-key go together",
+    path: ["tlsKey"],
+  })
+  .refine((c) => c.tlsClientCa === undefined || c.tlsCert !== undefined, {
+    message: "mTLS needs TLS: give --tls-cert and --tls-key too",
+    path: ["tlsClientCa"],
+  })
+  .refine(
+    (c) =>
+      (c.token === undefined && c.authz === undefined) ||
+      c.tlsCert !== undefined ||
+      c.insecureToken ||
+      isLoopbackListen(c.listen),
+    {
+      message:
+        "a bearer token over a plaintext non-loopback listener is refused: add --tls-cert/--tls-key, listen on loopback or a unix socket, or pass --insecure-token",
+      path: ["token"],
+    },
+  )
   .refine((c) => c.reassemblyLowThreshold <= c.reassemblyHighThreshold, {
     message: "must not exceed reassemblyHighThreshold",
     path: ["reassemblyLowThreshold"],
   });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Whether a listen address only accepts local callers (unix socket, 127.0.0.0/8, ::1, localhost). */
+export function isLoopbackListen(listen: string): boolean {
+  if (listen.startsWith("unix:")) return true;
+  const host = listen.slice(0, listen.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 type Kind = "string" | "int" | "number" | "bool" | "list";
 
@@ -304,6 +339,65 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "int",
     default: 128,
     description: "most Echo Requests in one message to a session",
+  },
+  {
+    key: "syntheticWindow",
+    flag: "--synthetic-window",
+    kind: "int",
+    default: 10_000,
+    description:
+      "milliseconds after a CONSUME verdict in which the session may send a SyntheticReply (0: off)",
+  },
+  {
+    key: "observerQueue",
+    flag: "--observer-queue",
+    kind: "int",
+    default: 1024,
+    description: "copies an observe session may have queued; more are dropped and counted",
+  },
+  {
+    key: "token",
+    flag: "--token",
+    kind: "string",
+    default: undefined,
+    description: 'require `authorization: Bearer TOKEN` (identity "token") or a client certificate',
+  },
+  {
+    key: "insecureToken",
+    flag: "--insecure-token",
+    kind: "bool",
+    default: false,
+    description: "allow a token over a plaintext listener that is not loopback",
+  },
+  {
+    key: "tlsCert",
+    flag: "--tls-cert",
+    kind: "string",
+    default: undefined,
+    description: "serve gRPC over TLS (1.2 or later) with this PEM certificate chain",
+  },
+  {
+    key: "tlsKey",
+    flag: "--tls-key",
+    kind: "string",
+    default: undefined,
+    description: "the PEM private key of --tls-cert",
+  },
+  {
+    key: "tlsClientCa",
+    flag: "--tls-client-ca",
+    kind: "string",
+    default: undefined,
+    description:
+      "mTLS: require client certificates signed by this PEM CA; the subject CN is the identity",
+  },
+  {
+    key: "authz",
+    flag: "--authz",
+    kind: "string",
+    default: undefined,
+    description:
+      "JSON file: tokens → identities, identities → allowed modes (decide, observe, admin) and destination prefixes",
   },
 ];
 

@@ -2,6 +2,18 @@
 /** The `icmpfwd` command line. */
 import { Command, Option } from "commander";
 import {
+  ClientError,
+  type ConnectionFlags,
+  describeGrpcError,
+  pingJson,
+  pingLine,
+  ServiceClient,
+  sessionsJson,
+  sessionsTable,
+  statsJson,
+  statsTable,
+} from "./cli/client.js";
+import {
   ConfigError,
   envName,
   fromEnvironment,
@@ -10,7 +22,9 @@ import {
   OPTIONS,
   resolveConfig,
 } from "./config.js";
+import type { PingEvent } from "./gen/icmpfwd/v1/forwarder.js";
 import { StartupError, serve } from "./serve.js";
+import { protoTimeOfMs } from "./service/wire.js";
 import { createLogger } from "./telemetry/logger.js";
 
 /** Commander's attribute name for a flag (`--default-ttl` → `defaultTtl`). */
@@ -82,6 +96,154 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
   };
   process.once("SIGINT", () => shutdown("SIGINT"));
   process.once("SIGTERM", () => shutdown("SIGTERM"));
+});
+
+// ---- client subcommands: against a running service ----
+
+/** The connection and auth flags every client subcommand takes. */
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option(
+      "--target <address>",
+      "the service: HOST:PORT or unix:/path [env ICMPFWD_TARGET]",
+      process.env.ICMPFWD_TARGET ?? "127.0.0.1:50051",
+    )
+    .option("--token <token>", "bearer token [env ICMPFWD_TOKEN]", process.env.ICMPFWD_TOKEN)
+    .option("--tls-ca <file>", "use TLS; trust this PEM CA for the server")
+    .option("--tls-cert <file>", "use TLS with this PEM client certificate (mTLS)")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert")
+    .option("--connect-timeout <seconds>", "how long to wait for the service", "5")
+    .option("--json", "print JSON (one object per line) instead of a table");
+}
+
+function connection(o: Record<string, unknown>): ConnectionFlags {
+  const timeout = Number(o.connectTimeout);
+  if (!(timeout > 0)) fatal(`--connect-timeout: "${o.connectTimeout}" is not a positive number`);
+  return {
+    target: o.target as string,
+    token: o.token as string | undefined,
+    tlsCa: o.tlsCa as string | undefined,
+    tlsCert: o.tlsCert as string | undefined,
+    tlsKey: o.tlsKey as string | undefined,
+    timeout,
+  };
+}
+
+/** Runs a client command; gRPC and flag errors end it with one line and exit code 1. */
+async function client(
+  o: Record<string, unknown>,
+  run: (c: ServiceClient) => Promise<number>,
+): Promise<void> {
+  let c: ServiceClient | null = null;
+  try {
+    c = new ServiceClient(connection(o));
+    process.exitCode = await run(c);
+  } catch (e) {
+    if (e instanceof ClientError) fatal(e.message);
+    fatal(describeGrpcError(e));
+  } finally {
+    c?.close();
+  }
+}
+
+const print = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+withConnection(
+  program
+    .command("stats")
+    .description("print the service's counters and gauges")
+    .option("--watch", "print a snapshot every --interval ms until interrupted")
+    .option("--interval <ms>", "interval of --watch (at least 100)", "1000")
+    .option("--all", "also print counters that are zero"),
+).action(async (o: Record<string, unknown>) => {
+  await client(o, async (c) => {
+    const show = (r: Parameters<typeof statsTable>[0]): void =>
+      print(o.json ? JSON.stringify(statsJson(r)) : `${statsTable(r, o.all === true)}\n`);
+    if (!o.watch) {
+      show(await c.getStats());
+      return 0;
+    }
+    const call = c.client.watchStats({ interval: protoTimeOfMs(Number(o.interval)) }, c.metadata());
+    process.once("SIGINT", () => call.cancel());
+    await new Promise<void>((resolve, reject) => {
+      call.on("data", show);
+      call.on("end", resolve);
+      call.on("error", (e: { code?: number }) => (e.code === 1 ? resolve() : reject(e)));
+    });
+    return 0;
+  });
+});
+
+withConnection(program.command("sessions").description("list the connected policy clients")).action(
+  async (o: Record<string, unknown>) => {
+    await client(o, async (c) => {
+      const ss = await c.listSessions();
+      print(o.json ? JSON.stringify(sessionsJson(ss)) : sessionsTable(ss));
+      return 0;
+    });
+  },
+);
+
+withConnection(
+  program
+    .command("ping <address>")
+    .description("send Echo Requests from inside the netstack and print the replies")
+    .option("-c, --count <n>", "Echo Requests to send", "4")
+    .option("-i, --interval <seconds>", "between Echo Requests", "1")
+    .option("-s, --size <bytes>", "payload bytes", "56")
+    .option("-W, --timeout <seconds>", "how long to wait for each reply", "1"),
+).action(async (address: string, o: Record<string, unknown>) => {
+  await client(o, async (c) => {
+    const num = (flag: string, v: unknown): number => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) fatal(`${flag}: "${v}" is not a number`);
+      return n;
+    };
+    const count = num("--count", o.count);
+    const size = num("--size", o.size);
+    const call = c.client.ping(
+      {
+        destination: address,
+        count,
+        interval: protoTimeOfMs(num("--interval", o.interval) * 1000),
+        payloadSize: size,
+        timeout: protoTimeOfMs(num("--timeout", o.timeout) * 1000),
+      },
+      c.metadata(),
+    );
+    if (!o.json) print(`PING ${address} from the netstack: ${size} data bytes`);
+    const events: PingEvent[] = [];
+    await new Promise<void>((resolve, reject) => {
+      call.on("data", (e: PingEvent) => {
+        events.push(e);
+        print(o.json ? JSON.stringify(pingJson(e)) : pingLine(e, size));
+      });
+      call.on("end", resolve);
+      call.on("error", reject);
+    });
+    const received = events.filter((e) => e.received).length;
+    if (!o.json) {
+      const loss =
+        events.length === 0 ? 100 : Math.round((100 * (events.length - received)) / events.length);
+      print(`--- ${address} ping statistics ---`);
+      print(`${events.length} packets transmitted, ${received} received, ${loss}% packet loss`);
+    }
+    return received > 0 ? 0 : 1;
+  });
+});
+
+withConnection(
+  program
+    .command("health")
+    .description("grpc.health.v1 check: exit code 0 when SERVING, 1 otherwise"),
+).action(async (o: Record<string, unknown>) => {
+  await client(o, async (c) => {
+    const status = await c.health();
+    print(o.json ? JSON.stringify({ status }) : status);
+    return status === "SERVING" ? 0 : 1;
+  });
 });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -3,7 +3,7 @@
  * owns the process lifecycle: start-up, the stats dump, and a drain and clean exit on
  * SIGINT/SIGTERM.
  */
-import { renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Config } from "./config.js";
 import { configureKernelSide, kernelCommands } from "./kernel-side.js";
 import { PcapngWriter } from "./link/pcapng.js";
@@ -15,7 +15,12 @@ import { Forwarder } from "./netstack/icmp/forwarder.js";
 import type { LinkEndpoint } from "./netstack/link-endpoint.js";
 import { Stack } from "./netstack/stack.js";
 import { flattenStats } from "./netstack/stats.js";
-import { EchoService, type ServiceOptions } from "./service/index.js";
+import {
+  EchoService,
+  loadAuthz,
+  type SecurityOptions,
+  type ServiceOptions,
+} from "./service/index.js";
 import { createLogger, type Logger } from "./telemetry/logger.js";
 
 export const NIC_ID = 1;
@@ -95,6 +100,35 @@ function statsSnapshot(
   return out;
 }
 
+function readPem(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new StartupError(`${what} ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** The TLS files, the token and the authorization file, read once at start-up. */
+export function securityOptions(config: Config): SecurityOptions {
+  const out: SecurityOptions = { token: config.token };
+  if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
+    out.tls = {
+      cert: readPem("--tls-cert", config.tlsCert),
+      key: readPem("--tls-key", config.tlsKey),
+      clientCa:
+        config.tlsClientCa === undefined
+          ? undefined
+          : readPem("--tls-client-ca", config.tlsClientCa),
+    };
+  }
+  if (config.authz !== undefined) {
+    const a = loadAuthz(config.authz);
+    if (typeof a === "string") throw new StartupError(`--authz: ${a}`);
+    out.authz = a;
+  }
+  return out;
+}
+
 /** The service as the configuration asks for it (not yet listening). */
 function serviceOptions(config: Config, stack: Stack): ServiceOptions {
   return {
@@ -108,7 +142,13 @@ function serviceOptions(config: Config, stack: Stack): ServiceOptions {
     },
     temporaryReply: config.temporaryReply,
     drainTimeoutMs: config.drainTimeout,
-    limits: { defaultMaxInFlight: config.maxInFlight, maxBatch: config.maxBatch },
+    limits: {
+      defaultMaxInFlight: config.maxInFlight,
+      maxBatch: config.maxBatch,
+      observerQueue: config.observerQueue,
+    },
+    syntheticWindowMs: config.syntheticWindow,
+    security: securityOptions(config),
     extraCounters: () => flattenStats(stack.stats),
   };
 }
@@ -151,8 +191,9 @@ export async function serve(
       if (err !== null) throw new StartupError(`configuring ${name}: ${err}`);
     }
     stack = buildStack(config, link);
+    const options = serviceOptions(config, stack);
     try {
-      service = await EchoService.start(serviceOptions(config, stack));
+      service = await EchoService.start(options);
     } catch (e) {
       throw new StartupError(`gRPC listen on ${config.listen}: ${(e as Error).message}`);
     }

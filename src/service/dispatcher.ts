@@ -5,8 +5,10 @@
  * its outcome, exactly once; anything later is rejected and counted (DESIGN.md §4).
  */
 import { Action } from "../gen/icmpfwd/v1/forwarder.js";
+import { isTcpipError, type TcpipError } from "../netstack/errors.js";
 import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
+import { copyEchoRequest, type EchoRequestCopy } from "../netstack/icmp/synthetic.js";
 import { Decision } from "../netstack/transport.js";
 import { type DeadlineEntry, Deadlines, type Scheduler, systemScheduler } from "./deadlines.js";
 import { EndedRequests } from "./ended-requests.js";
@@ -14,7 +16,8 @@ import type { RejectionKind } from "./errors.js";
 import type { SessionFilter } from "./filter.js";
 import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-table.js";
 import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
-import type { Verdicts } from "./wire.js";
+import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
+import type { EventSource, Verdicts } from "./wire.js";
 
 /** The default actions of the failure policy; each fallthrough (fail-open) or consume. */
 export interface FailurePolicy {
@@ -50,8 +53,20 @@ export interface DispatcherOptions {
   maxFlowMs?: number;
   /** A request moves to another session only with at least this much budget left (default 1). */
   minRedispatchBudgetMs?: number;
+  /**
+   * Proxy-owned replies: the window after a CONSUME verdict in which a SyntheticReply is
+   * honoured (default 10 s; 0 turns them off) and the bounds on the copies kept for it
+   * (default 65,536 copies, 64 MiB).
+   */
+  synthetic?: Partial<SyntheticLimits>;
   scheduler?: Scheduler;
 }
+
+/** Sends a synthetic Echo Reply for a consumed request (the service binds it to the stack). */
+export type Synthesizer = (
+  copy: EchoRequestCopy,
+  payload: Uint8Array | undefined,
+) => TcpipError | null;
 
 /** What the dispatcher needs from the transport side of a session. */
 export interface SessionSink {
@@ -61,6 +76,25 @@ export interface SessionSink {
   reject(requestId: bigint, kind: RejectionKind, message: string): void;
   /** The session drains and has nothing left in flight: it may end its stream. */
   idle(): void;
+}
+
+/** What the dispatcher needs from an observe session. */
+export interface ObserverSink {
+  /** Queue a copy of this request's event; false when the session's queue is full (dropped). */
+  copy(event: EventSource): boolean;
+}
+
+/** The dispatcher's view of one observe session: it gets copies, never a decision to make. */
+export class ObserverSlot {
+  /** Copies queued for the session. */
+  copies = 0;
+  /** Copies lost to a full queue. */
+  dropped = 0;
+
+  constructor(
+    readonly filter: SessionFilter,
+    readonly sink: ObserverSink,
+  ) {}
 }
 
 let nextSessionIndex = 1;
@@ -74,6 +108,8 @@ export class SessionSlot implements FlowOwner {
   /** No new requests (the client's Drain, or the server's). */
   draining = false;
   closed = false;
+  /** Verdicts of this session that gave a request its outcome. */
+  decided = 0;
   readonly requests = new Set<PendingRequest>();
 
   constructor(
@@ -140,6 +176,10 @@ export class Dispatcher {
   private readonly flows: FlowVerdicts<SessionSlot>;
   private readonly affinity: FlowAffinity<SessionSlot>;
   private readonly slots: SessionSlot[] = [];
+  private readonly observerSlots: ObserverSlot[] = [];
+  private readonly synthetic: SyntheticRecords;
+  /** Set by the service once a stack is installed; without one, synthetic replies find no route. */
+  synthesizer: Synthesizer | null = null;
   private nextId = 1;
   private rotor = 0;
   private serverDraining = false;
@@ -159,6 +199,26 @@ export class Dispatcher {
     this.deadlines = new Deadlines(this.scheduler, (p) =>
       this.finish(p, this.policy.onTimeout, "timeout"),
     );
+    this.synthetic = new SyntheticRecords({
+      windowMs: o.synthetic?.windowMs ?? 10_000,
+      maxRecords: o.synthetic?.maxRecords ?? 65536,
+      maxBytes: o.synthetic?.maxBytes ?? 64 << 20,
+    });
+  }
+
+  /** The synthetic-reply window in ms (0: synthetic replies are off). */
+  get syntheticWindowMs(): number {
+    return this.synthetic.limits.windowMs;
+  }
+
+  /** Copies of consumed requests held for synthetic replies, and their ICMP bytes. */
+  get syntheticHeld(): { records: number; bytes: number } {
+    this.synthetic.expire(this.scheduler.nowMs());
+    return { records: this.synthetic.size, bytes: this.synthetic.bytes };
+  }
+
+  get observers(): readonly ObserverSlot[] {
+    return this.observerSlots;
   }
 
   /** Requests waiting for an outcome. */
@@ -194,6 +254,18 @@ export class Dispatcher {
     this.counters.requests++;
     const now = this.scheduler.nowMs();
     const temporary = req.packetInfo().localAddressTemporary;
+    const answer = this.dispatch(req, f, temporary, now);
+    if (this.observerSlots.length > 0) this.observe(req, f, temporary, now, answer);
+    return answer;
+  };
+
+  /** Gives the request its outcome now, or makes it pending with a decide session. */
+  private dispatch(
+    req: ForwarderRequest,
+    f: EchoRequestFields,
+    temporary: boolean,
+    now: number,
+  ): boolean | PendingRequest {
     const flow = flowKey(f.source, f.destination, f.ident);
     const flowAction = this.flows.lookup(flow, now);
     if (flowAction !== null) return this.carryOut(req, temporary, flowAction, "flow");
@@ -220,7 +292,55 @@ export class Dispatcher {
     this.deadlines.add(p);
     this.assign(p, choice);
     return p;
-  };
+  }
+
+  /**
+   * Copies of the request's event to every matching observer, queued (or dropped when its queue
+   * is full) without waiting: an observer never delays a decision. The copy carries the decide
+   * event's request id, or 0 when the request got its outcome at once.
+   */
+  private observe(
+    req: ForwarderRequest,
+    f: EchoRequestFields,
+    temporary: boolean,
+    now: number,
+    answer: boolean | PendingRequest,
+  ): void {
+    const pending = answer instanceof PendingRequest ? answer : null;
+    const event: EventSource = {
+      id: pending?.id ?? 0,
+      request: req,
+      fields: f,
+      temporary,
+      receivedAtMs: now,
+      deadlineMs: pending?.deadlineMs ?? now,
+    };
+    for (const o of this.observerSlots) {
+      if (!o.filter.matches(f, temporary)) continue;
+      if (o.sink.copy(event)) {
+        o.copies++;
+        this.counters.observerCopies++;
+      } else {
+        o.dropped++;
+        this.counters.observerDrops++;
+      }
+    }
+  }
+
+  /** A new observe session. */
+  openObserver(filter: SessionFilter, sink: ObserverSink): ObserverSlot {
+    const slot = new ObserverSlot(filter, sink);
+    this.observerSlots.push(slot);
+    this.counters.sessionsOpened++;
+    return slot;
+  }
+
+  closeObserver(slot: ObserverSlot): void {
+    const i = this.observerSlots.indexOf(slot);
+    if (i < 0) return;
+    this.observerSlots.splice(i, 1);
+    this.counters.sessionsClosed++;
+  }
 
   /** A new decide session. */
   openSession(filter: SessionFilter, maxInFlight: number, sink: SessionSink): SessionSlot {
@@ -259,13 +379,102 @@ export class Dispatcher {
         );
         continue;
       }
+      const now = this.scheduler.nowMs();
       const flowMs = verdicts.flowMs[i];
       if (flowMs > 0) {
         const ms = Math.min(flowMs, this.maxFlowMs);
-        if (this.flows.set(p.flow, action, this.scheduler.nowMs() + ms, slot))
-          this.counters.flowEvictions++;
+        if (this.flows.set(p.flow, action, now + ms, slot)) this.counters.flowEvictions++;
       }
+      if (action === "consume" && this.synthetic.limits.windowMs > 0) {
+        // The request is still live: copy what a later synthetic reply needs.
+        const copy = copyEchoRequest(p.request);
+        if (!isTcpipError(copy)) {
+          this.counters.syntheticEvicted += this.synthetic.add(p.id, slot.index, copy, now);
+          this.counters.syntheticRecorded++;
+        }
+      }
+      slot.decided++;
       this.finish(p, action, "verdict");
+    }
+  }
+
+  /**
+   * A SyntheticReply from `slot` (DESIGN.md §4, proxy-owned replies): the Echo Reply goes out
+   * once, only for a request this session consumed within the window; anything else is a
+   * Rejection with the reason.
+   */
+  syntheticReply(slot: SessionSlot, requestId: bigint, payload: Uint8Array | undefined): void {
+    const id = requestId <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(requestId) : Number.NaN;
+    const now = this.scheduler.nowMs();
+    const r = this.synthetic.get(id, now);
+    if (r === null || r.session !== slot.index) {
+      this.rejectSynthetic(slot, requestId, id);
+      return;
+    }
+    this.synthetic.delete(id);
+    this.ended.markSyntheticSent(id);
+    const err =
+      this.synthesizer === null
+        ? ({ kind: "noRoute", message: "no netstack is installed" } as const)
+        : this.synthesizer(r.copy, payload);
+    if (err === null) {
+      this.counters.syntheticSent++;
+      return;
+    }
+    const kind =
+      err.kind === "noRoute"
+        ? "noRoute"
+        : err.kind === "rateLimited"
+          ? "rateLimited"
+          : "invalidArgument";
+    this.reject(
+      slot.sink,
+      requestId,
+      kind,
+      `request ${id}: the synthetic reply was not sent: ${err.message}`,
+    );
+  }
+
+  private rejectSynthetic(slot: SessionSlot, requestId: bigint, id: number): void {
+    const notAllowed = (why: string): void =>
+      this.reject(slot.sink, requestId, "syntheticNotAllowed", `request ${requestId}: ${why}`);
+    const p = this.pending.get(id);
+    if (p !== undefined) {
+      if (p.session !== slot)
+        this.reject(
+          slot.sink,
+          requestId,
+          "foreignRequest",
+          `request ${id} was sent to another session`,
+        );
+      else notAllowed("not consumed yet: send ACTION_CONSUME first");
+      return;
+    }
+    const e = id > 0 && id < this.nextId ? this.ended.find(id) : null;
+    if (e === null) {
+      this.reject(
+        slot.sink,
+        requestId,
+        "unknownRequest",
+        `no consumed request ${requestId} is remembered`,
+      );
+    } else if (e.session !== slot.index) {
+      this.reject(
+        slot.sink,
+        requestId,
+        "foreignRequest",
+        `request ${id} was sent to another session`,
+      );
+    } else if (e.syntheticSent) {
+      notAllowed("a synthetic reply was already sent (once per request)");
+    } else if (!e.consumedByVerdict) {
+      notAllowed(`not consumed by a verdict: its outcome was ${e.action} (${e.cause})`);
+    } else if (this.synthetic.limits.windowMs === 0) {
+      notAllowed("synthetic replies are off (--synthetic-window 0)");
+    } else {
+      notAllowed(
+        `too late: the synthetic-reply window (${this.synthetic.limits.windowMs} ms) has passed, or its copy was evicted`,
+      );
     }
   }
 
@@ -362,7 +571,7 @@ export class Dispatcher {
     this.deadlines.remove(p);
     this.detach(p);
     const s = p.session;
-    this.ended.record(p.id, s.index, cause);
+    this.ended.record(p.id, s.index, action, cause);
     p.settle(this.carryOut(p.request, p.temporary, action, cause));
     if (s.draining && !s.closed && s.inFlight === 0) s.sink.idle();
     if (this.pending.size === 0 && this.idleWaiters.length > 0) {

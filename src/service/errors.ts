@@ -12,7 +12,15 @@ export type ServiceErrorKind =
   | "invalidHello"
   | "unimplemented"
   | "shuttingDown"
-  | "resourceExhausted";
+  | "resourceExhausted"
+  /** A request field is malformed (an address that does not parse, …). */
+  | "invalidArgument"
+  /** The request is well formed but cannot be carried out here (Ping to an own address). */
+  | "failedPrecondition"
+  /** No credentials, or wrong ones. */
+  | "unauthenticated"
+  /** The caller's identity may not do this (a mode, a filter, an RPC). */
+  | "permissionDenied";
 
 export interface ServiceError {
   readonly kind: ServiceErrorKind;
@@ -29,6 +37,10 @@ const STATUS_OF: Record<ServiceErrorKind, status> = {
   unimplemented: status.UNIMPLEMENTED,
   shuttingDown: status.UNAVAILABLE,
   resourceExhausted: status.RESOURCE_EXHAUSTED,
+  invalidArgument: status.INVALID_ARGUMENT,
+  failedPrecondition: status.FAILED_PRECONDITION,
+  unauthenticated: status.UNAUTHENTICATED,
+  permissionDenied: status.PERMISSION_DENIED,
 };
 
 /** The grpc-js error object that ends a call with the status of `e`. */
@@ -45,6 +57,8 @@ export type RejectionKind =
   | "invalidAction"
   | "protocolViolation"
   | "syntheticNotAllowed"
+  | "noRoute"
+  | "rateLimited"
   | "draining"
   | "invalidArgument";
 
@@ -56,6 +70,8 @@ export const REJECTION_KINDS: readonly RejectionKind[] = [
   "invalidAction",
   "protocolViolation",
   "syntheticNotAllowed",
+  "noRoute",
+  "rateLimited",
   "draining",
   "invalidArgument",
 ];
@@ -68,6 +84,8 @@ const REASON_OF: Record<RejectionKind, RejectionReason> = {
   invalidAction: RejectionReason.REJECTION_REASON_INVALID_ACTION,
   protocolViolation: RejectionReason.REJECTION_REASON_PROTOCOL_VIOLATION,
   syntheticNotAllowed: RejectionReason.REJECTION_REASON_SYNTHETIC_NOT_ALLOWED,
+  noRoute: RejectionReason.REJECTION_REASON_NO_ROUTE,
+  rateLimited: RejectionReason.REJECTION_REASON_RATE_LIMITED,
   draining: RejectionReason.REJECTION_REASON_DRAINING,
   invalidArgument: RejectionReason.REJECTION_REASON_INVALID_ARGUMENT,
 };

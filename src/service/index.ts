@@ -3,20 +3,34 @@
  * grpc-js server whose Connect streams are the decide sessions, the counters, and the drain.
  */
 import { existsSync, unlinkSync } from "node:fs";
-import type { ChannelOptions, Server } from "@grpc/grpc-js";
+import type { ChannelOptions, Server, ServerWritableStream } from "@grpc/grpc-js";
+import type { HealthImplementation } from "grpc-health-check";
+import type {
+  GetStatsResponse,
+  ListSessionsResponse,
+  PingEvent,
+  PingRequest,
+  Session,
+} from "../gen/icmpfwd/v1/forwarder.js";
 import { ICMPV4_PROTOCOL_NUMBER, ICMPV6_PROTOCOL_NUMBER } from "../netstack/buffer.js";
 import { Forwarder } from "../netstack/icmp/forwarder.js";
+import { sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
 import type { Stack } from "../netstack/stack.js";
+import { planPing, runPing, watchStats } from "./admin.js";
+import { Authenticator, type AuthzFile, type Principal } from "./auth.js";
 import type { Scheduler } from "./deadlines.js";
 import { Dispatcher, type DispatcherOptions, type FailurePolicy } from "./dispatcher.js";
-import { serviceError, toGrpcError } from "./errors.js";
-import { listen, shutdown } from "./server.js";
+import { type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import { listen, SERVICE_NAME, shutdown, type TlsFiles } from "./server.js";
 import { type ConnectCall, ConnectSession, type SessionLimits } from "./session.js";
+import { protoTimeOfMs } from "./wire.js";
 
+export { type AuthzFile, loadAuthz } from "./auth.js";
 export type { Scheduler } from "./deadlines.js";
 export { systemScheduler } from "./deadlines.js";
 export { Dispatcher, FAIL_OPEN, type FailurePolicy } from "./dispatcher.js";
 export type { OutcomeAction, OutcomeCause, PolicyAction } from "./outcomes.js";
+export type { TlsFiles } from "./server.js";
 export { PROTOCOL_VERSION } from "./session.js";
 
 export const DEFAULT_LIMITS: SessionLimits = {
@@ -25,7 +39,18 @@ export const DEFAULT_LIMITS: SessionLimits = {
   maxBatch: 128,
   maxBatchBytes: 1 << 20,
   maxPayloadBytes: 65535,
+  observerQueue: 1024,
 };
+
+/** Who may call, and over what (README "Security"). */
+export interface SecurityOptions {
+  /** A bearer token (identity "token"). */
+  token?: string;
+  /** Identities → modes and destination prefixes; tokens → identities. */
+  authz?: AuthzFile;
+  /** TLS (and mTLS with clientCa) from PEM bytes. */
+  tls?: TlsFiles;
+}
 
 export interface ServiceOptions {
   /** `host:port` (port 0: any free port) or `unix:/path`. */
@@ -44,6 +69,9 @@ export interface ServiceOptions {
   grpcOptions?: ChannelOptions;
   /** More counters for GetStats (the netstack's). */
   extraCounters?: () => Record<string, number>;
+  /** How long after a CONSUME verdict a SyntheticReply is honoured (default 10 s; 0: never). */
+  syntheticWindowMs?: number;
+  security?: SecurityOptions;
 }
 
 export class EchoService {
@@ -52,6 +80,9 @@ export class EchoService {
   readonly forwarder: Forwarder;
   readonly drainTimeoutMs: number;
   private readonly sessions = new Set<ConnectSession>();
+  private readonly watchers = new Set<() => void>();
+  private stack: Stack | null = null;
+  private health: HealthImplementation | null = null;
   private readonly limits: SessionLimits;
   private server: Server | null = null;
   private listenAddress = "";
@@ -60,6 +91,7 @@ export class EchoService {
   constructor(private readonly o: ServiceOptions) {
     this.dispatcher = new Dispatcher({
       ...o.dispatcher,
+      synthetic: { ...o.dispatcher?.synthetic, windowMs: o.syntheticWindowMs ?? 10_000 },
       deadlineMs: o.deadlineMs,
       policy: o.policy,
       temporaryReply: o.temporaryReply,
@@ -79,12 +111,34 @@ export class EchoService {
   /** Creates the service and starts listening. */
   static async start(o: ServiceOptions): Promise<EchoService> {
     const s = new EchoService(o);
+    const sec = o.security ?? {};
+    const auth = new Authenticator({
+      token: sec.token,
+      authz: sec.authz,
+      clientCertificates: sec.tls?.clientCa !== undefined,
+    });
     const l = await listen(
       o.listen,
-      { connect: (call) => s.connect(call), stats: () => s.stats() },
+      {
+        connect: (call, principal) => s.connect(call, principal),
+        getStats: () => s.snapshot(),
+        watchStats: (call) =>
+          watchStats(
+            call,
+            () => s.snapshot(),
+            (stop) => {
+              s.watchers.add(stop);
+              return () => s.watchers.delete(stop);
+            },
+          ),
+        listSessions: () => s.listSessions(),
+        ping: (call) => s.ping(call),
+      },
+      { auth, tls: sec.tls },
       o.grpcOptions,
     );
     s.server = l.server;
+    s.health = l.health;
     s.listenAddress = l.address;
     return s;
   }
@@ -96,6 +150,9 @@ export class EchoService {
 
   /** Makes the service the stack's ICMP default handler, for both families. */
   install(stack: Stack): void {
+    this.stack = stack;
+    this.dispatcher.synthesizer = (copy, payload) =>
+      sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload });
     stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, this.forwarder.handlePacket);
     stack.setTransportProtocolHandler(ICMPV6_PROTOCOL_NUMBER, this.forwarder.handlePacket);
   }
@@ -109,27 +166,59 @@ export class EchoService {
   }
 
   gauges(): Record<string, number> {
+    const held = this.dispatcher.syntheticHeld;
     return {
       "service.inFlight": this.dispatcher.pendingCount,
       "service.sessions": this.dispatcher.sessions.length,
+      "service.observers": this.dispatcher.observers.length,
       "service.flowVerdicts": this.dispatcher.flowVerdicts,
+      "service.synthetic.held": held.records,
+      "service.synthetic.heldBytes": held.bytes,
     };
   }
 
-  private stats(): { counters: Record<string, number>; gauges: Record<string, number> } {
-    return {
-      counters: { ...this.o.extraCounters?.(), ...this.counters() },
-      gauges: this.gauges(),
-    };
+  /** GetStats: the netstack's counters (extraCounters), the service's, and the gauges. */
+  snapshot(): GetStatsResponse {
+    const counters: Record<string, bigint> = {};
+    const all = { ...this.o.extraCounters?.(), ...this.counters() };
+    for (const [k, v] of Object.entries(all)) counters[k] = BigInt(Math.max(0, v));
+    const gauges: Record<string, bigint> = {};
+    for (const [k, v] of Object.entries(this.gauges())) gauges[k] = BigInt(Math.trunc(v));
+    return { takenAt: protoTimeOfMs(Date.now()), counters, gauges };
   }
 
-  private connect(call: ConnectCall): void {
+  listSessions(): ListSessionsResponse {
+    const sessions: Session[] = [];
+    for (const s of this.sessions) {
+      const info = s.info();
+      if (info !== null) sessions.push(info);
+    }
+    return { sessions };
+  }
+
+  private ping(call: ServerWritableStream<PingRequest, PingEvent>): void {
+    const stack = this.stack;
+    const plan =
+      this.closed || this.dispatcher.draining
+        ? serviceError("shuttingDown", "the server is shutting down")
+        : stack === null
+          ? serviceError("failedPrecondition", "no netstack is installed")
+          : planPing(call.request, stack);
+    if ("kind" in plan || stack === null) call.emit("error", toGrpcError(plan as ServiceError));
+    else runPing(call, stack, plan);
+  }
+
+  private connect(call: ConnectCall, principal: Principal): void {
     if (this.closed || this.dispatcher.draining) {
       call.emit("error", toGrpcError(serviceError("shuttingDown", "the server is shutting down")));
       return;
     }
-    const s = new ConnectSession(call, this.dispatcher, this.limits, (ended) =>
-      this.sessions.delete(ended),
+    const s = new ConnectSession(
+      call,
+      this.dispatcher,
+      this.limits,
+      (ended) => this.sessions.delete(ended),
+      principal,
     );
     this.sessions.add(s);
   }
@@ -142,6 +231,7 @@ export class EchoService {
    */
   async drain(timeoutMs = this.drainTimeoutMs): Promise<boolean> {
     if (this.closed) return true;
+    this.setServing(false);
     for (const s of [...this.sessions]) s.serverDraining(timeoutMs);
     this.dispatcher.beginDrain();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -156,11 +246,20 @@ export class EchoService {
     return inTime;
   }
 
+  /** grpc.health.v1: SERVING until the drain starts, then NOT_SERVING (overall and the service). */
+  private setServing(serving: boolean): void {
+    const status = serving ? "SERVING" : "NOT_SERVING";
+    this.health?.setStatus("", status);
+    this.health?.setStatus(SERVICE_NAME, status);
+  }
+
   /** Ends every session (held requests: on-disconnect) and stops the server. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.setServing(false);
     this.dispatcher.beginDrain();
+    for (const stop of [...this.watchers]) stop();
     for (const s of [...this.sessions])
       s.finish(serviceError("shuttingDown", "the server shut down"));
     if (this.server !== null) await shutdown(this.server, 1000);

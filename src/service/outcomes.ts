@@ -64,6 +64,16 @@ export class Outcomes {
   flowEvictions = 0;
   sessionsOpened = 0;
   sessionsClosed = 0;
+  /** Copies queued for observe sessions. */
+  observerCopies = 0;
+  /** Copies an observe session lost because its queue was full. */
+  observerDrops = 0;
+  /** Consumed requests copied for a later synthetic reply. */
+  syntheticRecorded = 0;
+  /** Synthetic Echo Replies sent. */
+  syntheticSent = 0;
+  /** Copies evicted before their window ended (the count or byte bound was reached). */
+  syntheticEvicted = 0;
   readonly outcomes: Record<OutcomeAction, ByCause> = {
     reply: zeroCauses(),
     consume: zeroCauses(),
@@ -89,6 +99,11 @@ export class Outcomes {
       [`${prefix}.flowEvictions`]: this.flowEvictions,
       [`${prefix}.sessions.opened`]: this.sessionsOpened,
       [`${prefix}.sessions.closed`]: this.sessionsClosed,
+      [`${prefix}.observers.copies`]: this.observerCopies,
+      [`${prefix}.observers.drops`]: this.observerDrops,
+      [`${prefix}.synthetic.recorded`]: this.syntheticRecorded,
+      [`${prefix}.synthetic.sent`]: this.syntheticSent,
+      [`${prefix}.synthetic.evicted`]: this.syntheticEvicted,
     };
     for (const a of OUTCOME_ACTIONS)
       for (const c of OUTCOME_CAUSES) out[`${prefix}.outcomes.${a}.${c}`] = this.outcomes[a][c];

@@ -1,20 +1,29 @@
 /**
- * The grpc-js server: listens on `host:port` or `unix:/path`, with server keepalive (dead
- * clients are noticed), a bound on concurrent streams and bounded message sizes. Connect goes to
- * a session; GetStats answers from the counters; the RPCs of the next service release answer
- * UNIMPLEMENTED.
+ * The grpc-js server: listens on `host:port` or `unix:/path`, plaintext or TLS (mTLS with a
+ * client CA), with server keepalive (dead clients are noticed), a bound on concurrent streams
+ * and bounded message sizes. Every EchoForwarder call and reflection call is authenticated here
+ * (auth.ts); grpc.health.v1 answers anyone (container probes). Connect goes to a session; the
+ * admin RPCs to admin.ts.
  */
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { connect } from "node:net";
+import type { PeerCertificate } from "node:tls";
+import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
+  type Metadata,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
   type ServerWritableStream,
+  type ServiceDefinition,
   type sendUnaryData,
+  type UntypedHandleCall,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
 import type {
   GetStatsRequest,
   GetStatsResponse,
@@ -24,9 +33,10 @@ import type {
   PingRequest,
   WatchStatsRequest,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import { serviceError, toGrpcError } from "./errors.js";
+import { type Authenticator, authorize, type Principal } from "./auth.js";
+import { type ServiceError, toGrpcError } from "./errors.js";
 import type { ConnectCall } from "./session.js";
-import { protoTimeOfMs, serviceDefinition } from "./wire.js";
+import { serviceDefinition } from "./wire.js";
 
 export const DEFAULT_SERVER_OPTIONS: ChannelOptions = {
   // Ping idle connections every 20 s; no answer within 10 s ends them (and their sessions).
@@ -42,44 +52,124 @@ export const DEFAULT_SERVER_OPTIONS: ChannelOptions = {
   "grpc.max_send_message_length": 4 << 20,
 };
 
+/** The service name health and reflection report. */
+export const SERVICE_NAME = "icmpfwd.v1.EchoForwarder";
+
+/** The proto the reflection service describes (shipped in the package: `files` has proto/). */
+export const PROTO_PATH = fileURLToPath(
+  new URL("../../proto/icmpfwd/v1/forwarder.proto", import.meta.url),
+);
+
 export interface Handlers {
-  connect(call: ConnectCall): void;
-  stats(): { counters: Record<string, number>; gauges: Record<string, number> };
+  connect(call: ConnectCall, principal: Principal): void;
+  getStats(): GetStatsResponse;
+  watchStats(call: ServerWritableStream<WatchStatsRequest, GetStatsResponse>): void;
+  listSessions(): ListSessionsResponse;
+  ping(call: ServerWritableStream<PingRequest, PingEvent>): void;
 }
 
-function unimplemented(rpc: string) {
-  return toGrpcError(
-    serviceError("unimplemented", `${rpc} is not implemented by this server version`),
+export interface TlsFiles {
+  /** PEM certificate chain of the server. */
+  cert: Buffer;
+  /** PEM private key of the server. */
+  key: Buffer;
+  /** PEM CA bundle: when set, clients must present a certificate it signed (mTLS). */
+  clientCa?: Buffer;
+}
+
+export interface ServerSecurity {
+  auth: Authenticator;
+  tls?: TlsFiles;
+}
+
+interface AnyCall {
+  metadata: Metadata;
+  getAuthContext(): { sslPeerCertificate?: PeerCertificate };
+}
+
+function peerCertificate(call: AnyCall): PeerCertificate | undefined {
+  try {
+    return call.getAuthContext().sslPeerCertificate;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ends a call (of any kind) with a service error. */
+function fail(call: unknown, callback: unknown, e: ServiceError): void {
+  const err = toGrpcError(e);
+  if (typeof callback === "function") (callback as sendUnaryData<unknown>)(err, null);
+  else (call as { emit(ev: string, e: unknown): void }).emit("error", err);
+}
+
+/**
+ * Wraps every handler of an implementation: the call is authenticated (and, with `right`,
+ * authorized) before the handler runs; the handler gets the principal.
+ */
+function guarded(
+  auth: Authenticator,
+  impl: Record<string, (call: never, callback: never, principal: Principal) => void>,
+  right: "admin" | null,
+): UntypedServiceImplementation {
+  const out: UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(impl)) {
+    out[name] = ((call: AnyCall, callback?: unknown) => {
+      const p = auth.authenticate(call.metadata, peerCertificate(call));
+      if ("kind" in p) return fail(call, callback, p);
+      const denied = right === null ? null : authorize(p, right);
+      if (denied !== null) return fail(call, callback, denied);
+      (handler as (c: unknown, cb: unknown, p: Principal) => void)(call, callback, p);
+    }) as UntypedHandleCall;
+  }
+  return out;
+}
+
+function implementation(h: Handlers, auth: Authenticator): UntypedServiceImplementation {
+  const admin = guarded(
+    auth,
+    {
+      getStats(
+        _call: ServerUnaryCall<GetStatsRequest, GetStatsResponse>,
+        done: sendUnaryData<GetStatsResponse>,
+      ): void {
+        done(null, h.getStats());
+      },
+      watchStats: h.watchStats,
+      listSessions(
+        _call: ServerUnaryCall<ListSessionsRequest, ListSessionsResponse>,
+        done: sendUnaryData<ListSessionsResponse>,
+      ): void {
+        done(null, h.listSessions());
+      },
+      ping: h.ping,
+    } as never,
+    "admin",
   );
+  // Connect is authorized per mode and filter at Hello (session.ts).
+  const connectOnly = guarded(
+    auth,
+    { connect: (call: ConnectCall, _cb: unknown, p: Principal) => h.connect(call, p) } as never,
+    null,
+  );
+  return { ...admin, ...connectOnly };
 }
 
-function implementation(h: Handlers): UntypedServiceImplementation {
-  return {
-    connect: h.connect,
-    getStats(
-      _call: ServerUnaryCall<GetStatsRequest, GetStatsResponse>,
-      done: sendUnaryData<GetStatsResponse>,
-    ): void {
-      const s = h.stats();
-      const counters: Record<string, bigint> = {};
-      for (const [k, v] of Object.entries(s.counters)) counters[k] = BigInt(Math.max(0, v));
-      const gauges: Record<string, bigint> = {};
-      for (const [k, v] of Object.entries(s.gauges)) gauges[k] = BigInt(Math.trunc(v));
-      done(null, { takenAt: protoTimeOfMs(Date.now()), counters, gauges });
-    },
-    watchStats(call: ServerWritableStream<WatchStatsRequest, GetStatsResponse>): void {
-      call.emit("error", unimplemented("WatchStats"));
-    },
-    listSessions(
-      _call: ServerUnaryCall<ListSessionsRequest, ListSessionsResponse>,
-      done: sendUnaryData<ListSessionsResponse>,
-    ): void {
-      done(unimplemented("ListSessions"));
-    },
-    ping(call: ServerWritableStream<PingRequest, PingEvent>): void {
-      call.emit("error", unimplemented("Ping"));
-    },
-  };
+let reflectionPackage: ReturnType<typeof loadSync> | null = null;
+
+/** grpc.reflection v1 and v1alpha for the EchoForwarder service, behind authentication. */
+function addReflection(server: Server, auth: Authenticator): void {
+  reflectionPackage ??= loadSync(PROTO_PATH, {
+    keepCase: false,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const reflection = new ReflectionService(reflectionPackage, { services: [SERVICE_NAME] });
+  reflection.addToServer({
+    addService: (def: ServiceDefinition, impl: UntypedServiceImplementation) =>
+      server.addService(def, guarded(auth, impl as never, null)),
+  });
 }
 
 /** Removes a unix socket file left by a process that is gone (nothing accepts on it). */
@@ -96,29 +186,47 @@ async function removeStaleSocket(path: string): Promise<void> {
   if (!live) unlinkSync(path);
 }
 
+function credentialsOf(tls: TlsFiles | undefined): ServerCredentials {
+  if (tls === undefined) return ServerCredentials.createInsecure();
+  const creds = ServerCredentials.createSsl(
+    tls.clientCa ?? null,
+    [{ cert_chain: tls.cert, private_key: tls.key }],
+    tls.clientCa !== undefined,
+  );
+  // TLS 1.2 at least, whatever Node's default (grpc-js passes these to http2.createSecureServer).
+  const o = creds._getConstructorOptions();
+  if (o !== null) o.minVersion = "TLSv1.2";
+  return creds;
+}
+
 export interface Listening {
   server: Server;
   /** What the server listens on: `host:port` with the bound port, or `unix:/path`. */
   address: string;
+  health: HealthImplementation;
 }
 
 /** Starts the server on `listen` ("127.0.0.1:50051", "[::1]:0", "unix:/run/icmpfwd.sock"). */
 export async function listen(
   listenAt: string,
   handlers: Handlers,
+  security: ServerSecurity,
   options: ChannelOptions = {},
 ): Promise<Listening> {
   const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options });
-  server.addService(serviceDefinition, implementation(handlers));
+  server.addService(serviceDefinition, implementation(handlers, security.auth));
+  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
+  health.addToServer(server);
+  addReflection(server, security.auth);
   const unix = listenAt.startsWith("unix:");
   if (unix) await removeStaleSocket(listenAt.slice("unix:".length));
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listenAt, ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(listenAt, credentialsOf(security.tls), (err, p) =>
       err === null ? resolve(p) : reject(err),
     );
   });
   const address = unix ? listenAt : `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}`;
-  return { server, address };
+  return { server, address, health };
 }
 
 /** Stops accepting and waits for calls to end; after `graceMs`, cuts what is left. */

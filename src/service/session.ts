@@ -9,11 +9,20 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   Action,
   type ClientMessage,
+  type Filter,
   type Hello,
   Mode,
   type ServerMessage,
+  type Session,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import type { Dispatcher, PendingRequest, SessionSink, SessionSlot } from "./dispatcher.js";
+import { authorize, authorizeFilter, type Principal } from "./auth.js";
+import type {
+  Dispatcher,
+  ObserverSink,
+  ObserverSlot,
+  SessionSink,
+  SessionSlot,
+} from "./dispatcher.js";
 import {
   type RejectionKind,
   rejectionReason,
@@ -26,6 +35,7 @@ import type { PolicyAction } from "./outcomes.js";
 import {
   type ClientInput,
   EventBatch,
+  type EventSource,
   protoTimeOfMs,
   type ServerOutput,
   UndecodableMessage,
@@ -48,6 +58,8 @@ export interface SessionLimits {
   maxBatchBytes: number;
   /** The most payload bytes an event carries (Hello.payload_bytes is cut to it). */
   maxPayloadBytes: number;
+  /** Copies an observe session may have queued (not yet handed to the socket); more are dropped. */
+  observerQueue: number;
 }
 
 export type ConnectCall = ServerDuplexStream<ClientInput, ServerOutput>;
@@ -56,9 +68,16 @@ export function wireAction(a: PolicyAction): Action {
   return a === "consume" ? Action.ACTION_CONSUME : Action.ACTION_FALLTHROUGH;
 }
 
-export class ConnectSession implements SessionSink {
+export class ConnectSession implements SessionSink, ObserverSink {
   readonly id = randomUUID();
+  readonly connectedAtMs = Date.now();
   private slot: SessionSlot | null = null;
+  private observer: ObserverSlot | null = null;
+  private hello_: Hello | null = null;
+  private maxInFlight = 0;
+  private rejections = 0;
+  /** Observe mode: copies queued and not yet handed to the socket. */
+  private queuedCopies = 0;
   private payloadBytes = 0;
   private readonly batch = new EventBatch();
   private flushQueued = false;
@@ -69,6 +88,7 @@ export class ConnectSession implements SessionSink {
     private readonly dispatcher: Dispatcher,
     private readonly limits: SessionLimits,
     private readonly onEnd: (s: ConnectSession) => void,
+    private readonly principal: Principal,
   ) {
     call.on("data", (m: ClientInput) => this.receive(m));
     // The client half-closed: it will send no more verdicts, so its requests move on now.
@@ -82,7 +102,7 @@ export class ConnectSession implements SessionSink {
 
   // ---- SessionSink (called by the dispatcher) ----
 
-  send(p: PendingRequest): void {
+  send(p: EventSource): void {
     const d = this.dispatcher;
     this.batch.add(p, this.payloadBytes, d.scheduler.nowMs(), d.wallOffsetMs);
     if (this.batch.count >= this.limits.maxBatch || this.batch.bytes >= this.limits.maxBatchBytes) {
@@ -93,7 +113,42 @@ export class ConnectSession implements SessionSink {
     }
   }
 
+  // ---- ObserverSink ----
+
+  copy(e: EventSource): boolean {
+    if (this.ended || this.queuedCopies >= this.limits.observerQueue) {
+      this.batch.drops++;
+      return false;
+    }
+    this.queuedCopies++;
+    this.send(e);
+    return true;
+  }
+
+  /** The session as ListSessions shows it; null before Hello. */
+  info(): Session | null {
+    const h = this.hello_;
+    if (h === null) return null;
+    const slot = this.slot;
+    return {
+      sessionId: this.id,
+      clientName: h.clientName,
+      mode: h.mode,
+      filter: h.filter ?? emptyFilter(),
+      maxInFlight: slot === null ? 0 : this.maxInFlight,
+      inFlight: slot?.inFlight ?? 0,
+      decided: BigInt(slot?.decided ?? 0),
+      rejections: BigInt(this.rejections),
+      connectedAt: protoTimeOfMs(this.connectedAtMs),
+      peer: this.call.getPeer(),
+      draining: slot?.draining ?? false,
+      dropped: BigInt(this.observer?.dropped ?? 0),
+      identity: this.principal.identity,
+    };
+  }
+
   reject(requestId: bigint, kind: RejectionKind, message: string): void {
+    this.rejections++;
     this.write({
       message: {
         $case: "rejection",
@@ -113,12 +168,13 @@ export class ConnectSession implements SessionSink {
   /** The server drains: tell the client, and take no new requests. */
   serverDraining(graceMs: number): void {
     if (this.ended) return;
-    if (this.slot === null) {
+    if (this.slot === null && this.observer === null) {
       this.finish(serviceError("shuttingDown", "the server is shutting down"));
       return;
     }
     this.write({ message: { $case: "draining", value: { grace: protoTimeOfMs(graceMs) } } });
-    this.dispatcher.drainSession(this.slot);
+    if (this.slot !== null) this.dispatcher.drainSession(this.slot);
+    else this.idle();
   }
 
   /** Ends the stream with `error` (or OK); in-flight requests move on or get on-disconnect. */
@@ -127,6 +183,7 @@ export class ConnectSession implements SessionSink {
     this.ended = true;
     this.batch.clear();
     if (this.slot !== null) this.dispatcher.closeSession(this.slot);
+    if (this.observer !== null) this.dispatcher.closeObserver(this.observer);
     if (!this.call.cancelled && !this.call.writableEnded) {
       if (error === null) this.call.end();
       else this.call.emit("error", toGrpcError(error));
@@ -160,16 +217,21 @@ export class ConnectSession implements SessionSink {
         this.verdicts(Verdicts.of(msg.value.verdicts));
         return;
       case "drain":
-        if (this.slot === null) d.reject(this, 0n, "protocolViolation", "Drain before Hello");
+        if (this.observer !== null) this.idle();
+        else if (this.slot === null) d.reject(this, 0n, "protocolViolation", "Drain before Hello");
         else d.drainSession(this.slot);
         return;
       case "syntheticReply":
-        d.reject(
-          this,
-          msg.value.requestId,
-          "syntheticNotAllowed",
-          "synthetic replies are not implemented by this server version",
-        );
+        if (this.slot !== null) d.syntheticReply(this.slot, msg.value.requestId, msg.value.payload);
+        else
+          d.reject(
+            this,
+            msg.value.requestId,
+            this.observer !== null ? "syntheticNotAllowed" : "protocolViolation",
+            this.observer !== null
+              ? "an observe session consumes nothing, so it sends no synthetic replies"
+              : "a synthetic reply before Hello",
+          );
         return;
     }
   }
@@ -179,12 +241,19 @@ export class ConnectSession implements SessionSink {
     if (this.slot !== null) d.decide(this.slot, v);
     else
       for (let i = 0; i < v.length; i++)
-        d.reject(this, v.requestId(i), "protocolViolation", "a verdict before Hello");
+        d.reject(
+          this,
+          v.requestId(i),
+          "protocolViolation",
+          this.observer !== null
+            ? "an observe session sends no verdicts"
+            : "a verdict before Hello",
+        );
   }
 
   private hello(h: Hello): void {
     const d = this.dispatcher;
-    if (this.slot !== null) {
+    if (this.hello_ !== null) {
       d.reject(this, 0n, "protocolViolation", "a second Hello");
       return;
     }
@@ -204,6 +273,8 @@ export class ConnectSession implements SessionSink {
       l.maxInFlightCap,
     );
     this.payloadBytes = Math.min(h.payloadBytes, l.maxPayloadBytes);
+    this.maxInFlight = maxInFlight;
+    this.hello_ = h;
     const p = d.policy;
     // Welcome goes out before the session can be given any request.
     this.write({
@@ -222,7 +293,8 @@ export class ConnectSession implements SessionSink {
         },
       },
     });
-    this.slot = d.openSession(filter, maxInFlight, this);
+    if (h.mode === Mode.MODE_OBSERVE) this.observer = d.openObserver(filter, this);
+    else this.slot = d.openSession(filter, maxInFlight, this);
   }
 
   private checkHello(h: Hello): ServiceError | null {
@@ -232,15 +304,13 @@ export class ConnectSession implements SessionSink {
         `protocol_version ${h.protocolVersion} is not supported; this server speaks ${PROTOCOL_VERSION}`,
       );
     }
-    if (h.mode === Mode.MODE_OBSERVE) {
-      return serviceError(
-        "unimplemented",
-        "MODE_OBSERVE is not implemented by this server version",
-      );
-    }
-    if (h.mode !== Mode.MODE_DECIDE) {
+    if (h.mode !== Mode.MODE_DECIDE && h.mode !== Mode.MODE_OBSERVE) {
       return serviceError("invalidHello", `mode: ${h.mode} is not MODE_DECIDE or MODE_OBSERVE`);
     }
+    const denied =
+      authorize(this.principal, h.mode === Mode.MODE_DECIDE ? "decide" : "observe") ??
+      authorizeFilter(this.principal, h.filter);
+    if (denied !== null) return denied;
     if (this.dispatcher.draining) return serviceError("shuttingDown", "the server is draining");
     return null;
   }
@@ -250,10 +320,18 @@ export class ConnectSession implements SessionSink {
   private readonly flush = (): void => {
     this.flushQueued = false;
     if (this.batch.count === 0 || this.ended) return;
-    this.write(this.batch.take());
+    if (this.observer === null) {
+      this.write(this.batch.take());
+      return;
+    }
+    // Observe mode: the copies leave the queue once the stream has handed them to the socket.
+    const n = this.batch.count;
+    this.write(this.batch.take(), () => {
+      this.queuedCopies -= n;
+    });
   };
 
-  private write(m: ServerOutput | ServerMessage): void {
+  private write(m: ServerOutput | ServerMessage, written?: () => void): void {
     if (this.ended || this.call.writableEnded) return;
     // Events stop at the first false write(); rejections answer client input, so a client that
     // keeps sending but never reads could still grow the queue: past a bound, the stream ends.
@@ -261,6 +339,10 @@ export class ConnectSession implements SessionSink {
       this.finish(serviceError("resourceExhausted", "the client does not read its stream"));
       return;
     }
-    if (!this.call.write(m) && this.slot !== null) this.slot.writable = false;
+    if (!this.call.write(m, written) && this.slot !== null) this.slot.writable = false;
   }
+}
+
+function emptyFilter(): Filter {
+  return { family: 0, sourcePrefixes: [], destinationPrefixes: [], temporaryOnly: false };
 }

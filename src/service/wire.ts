@@ -16,7 +16,17 @@ import {
   ServerMessage,
   type Verdict,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import type { PendingRequest } from "./dispatcher.js";
+import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+
+/** What an event is encoded from: a pending request, or an observer's copy of one. */
+export interface EventSource {
+  readonly id: number;
+  readonly request: { nicId(): number };
+  readonly fields: EchoRequestFields;
+  readonly temporary: boolean;
+  readonly receivedAtMs: number;
+  readonly deadlineMs: number;
+}
 
 /** A client message whose bytes are not a ClientMessage. */
 export class UndecodableMessage {
@@ -74,6 +84,7 @@ function writeVarint(buf: Uint8Array, pos: number, n: number): number {
 const TAG = {
   serverMessageRequests: (2 << 3) | 2,
   batchRequests: (1 << 3) | 2,
+  batchObserverDrops: 2 << 3,
   requestId: 1 << 3,
   family: 2 << 3,
   nic: 3 << 3,
@@ -172,6 +183,8 @@ const HEADROOM = 6;
 export class EventBatch {
   private buf: Buffer;
   private pos = HEADROOM;
+  /** EchoRequestBatch.observer_drops of the next take() (0: left out). */
+  drops = 0;
   /** Events in the batch. */
   count = 0;
 
@@ -188,7 +201,7 @@ export class EventBatch {
    * Appends one event. `payloadBytes` cuts the payload; `nowMs` (monotonic) gives the budget;
    * `wallOffsetMs` turns monotonic times into absolute timestamps.
    */
-  add(p: PendingRequest, payloadBytes: number, nowMs: number, wallOffsetMs: number): void {
+  add(p: EventSource, payloadBytes: number, nowMs: number, wallOffsetMs: number): void {
     const f = p.fields;
     const payload =
       payloadBytes >= f.payload.length ? f.payload : f.payload.subarray(0, payloadBytes);
@@ -227,8 +240,7 @@ export class EventBatch {
     b[i++] = TAG.batchRequests;
     i = writeVarint(b, i, size);
     const start = i;
-    b[i++] = TAG.requestId;
-    i = writeVarint(b, i, p.id);
+    i = putUint(b, i, TAG.requestId, p.id);
     b[i++] = TAG.family;
     b[i++] = f.family === "ipv4" ? FAMILY_IPV4 : FAMILY_IPV6;
     i = putUint(b, i, TAG.nic, nic);
@@ -254,6 +266,13 @@ export class EventBatch {
 
   /** The ServerMessage with every event added so far; the batch starts over. */
   take(): Buffer {
+    if (this.drops > 0) {
+      // EchoRequestBatch.observer_drops (field 2, varint) after the events.
+      this.reserve(1 + varintSize(this.drops));
+      this.buf[this.pos++] = TAG.batchObserverDrops;
+      this.pos = writeVarint(this.buf, this.pos, this.drops);
+      this.drops = 0;
+    }
     const bytes = this.bytes;
     const start = HEADROOM - 1 - varintSize(bytes);
     this.buf[start] = TAG.serverMessageRequests;
@@ -269,6 +288,7 @@ export class EventBatch {
 
   /** Drops the events added so far. */
   clear(): void {
+    this.drops = 0;
     this.pos = HEADROOM;
     this.count = 0;
   }

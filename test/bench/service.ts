@@ -445,7 +445,9 @@ async function bareRow(
           traceparent: "",
         });
       }
-      calls[turn++ % calls.length].write({ message: { $case: "requests", value: { requests } } });
+      calls[turn++ % calls.length].write({
+        message: { $case: "requests", value: { requests, observerDrops: 0n } },
+      });
     };
     const ready = () => !calls[turn % calls.length].writableNeedDrain;
     return await measure("bare", offer, ready, rec, streams, batch, rate, b);

@@ -3,6 +3,7 @@
  * link, and a small grpc-js client that records everything the server sends.
  */
 import {
+  type ChannelCredentials,
   Client,
   type ClientDuplexStream,
   credentials,
@@ -39,9 +40,12 @@ export interface Harness extends TestStack {
 }
 
 export async function startHarness(
-  o: Partial<Omit<ServiceOptions, "policy">> & { policy?: Partial<FailurePolicy> } = {},
+  o: Partial<Omit<ServiceOptions, "policy">> & {
+    policy?: Partial<FailurePolicy>;
+    stack?: Parameters<typeof testStack>[0];
+  } = {},
 ): Promise<Harness> {
-  const ts = testStack();
+  const ts = testStack(o.stack);
   const service = await EchoService.start({
     listen: "127.0.0.1:0",
     deadlineMs: 1000,
@@ -91,7 +95,7 @@ type HarnessOptions = Parameters<typeof startHarness>[0];
  */
 export function serviceTests(): {
   start(o?: HarnessOptions): Promise<Harness>;
-  connect(hello?: Partial<Hello>): Promise<TestClient>;
+  connect(hello?: Partial<Hello>, o?: ClientOptions): Promise<TestClient>;
   /** A client that has not said Hello. */
   raw(): TestClient;
   /** Closes the clients opened so far (the service stays). */
@@ -116,8 +120,8 @@ export function serviceTests(): {
       h = await startHarness(o);
       return h;
     },
-    async connect(hello = {}) {
-      const c = await TestClient.connect(running().service.address, hello);
+    async connect(hello = {}, o = {}) {
+      const c = await TestClient.connect(running().service.address, hello, o);
       clients.push(c);
       return c;
     },
@@ -131,6 +135,12 @@ export function serviceTests(): {
 }
 
 const rawSerialize = (b: Buffer): Buffer => b;
+
+export interface ClientOptions {
+  credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer TOKEN`. */
+  token?: string;
+}
 const encode = (m: ClientMessage): Buffer => Buffer.from(ClientMessage.encode(m).finish());
 
 /** A policy client over a real socket; sends raw bytes so tests can send anything. */
@@ -145,20 +155,27 @@ export class TestClient {
   readonly call: ClientDuplexStream<Buffer, ServerMessage>;
   private readonly client: Client;
 
-  constructor(address: string) {
-    this.client = new Client(address, credentials.createInsecure());
+  /** Observe mode: EchoRequestBatch.observer_drops summed over the batches received. */
+  observerDrops = 0n;
+
+  constructor(address: string, o: ClientOptions = {}) {
+    this.client = new Client(address, o.credentials ?? credentials.createInsecure());
+    const md = new Metadata();
+    if (o.token !== undefined) md.set("authorization", `Bearer ${o.token}`);
     this.call = this.client.makeBidiStreamRequest(
       CONNECT_PATH,
       rawSerialize,
       (b: Buffer) => ServerMessage.decode(b),
-      new Metadata(),
+      md,
     );
     this.call.on("data", (m: ServerMessage) => {
       this.messages.push(m);
       const msg = m.message;
       if (msg?.$case === "welcome") this.welcome = msg.value;
-      else if (msg?.$case === "requests") this.events.push(...msg.value.requests);
-      else if (msg?.$case === "rejection") this.rejections.push(msg.value);
+      else if (msg?.$case === "requests") {
+        this.events.push(...msg.value.requests);
+        this.observerDrops += msg.value.observerDrops;
+      } else if (msg?.$case === "rejection") this.rejections.push(msg.value);
       else if (msg?.$case === "draining") this.drainingSeen = true;
     });
     this.call.on("status", (s: StatusObject) => {
@@ -171,8 +188,12 @@ export class TestClient {
   }
 
   /** Connects and says Hello (decide mode by default); waits for the Welcome. */
-  static async connect(address: string, hello: Partial<Hello> = {}): Promise<TestClient> {
-    const c = new TestClient(address);
+  static async connect(
+    address: string,
+    hello: Partial<Hello> = {},
+    o: ClientOptions = {},
+  ): Promise<TestClient> {
+    const c = new TestClient(address, o);
     c.hello(hello);
     await c.until(() => c.welcome !== null || c.status !== null, "Welcome");
     if (c.welcome === null) throw new Error(`no Welcome: ${JSON.stringify(c.status)}`);
@@ -223,6 +244,15 @@ export class TestClient {
   /** Answers these events with one action, in one batch. */
   decide(events: readonly EchoRequest[], action: Action, applyToFlowMs = 0): void {
     this.verdicts(events.map((e) => ({ requestId: e.requestId, action, applyToFlowMs })));
+  }
+
+  synthetic(requestId: bigint, payload?: Uint8Array): void {
+    this.send({
+      message: {
+        $case: "syntheticReply",
+        value: { requestId, payload: payload === undefined ? undefined : Buffer.from(payload) },
+      },
+    });
   }
 
   drain(): void {

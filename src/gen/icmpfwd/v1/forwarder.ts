@@ -374,6 +374,11 @@ export interface EchoRequest {
 
 export interface EchoRequestBatch {
   requests: EchoRequest[];
+  /**
+   * MODE_OBSERVE only: copies this session lost since its previous batch because its queue was
+   * full (a slow observer loses copies; it never delays a decision).
+   */
+  observerDrops: bigint;
 }
 
 export interface Verdict {
@@ -460,6 +465,13 @@ export interface Session {
   connectedAt: Timestamp | undefined;
   peer: string;
   draining: boolean;
+  /** MODE_OBSERVE: copies lost to a full queue since the session started. */
+  dropped: bigint;
+  /**
+   * The authenticated identity (a token's name or the client certificate's subject CN); empty
+   * without authentication.
+   */
+  identity: string;
 }
 
 export interface ListSessionsResponse {
@@ -1661,13 +1673,19 @@ export const EchoRequest: MessageFns<EchoRequest> = {
 };
 
 function createBaseEchoRequestBatch(): EchoRequestBatch {
-  return { requests: [] };
+  return { requests: [], observerDrops: 0n };
 }
 
 export const EchoRequestBatch: MessageFns<EchoRequestBatch> = {
   encode(message: EchoRequestBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.requests) {
       EchoRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.observerDrops !== 0n) {
+      if (BigInt.asUintN(64, message.observerDrops) !== message.observerDrops) {
+        throw new globalThis.Error("value provided for field message.observerDrops of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.observerDrops);
     }
     return writer;
   },
@@ -1693,6 +1711,14 @@ export const EchoRequestBatch: MessageFns<EchoRequestBatch> = {
             message.requests.push(EchoRequest.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.observerDrops = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1710,6 +1736,11 @@ export const EchoRequestBatch: MessageFns<EchoRequestBatch> = {
       requests: globalThis.Array.isArray(object?.requests)
         ? object.requests.map((e: any) => EchoRequest.fromJSON(e))
         : [],
+      observerDrops: isSet(object.observerDrops)
+        ? BigInt(object.observerDrops)
+        : isSet(object.observer_drops)
+        ? BigInt(object.observer_drops)
+        : 0n,
     };
   },
 
@@ -1717,6 +1748,9 @@ export const EchoRequestBatch: MessageFns<EchoRequestBatch> = {
     const obj: any = {};
     if (message.requests?.length) {
       obj.requests = message.requests.map((e) => EchoRequest.toJSON(e));
+    }
+    if (message.observerDrops !== 0n) {
+      obj.observerDrops = message.observerDrops.toString();
     }
     return obj;
   },
@@ -1727,6 +1761,9 @@ export const EchoRequestBatch: MessageFns<EchoRequestBatch> = {
   fromPartial(object: DeepPartial<EchoRequestBatch>): EchoRequestBatch {
     const message = createBaseEchoRequestBatch();
     message.requests = object.requests?.map((e) => EchoRequest.fromPartial(e)) || [];
+    message.observerDrops = (object.observerDrops !== undefined && object.observerDrops !== null)
+      ? BigInt(object.observerDrops)
+      : 0n;
     return message;
   },
 };
@@ -2762,6 +2799,8 @@ function createBaseSession(): Session {
     connectedAt: undefined,
     peer: "",
     draining: false,
+    dropped: 0n,
+    identity: "",
   };
 }
 
@@ -2805,6 +2844,15 @@ export const Session: MessageFns<Session> = {
     }
     if (message.draining !== false) {
       writer.uint32(88).bool(message.draining);
+    }
+    if (message.dropped !== 0n) {
+      if (BigInt.asUintN(64, message.dropped) !== message.dropped) {
+        throw new globalThis.Error("value provided for field message.dropped of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.dropped);
+    }
+    if (message.identity !== "") {
+      writer.uint32(106).string(message.identity);
     }
     return writer;
   },
@@ -2910,6 +2958,22 @@ export const Session: MessageFns<Session> = {
             message.draining = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.dropped = reader.uint64() as bigint;
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2955,6 +3019,8 @@ export const Session: MessageFns<Session> = {
         : undefined,
       peer: isSet(object.peer) ? globalThis.String(object.peer) : "",
       draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
+      dropped: isSet(object.dropped) ? BigInt(object.dropped) : 0n,
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
     };
   },
 
@@ -2993,6 +3059,12 @@ export const Session: MessageFns<Session> = {
     if (message.draining !== false) {
       obj.draining = message.draining;
     }
+    if (message.dropped !== 0n) {
+      obj.dropped = message.dropped.toString();
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
     return obj;
   },
 
@@ -3018,6 +3090,8 @@ export const Session: MessageFns<Session> = {
       : undefined;
     message.peer = object.peer ?? "";
     message.draining = object.draining ?? false;
+    message.dropped = (object.dropped !== undefined && object.dropped !== null) ? BigInt(object.dropped) : 0n;
+    message.identity = object.identity ?? "";
     return message;
   },
 };

@@ -1,0 +1,233 @@
+/**
+ * The client subcommands (`icmpfwd stats|sessions|ping|health`): one connection to a running
+ * service, with the same connection and auth flags, human-readable tables by default and
+ * `--json` for scripts.
+ */
+import { readFileSync } from "node:fs";
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  Client,
+  credentials,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import {
+  EchoForwarderClient,
+  type GetStatsResponse,
+  Mode,
+  type PingEvent,
+  type Session,
+} from "../gen/icmpfwd/v1/forwarder.js";
+import { formatAddress } from "../netstack/address.js";
+
+export interface ConnectionFlags {
+  target: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Seconds to wait for the connection and each unary call. */
+  timeout: number;
+}
+
+/** A failure to print as one line (exit code 1). */
+export class ClientError extends Error {
+  override readonly name = "ClientError";
+}
+
+function channelCredentials(f: ConnectionFlags): ChannelCredentials {
+  if (f.tlsCa === undefined && f.tlsCert === undefined) return credentials.createInsecure();
+  const read = (flag: string, path: string | undefined): Buffer | null => {
+    if (path === undefined) return null;
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new ClientError(`${flag} ${path}: ${(e as Error).message}`);
+    }
+  };
+  if ((f.tlsCert === undefined) !== (f.tlsKey === undefined))
+    throw new ClientError("--tls-cert and --tls-key go together");
+  return credentials.createSsl(
+    read("--tls-ca", f.tlsCa),
+    read("--tls-key", f.tlsKey),
+    read("--tls-cert", f.tlsCert),
+  );
+}
+
+export class ServiceClient {
+  readonly client: EchoForwarderClient;
+
+  constructor(private readonly f: ConnectionFlags) {
+    this.client = new EchoForwarderClient(f.target, channelCredentials(f));
+  }
+
+  metadata(): Metadata {
+    const m = new Metadata();
+    if (this.f.token !== undefined) m.set("authorization", `Bearer ${this.f.token}`);
+    return m;
+  }
+
+  options(): CallOptions {
+    return { deadline: Date.now() + this.f.timeout * 1000 };
+  }
+
+  getStats(): Promise<GetStatsResponse> {
+    return new Promise((resolve, reject) =>
+      this.client.getStats({}, this.metadata(), this.options(), (e, r) =>
+        e ? reject(e) : resolve(r),
+      ),
+    );
+  }
+
+  listSessions(): Promise<Session[]> {
+    return new Promise((resolve, reject) =>
+      this.client.listSessions({}, this.metadata(), this.options(), (e, r) =>
+        e ? reject(e) : resolve(r.sessions),
+      ),
+    );
+  }
+
+  /** grpc.health.v1 Check of the whole server; the status name ("SERVING", …). */
+  health(): Promise<string> {
+    const c = new Client(this.f.target, channelCredentials(this.f));
+    return new Promise<string>((resolve, reject) => {
+      c.makeUnaryRequest(
+        "/grpc.health.v1.Health/Check",
+        () => Buffer.alloc(0), // HealthCheckRequest{service: ""}
+        (b: Buffer) => b,
+        {},
+        this.metadata(),
+        this.options(),
+        (e, r) => {
+          c.close();
+          if (e) reject(e);
+          else resolve(healthStatusName(r ?? Buffer.alloc(0)));
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** HealthCheckResponse.status (field 1, an enum) by name. */
+export function healthStatusName(b: Buffer): string {
+  const names = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+  const v = b.length >= 2 && b[0] === 0x08 ? b[1] : 0;
+  return names[v] ?? `status ${v}`;
+}
+
+export function describeGrpcError(e: unknown): string {
+  const s = e as Partial<ServiceError>;
+  if (typeof s.code === "number") return `${s.details ?? s.message} (gRPC status ${s.code})`;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Counters and gauges as plain numbers, for --json. */
+export function statsJson(r: GetStatsResponse): Record<string, unknown> {
+  const num = (m: Record<string, bigint>) =>
+    Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v)]));
+  const t = r.takenAt;
+  return {
+    takenAt: t ? new Date(Number(t.seconds) * 1000 + t.nanos / 1e6).toISOString() : null,
+    counters: num(r.counters),
+    gauges: num(r.gauges),
+  };
+}
+
+/** Two aligned columns: every gauge, then every non-zero counter (all with `all`). */
+export function statsTable(r: GetStatsResponse, all = false): string {
+  const rows: [string, string][] = [];
+  for (const k of Object.keys(r.gauges).sort()) rows.push([k, String(r.gauges[k])]);
+  for (const k of Object.keys(r.counters).sort())
+    if (all || r.counters[k] !== 0n) rows.push([k, String(r.counters[k])]);
+  return table(["NAME", "VALUE"], rows);
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+function modeName(m: Mode): string {
+  return m === Mode.MODE_DECIDE ? "decide" : m === Mode.MODE_OBSERVE ? "observe" : String(m);
+}
+
+function filterText(s: Session): string {
+  const f = s.filter;
+  if (f === undefined) return "*";
+  const parts = [
+    f.family === 1 ? "ipv4" : f.family === 2 ? "ipv6" : "",
+    f.sourcePrefixes.length > 0 ? `src ${f.sourcePrefixes.join(",")}` : "",
+    f.destinationPrefixes.length > 0 ? `dst ${f.destinationPrefixes.join(",")}` : "",
+    f.temporaryOnly ? "temporary" : "",
+  ].filter((p) => p !== "");
+  return parts.length === 0 ? "*" : parts.join(" ");
+}
+
+function since(s: Session): string {
+  const t = s.connectedAt;
+  return t ? new Date(Number(t.seconds) * 1000 + t.nanos / 1e6).toISOString() : "";
+}
+
+export function sessionsJson(ss: Session[]): Record<string, unknown>[] {
+  return ss.map((s) => ({
+    sessionId: s.sessionId,
+    clientName: s.clientName,
+    mode: modeName(s.mode),
+    filter: s.filter,
+    maxInFlight: s.maxInFlight,
+    inFlight: s.inFlight,
+    decided: Number(s.decided),
+    rejections: Number(s.rejections),
+    dropped: Number(s.dropped),
+    connectedAt: since(s),
+    peer: s.peer,
+    identity: s.identity,
+    draining: s.draining,
+  }));
+}
+
+export function sessionsTable(ss: Session[]): string {
+  return table(
+    ["SESSION", "NAME", "MODE", "FILTER", "IN-FLIGHT", "DECIDED", "DROPPED", "PEER", "SINCE"],
+    ss.map((s) => [
+      s.sessionId.slice(0, 8),
+      s.clientName,
+      modeName(s.mode) + (s.draining ? " (draining)" : ""),
+      filterText(s),
+      `${s.inFlight}/${s.maxInFlight}`,
+      String(s.decided),
+      String(s.dropped),
+      s.peer,
+      since(s),
+    ]),
+  );
+}
+
+export function rttMs(e: PingEvent): number {
+  return e.rtt === undefined ? 0 : Number(e.rtt.seconds) * 1000 + e.rtt.nanos / 1e6;
+}
+
+export function pingLine(e: PingEvent, size: number): string {
+  if (!e.received) return `no reply for icmp_seq=${e.sequence}`;
+  return `${size + 8} bytes from ${formatAddress(e.source)}: icmp_seq=${e.sequence} ttl=${e.ttl} time=${rttMs(e).toFixed(3)} ms`;
+}
+
+export function pingJson(e: PingEvent): Record<string, unknown> {
+  return {
+    sequence: e.sequence,
+    received: e.received,
+    rttMs: e.received ? rttMs(e) : null,
+    ttl: e.received ? e.ttl : null,
+    source: e.received ? formatAddress(e.source) : null,
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * Who is calling and what they may do (README "Security"): a bearer token (`authorization:
+ * Bearer …`, compared in constant time) or a verified client certificate (its subject CN) gives
+ * an identity; an optional authorization file maps identities to the modes they may use and the
+ * destination prefixes their filters may claim. Failures are ServiceErrors (UNAUTHENTICATED /
+ * PERMISSION_DENIED with a reason), mapped to gRPC in errors.ts.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { PeerCertificate } from "node:tls";
+import type { Metadata } from "@grpc/grpc-js";
+import { z } from "zod";
+import type { Filter } from "../gen/icmpfwd/v1/forwarder.js";
+import { Subnet } from "../netstack/address.js";
+import { type ServiceError, serviceError } from "./errors.js";
+
+/** What a grant may allow: a Connect mode, or the admin RPCs (GetStats, WatchStats, ListSessions, Ping). */
+export type Right = "decide" | "observe" | "admin";
+
+export interface Grant {
+  readonly modes: ReadonlySet<Right>;
+  /** Destination prefixes a session's filter must stay within; null: any filter. */
+  readonly destinationPrefixes: readonly Subnet[] | null;
+}
+
+export interface Principal {
+  /** "" without authentication; "token" for --token; a token's name or a certificate's CN. */
+  readonly identity: string;
+  readonly grant: Grant;
+}
+
+export const ALL_RIGHTS: Grant = {
+  modes: new Set<Right>(["decide", "observe", "admin"]),
+  destinationPrefixes: null,
+};
+
+const prefix = z.string().refine((s) => Subnet.parse(s) !== null, {
+  message: "expected a network prefix, e.g. 198.18.0.0/24",
+});
+
+/** The `--authz FILE` format. */
+export const authzSchema = z
+  .object({
+    /** Bearer token → identity. */
+    tokens: z
+      .record(
+        z.string().min(16, { message: "tokens have at least 16 characters" }),
+        z.string().min(1),
+      )
+      .default({}),
+    /** Identity (a token's name or a certificate's subject CN) → what it may do. */
+    identities: z.record(
+      z.string().min(1),
+      z
+        .object({
+          modes: z.array(z.enum(["decide", "observe", "admin"])),
+          destinationPrefixes: z.array(prefix).optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
+export type AuthzFile = z.infer<typeof authzSchema>;
+
+/** Reads and validates an authorization file; the error names the bad field. */
+export function loadAuthz(path: string): AuthzFile | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    return `cannot read ${path}: ${(e as Error).message}`;
+  }
+  const r = authzSchema.safeParse(parsed);
+  if (r.success) return r.data;
+  const i = r.error.issues[0];
+  return `${path}: ${i.path.join(".")}: ${i.message}`;
+}
+
+export interface AuthOptions {
+  /** `--token`: a bearer token whose identity is "token" (all rights unless --authz says otherwise). */
+  token?: string;
+  authz?: AuthzFile;
+  /** mTLS: a verified client certificate is an identity. */
+  clientCertificates?: boolean;
+}
+
+const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
+
+export class Authenticator {
+  private readonly tokens: { digest: Buffer; identity: string }[] = [];
+  private readonly grants: Map<string, Grant> | null;
+  /** Whether a call must carry credentials. */
+  readonly required: boolean;
+
+  constructor(o: AuthOptions = {}) {
+    if (o.token !== undefined) this.tokens.push({ digest: digest(o.token), identity: "token" });
+    for (const [t, identity] of Object.entries(o.authz?.tokens ?? {}))
+      this.tokens.push({ digest: digest(t), identity });
+    this.grants =
+      o.authz === undefined
+        ? null
+        : new Map(
+            Object.entries(o.authz.identities).map(([id, g]) => [
+              id,
+              {
+                modes: new Set<Right>(g.modes),
+                destinationPrefixes:
+                  g.destinationPrefixes?.map((p) => Subnet.parse(p) as Subnet) ?? null,
+              },
+            ]),
+          );
+    this.required =
+      this.tokens.length > 0 || o.clientCertificates === true || o.authz !== undefined;
+  }
+
+  /** The caller of a call with this metadata and (TLS) peer certificate. */
+  authenticate(metadata: Metadata, peer: PeerCertificate | undefined): Principal | ServiceError {
+    const identity = this.identify(metadata, peer);
+    if (typeof identity !== "string") return identity;
+    if (this.grants === null) return { identity, grant: ALL_RIGHTS };
+    const grant = this.grants.get(identity);
+    if (grant === undefined)
+      return serviceError(
+        "permissionDenied",
+        `identity "${identity}" has no grant in the authorization file`,
+      );
+    return { identity, grant };
+  }
+
+  private identify(metadata: Metadata, peer: PeerCertificate | undefined): string | ServiceError {
+    const header = metadata.get("authorization")[0];
+    if (header !== undefined) {
+      const m = /^Bearer (.+)$/.exec(String(header));
+      if (m === null)
+        return serviceError("unauthenticated", "the authorization header is not `Bearer TOKEN`");
+      const d = digest(m[1]);
+      let found: string | null = null;
+      // Every token is compared (constant time each), so timing tells nothing about which.
+      for (const t of this.tokens)
+        if (timingSafeEqual(d, t.digest) && found === null) found = t.identity;
+      if (found !== null) return found;
+      return serviceError("unauthenticated", "the bearer token is not valid");
+    }
+    const cn = peer?.subject?.CN;
+    if (typeof cn === "string" && cn.length > 0) return cn;
+    if (this.required)
+      return serviceError(
+        "unauthenticated",
+        "no credentials: send `authorization: Bearer TOKEN` or a client certificate",
+      );
+    return "";
+  }
+}
+
+/** Whether `p` may use `right`. */
+export function authorize(p: Principal, right: Right): ServiceError | null {
+  if (p.grant.modes.has(right)) return null;
+  const who = p.identity === "" ? "an anonymous client" : `identity "${p.identity}"`;
+  const what = right === "admin" ? "the admin RPCs" : `MODE_${right.toUpperCase()}`;
+  return serviceError("permissionDenied", `${who} may not use ${what}`);
+}
+
+/** Whether a session filter stays within the destination prefixes `p` may claim. */
+export function authorizeFilter(p: Principal, filter: Filter | undefined): ServiceError | null {
+  const allowed = p.grant.destinationPrefixes;
+  if (allowed === null) return null;
+  const claimed = filter?.destinationPrefixes ?? [];
+  const list = allowed.map((s) => s.toString()).join(", ");
+  if (claimed.length === 0)
+    return serviceError(
+      "permissionDenied",
+      `identity "${p.identity}" must claim filter.destination_prefixes within ${list}`,
+    );
+  for (const text of claimed) {
+    const s = Subnet.parse(text);
+    if (s === null) continue; // the filter's own validation names it
+    if (!allowed.some((a) => a.prefixLength <= s.prefixLength && a.contains(s.address)))
+      return serviceError(
+        "permissionDenied",
+        `identity "${p.identity}" may not claim ${text}: allowed ${list}`,
+      );
+  }
+  return null;
+}
