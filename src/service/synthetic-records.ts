@@ -24,6 +24,10 @@ export interface SyntheticLimits {
 
 export class SyntheticRecords {
   private readonly records = new Map<number, SyntheticRecord>();
+  // Ids in insertion (= expiry) order. A Map's "first key" would walk every deleted slot before
+  // it: O(n) per eviction once the store is full, so the order lives in this queue instead.
+  private order: number[] = [];
+  private head = 0;
   private heldBytes = 0;
 
   constructor(readonly limits: SyntheticLimits) {}
@@ -48,12 +52,12 @@ export class SyntheticRecords {
       this.records.size > 0 &&
       (this.records.size >= this.limits.maxRecords || this.heldBytes + size > this.limits.maxBytes)
     ) {
-      const [oldest] = this.records.keys();
-      this.delete(oldest);
+      this.deleteOldest();
       evicted++;
     }
     if (size > this.limits.maxBytes) return evicted;
     this.records.set(id, { session, copy, expiresAtMs: nowMs + this.limits.windowMs });
+    this.order.push(id);
     this.heldBytes += size;
     return evicted;
   }
@@ -74,9 +78,33 @@ export class SyntheticRecords {
 
   /** Drops the copies whose window has ended. */
   expire(nowMs: number): void {
-    for (const [id, r] of this.records) {
-      if (r.expiresAtMs > nowMs) return;
-      this.delete(id);
+    while (this.head < this.order.length) {
+      const id = this.order[this.head];
+      const r = this.records.get(id);
+      if (r !== undefined && r.expiresAtMs > nowMs) break;
+      this.head++;
+      if (r !== undefined) this.delete(id);
+    }
+    this.compact();
+  }
+
+  /** Removes the oldest record still held (ids already taken are skipped). */
+  private deleteOldest(): void {
+    while (this.head < this.order.length) {
+      const id = this.order[this.head++];
+      if (this.records.has(id)) {
+        this.delete(id);
+        break;
+      }
+    }
+    this.compact();
+  }
+
+  /** Drops the consumed front of the queue once it is most of it. */
+  private compact(): void {
+    if (this.head > 4096 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
     }
   }
 }
