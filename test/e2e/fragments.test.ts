@@ -74,12 +74,17 @@ describeNetns("fragments through the TUN", () => {
       ["ip.id", "ip.flags.mf", "ip.frag_offset"],
       "ip.src == 198.18.0.2",
     );
-    expect(rows.length, JSON.stringify(rows)).toBe(18);
+    // The netstack's counters above are exact; a capture can lose packets when tcpdump is
+    // starved of CPU, so it must show at least one reply whole, and nothing but such fragments.
     // tshark shows the offset in 8-octet units.
-    const offsets = rows.slice(0, 6).map((row) => Number(row[2]) * 8);
-    expect(offsets).toEqual([0, 1480, 2960, 4440, 5920, 7400]);
-    const mf = rows.slice(0, 6).map((row) => row[1] === "1" || row[1] === "True");
-    expect(mf).toEqual([true, true, true, true, true, false]);
+    const v4 = byId(
+      rows.map((row) => [row[0], Number(row[2]) * 8, row[1] === "1" || row[1] === "True"] as const),
+    );
+    const whole = [...v4.values()].filter((f) => f.length === 6);
+    expect(whole.length, JSON.stringify(rows)).toBeGreaterThanOrEqual(1);
+    expect(whole[0].map((f) => f[0])).toEqual([0, 1480, 2960, 4440, 5920, 7400]);
+    expect(whole[0].map((f) => f[1])).toEqual([true, true, true, true, true, false]);
+    expect(v4.size).toBeLessThanOrEqual(3);
   });
 
   it("answers ping -6 -s 8000 with a reply in fragments (Fragment header)", async () => {
@@ -114,8 +119,12 @@ describeNetns("fragments through the TUN", () => {
       ["ipv6.fraghdr.ident", "ipv6.fraghdr.offset"],
       "ipv6.src == fd00:1::2 && ipv6.fraghdr",
     );
-    expect(rows.length, JSON.stringify(rows)).toBe(18);
-    expect(new Set(rows.slice(0, 6).map((row) => row[0])).size).toBe(1);
+    // Exact counters above; the capture must show at least one reply whole (tcpdump may drop).
+    const v6 = byId(rows.map((row) => [row[0], Number(row[1]) * 8, false] as const));
+    const whole = [...v6.values()].filter((f) => f.length === 6);
+    expect(whole.length, JSON.stringify(rows)).toBeGreaterThanOrEqual(1);
+    expect(whole[0].map((f) => f[0])).toEqual([0, 1448, 2896, 4344, 5792, 7240]);
+    expect(v6.size).toBeLessThanOrEqual(3);
   });
 
   it("ping -M do -s 8000: the kernel refuses to send it, the netstack sees nothing", async () => {
@@ -178,3 +187,16 @@ describeNetns("fragments through the TUN", () => {
     90_000,
   );
 }, ["tcpdump", "tshark"]);
+
+/** Captured fragments grouped by datagram id: [offset in bytes, more-fragments] in capture order. */
+function byId(
+  rows: ReadonlyArray<readonly [string, number, boolean]>,
+): Map<string, [number, boolean][]> {
+  const out = new Map<string, [number, boolean][]>();
+  for (const [id, offset, more] of rows) {
+    const list = out.get(id) ?? [];
+    list.push([offset, more]);
+    out.set(id, list);
+  }
+  return out;
+}

@@ -248,6 +248,9 @@ export class Capture {
       "-n",
       "-U",
       "--immediate-mode",
+      // A larger kernel buffer, so a busy machine drops fewer captured packets.
+      "-B",
+      "8192",
       "-w",
       file,
       ...(opts.filter ? [opts.filter] : []),

@@ -1,0 +1,99 @@
+/** The example policies the CLI runs; each is a handler and the session mode it needs. */
+import { type Handler, syntheticReply } from "./index.js";
+
+export interface PolicyOptions {
+  /** every-nth: reply to every nth request (default 2). */
+  n?: number;
+  /** per-source-rate-limit: tokens per second per source (default 1). */
+  rate?: number;
+  /** per-source-rate-limit: the bucket size (default 5). */
+  burst?: number;
+  /** proxy-latency: the delay before the synthetic reply (default 100 ms). */
+  delayMs?: number;
+  /** observe-log: where each request goes (default: one JSON line on stdout). */
+  print?: (line: string) => void;
+  now?: () => number;
+}
+
+export interface Policy {
+  mode: "decide" | "observe";
+  handler: Handler;
+}
+
+export const POLICY_NAMES = [
+  "reply-all",
+  "drop-all",
+  "even-reply",
+  "every-nth",
+  "per-source-rate-limit",
+  "proxy-latency",
+  "observe-log",
+] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+/** A token bucket per key: `take(key)` is true while the key has a token. */
+export function tokenBuckets(
+  rate: number,
+  burst: number,
+  now: () => number = Date.now,
+): { take(key: string): boolean } {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  return {
+    take(key) {
+      const t = now();
+      const b = buckets.get(key) ?? { tokens: burst, at: t };
+      b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * rate);
+      b.at = t;
+      buckets.set(key, b);
+      if (buckets.size > 65_536) buckets.delete(buckets.keys().next().value as string);
+      if (b.tokens < 1) return false;
+      b.tokens -= 1;
+      return true;
+    },
+  };
+}
+
+export function policy(name: PolicyName, o: PolicyOptions = {}): Policy {
+  switch (name) {
+    case "reply-all":
+      return { mode: "decide", handler: () => "reply" };
+    case "drop-all":
+      return { mode: "decide", handler: () => "consume" };
+    case "even-reply":
+      return { mode: "decide", handler: (r) => (r.sequence % 2 === 0 ? "reply" : "consume") };
+    case "every-nth": {
+      const n = Math.max(1, Math.floor(o.n ?? 2));
+      let seen = 0;
+      return { mode: "decide", handler: () => (++seen % n === 0 ? "reply" : "consume") };
+    }
+    case "per-source-rate-limit": {
+      const b = tokenBuckets(o.rate ?? 1, o.burst ?? 5, o.now);
+      return { mode: "decide", handler: (r) => (b.take(r.source) ? "reply" : "consume") };
+    }
+    case "proxy-latency": {
+      const delayMs = o.delayMs ?? 100;
+      return { mode: "decide", handler: (r) => syntheticReply(r, { delayMs }) };
+    }
+    case "observe-log": {
+      const print = o.print ?? ((l: string) => process.stdout.write(`${l}\n`));
+      return {
+        mode: "observe",
+        handler: (r) => {
+          print(
+            JSON.stringify({
+              family: r.family,
+              source: r.source,
+              destination: r.destination,
+              ident: r.ident,
+              sequence: r.sequence,
+              ttl: r.ttl,
+              payloadLength: r.payloadLength,
+              traceId: r.traceId,
+            }),
+          );
+          return "fallthrough";
+        },
+      };
+    }
+  }
+}

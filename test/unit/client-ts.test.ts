@@ -1,0 +1,393 @@
+/**
+ * The TypeScript policy client (clients/ts): batching, backoff, handler errors and abort against
+ * a scripted grpc-js server, and decisions against the real service in process.
+ */
+import {
+  status as grpcStatus,
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+} from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  backoffDelay,
+  connect,
+  formatAddress,
+  type LogLevel,
+  type PolicyClient,
+  syntheticReply,
+  traceIdOf,
+} from "../../clients/ts/src/index.js";
+import { policy, tokenBuckets } from "../../clients/ts/src/policies.js";
+import {
+  Action,
+  type ClientMessage,
+  type EchoForwarderServer,
+  EchoForwarderService,
+  type EchoRequest,
+  Family,
+  type ServerMessage,
+} from "../../src/gen/icmpfwd/v1/forwarder.js";
+import { sleep, waitFor } from "../helpers/netns.js";
+import { v4Echo } from "../helpers/packets.js";
+import { type Harness, startHarness } from "../integration/service/harness.js";
+
+type Call = ServerDuplexStream<ClientMessage, ServerMessage>;
+
+/** A scripted service: records every stream and what its client sent. */
+class FakeService {
+  readonly calls: { call: Call; received: ClientMessage[]; ended: boolean }[] = [];
+  private server = new Server();
+  address = "";
+  /** Answer a Hello with this status instead of a Welcome. */
+  refuse: { code: number; details: string } | null = null;
+
+  async start(): Promise<void> {
+    const impl = {
+      connect: (call: Call) => {
+        const rec = { call, received: [] as ClientMessage[], ended: false };
+        this.calls.push(rec);
+        call.on("data", (m: ClientMessage) => {
+          rec.received.push(m);
+          if (m.message?.$case === "hello") {
+            if (this.refuse !== null) {
+              call.emit("error", { code: this.refuse.code, details: this.refuse.details });
+              return;
+            }
+            call.write({
+              message: {
+                $case: "welcome",
+                value: {
+                  protocolVersion: 1,
+                  sessionId: `s${this.calls.length}`,
+                  deadline: undefined,
+                  onTimeout: Action.ACTION_FALLTHROUGH,
+                  onNoClient: Action.ACTION_FALLTHROUGH,
+                  onOverload: Action.ACTION_FALLTHROUGH,
+                  onDisconnect: Action.ACTION_FALLTHROUGH,
+                  maxInFlight: 1024,
+                  maxBatch: 128,
+                },
+              },
+            });
+          }
+          if (m.message?.$case === "drain") call.end();
+        });
+        call.on("end", () => {
+          rec.ended = true;
+          call.end();
+        });
+        call.on("error", () => {});
+      },
+    };
+    this.server.addService(EchoForwarderService, impl as unknown as EchoForwarderServer);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  /** The nth stream, once its client said Hello. */
+  async stream(n = 0) {
+    return waitFor(() => (this.calls[n]?.received.length ? this.calls[n] : null), {
+      what: `stream ${n}`,
+      timeoutMs: 5000,
+      intervalMs: 2,
+    });
+  }
+
+  send(n: number, requests: EchoRequest[]): void {
+    this.calls[n].call.write({
+      message: { $case: "requests", value: { requests, observerDrops: 0n } },
+    });
+  }
+
+  /** The verdict batches stream n received. */
+  batches(n = 0) {
+    return this.calls[n].received.flatMap((m) =>
+      m.message?.$case === "verdicts" ? [m.message.value.verdicts] : [],
+    );
+  }
+
+  stop(): void {
+    this.server.forceShutdown();
+  }
+}
+
+const TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+function request(id: number, sequence = id): EchoRequest {
+  return {
+    requestId: BigInt(id),
+    family: Family.FAMILY_IPV4,
+    nic: 1,
+    source: Buffer.from([198, 18, 0, 1]),
+    destination: Buffer.from([198, 18, 0, 2]),
+    ident: 7,
+    sequence,
+    ttl: 64,
+    tos: 0,
+    localAddressTemporary: false,
+    payload: Buffer.alloc(0),
+    payloadLength: 56,
+    receivedAt: undefined,
+    deadline: undefined,
+    budget: undefined,
+    traceparent: TRACE,
+  };
+}
+
+const logs: { level: LogLevel; msg: string; fields?: Record<string, unknown> }[] = [];
+const onLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+  logs.push({ level, msg, fields });
+};
+
+let fake: FakeService | null = null;
+let client: PolicyClient | null = null;
+let harness: Harness | null = null;
+afterEach(async () => {
+  await client?.drain().catch(() => {});
+  client = null;
+  fake?.stop();
+  fake = null;
+  await harness?.close();
+  harness = null;
+  logs.length = 0;
+});
+
+async function fakeService(): Promise<FakeService> {
+  fake = new FakeService();
+  await fake.start();
+  return fake;
+}
+
+describe("helpers", () => {
+  it("formats addresses, trace ids and backoff delays within their jitter bounds", () => {
+    expect(formatAddress(Uint8Array.of(198, 18, 0, 2))).toBe("198.18.0.2");
+    const v6 = new Uint8Array(16);
+    v6[0] = 0xfd;
+    v6[15] = 2;
+    v6[3] = 1;
+    expect(formatAddress(v6)).toBe("fd00:1::2");
+    expect(formatAddress(new Uint8Array(16))).toBe("::");
+    expect(traceIdOf(TRACE)).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(traceIdOf("")).toBeNull();
+
+    const o = { initialMs: 100, maxMs: 2000, multiplier: 2, jitter: 0.25 };
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const base = Math.min(2000, 100 * 2 ** attempt);
+      expect(backoffDelay(attempt, o, () => 0)).toBeCloseTo(base * 0.75);
+      expect(backoffDelay(attempt, o, () => 0.999999)).toBeCloseTo(base * 1.25, 2);
+      for (let i = 0; i < 50; i++) {
+        const d = backoffDelay(attempt, o);
+        expect(d).toBeGreaterThanOrEqual(base * 0.75);
+        expect(d).toBeLessThanOrEqual(base * 1.25);
+      }
+    }
+    // Jittered: not every client waits the same.
+    const ds = new Set(Array.from({ length: 20 }, () => backoffDelay(3, o)));
+    expect(ds.size).toBeGreaterThan(1);
+  });
+
+  it("token buckets refill per source", () => {
+    let now = 0;
+    const b = tokenBuckets(2, 3, () => now);
+    expect([1, 2, 3, 4].map(() => b.take("a"))).toEqual([true, true, true, false]);
+    expect(b.take("b")).toBe(true);
+    now += 500;
+    expect(b.take("a")).toBe(true);
+    expect(b.take("a")).toBe(false);
+  });
+});
+
+describe("the client against a scripted service", () => {
+  it("answers one received batch with one VerdictBatch, and async answers per microtask", async () => {
+    const f = await fakeService();
+    client = connect({
+      target: f.address,
+      onLog,
+      handler: (r) =>
+        r.sequence > 100
+          ? Promise.resolve(r.sequence % 2 === 0 ? "reply" : "consume")
+          : r.sequence % 2 === 0
+            ? "reply"
+            : { action: "consume", applyToFlowMs: 50 },
+    });
+    const s = await f.stream();
+    const hello = s.received[0].message;
+    expect(hello?.$case).toBe("hello");
+    await waitFor(() => client?.connected, { what: "connected" });
+    f.send(
+      0,
+      [1, 2, 3, 4, 5].map((i) => request(i)),
+    );
+    await waitFor(() => f.batches().length === 1, { what: "one batch" });
+    expect(f.batches()[0].map((v) => [Number(v.requestId), v.action, v.applyToFlowMs])).toEqual([
+      [1, Action.ACTION_CONSUME, 50],
+      [2, Action.ACTION_REPLY, 0],
+      [3, Action.ACTION_CONSUME, 50],
+      [4, Action.ACTION_REPLY, 0],
+      [5, Action.ACTION_CONSUME, 50],
+    ]);
+    f.send(
+      0,
+      [101, 102, 103].map((i) => request(i)),
+    );
+    await waitFor(() => f.batches().length === 2, { what: "the async batch" });
+    await sleep(20);
+    expect(f.batches()).toHaveLength(2);
+    expect(f.batches()[1].map((v) => Number(v.requestId))).toEqual([101, 102, 103]);
+    expect(client.stats.decided).toEqual({ reply: 3, consume: 5, fallthrough: 0 });
+  });
+
+  it("a throwing or rejecting handler decides fallthrough and logs the trace id, with no unhandled rejection", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const f = await fakeService();
+      client = connect({
+        target: f.address,
+        onLog,
+        handler: (r) => {
+          if (r.sequence === 1) throw new Error("sync boom");
+          if (r.sequence === 2) return Promise.reject(new Error("async boom"));
+          if (r.sequence === 3) return "nonsense" as "reply";
+          return "reply";
+        },
+      });
+      await f.stream();
+      await waitFor(() => client?.connected, { what: "connected" });
+      f.send(
+        0,
+        [1, 2, 3, 4].map((i) => request(i)),
+      );
+      await waitFor(() => f.batches().flat().length === 4, { what: "4 verdicts" });
+      const byId = new Map(
+        f
+          .batches()
+          .flat()
+          .map((v) => [Number(v.requestId), v.action]),
+      );
+      expect(byId.get(1)).toBe(Action.ACTION_FALLTHROUGH);
+      expect(byId.get(2)).toBe(Action.ACTION_FALLTHROUGH);
+      expect(byId.get(3)).toBe(Action.ACTION_FALLTHROUGH);
+      expect(byId.get(4)).toBe(Action.ACTION_REPLY);
+      expect(client.stats.errors).toBe(3);
+      const errors = logs.filter((l) => l.level === "error");
+      expect(errors).toHaveLength(3);
+      for (const e of errors) expect(e.fields?.traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+      expect(errors.map((e) => e.fields?.error)).toContain("async boom");
+      await sleep(20);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
+  it("abort sends Drain, waits for in-flight answers, then ends and stops reconnecting", async () => {
+    const f = await fakeService();
+    const ac = new AbortController();
+    let release: (() => void) | null = null;
+    const c = connect({
+      target: f.address,
+      onLog,
+      signal: ac.signal,
+      handler: () =>
+        new Promise((resolve) => {
+          release = () => resolve("reply");
+        }),
+    });
+    client = c;
+    await f.stream();
+    await waitFor(() => c.connected, { what: "connected" });
+    f.send(0, [request(9)]);
+    await waitFor(() => release !== null, { what: "the handler" });
+    ac.abort();
+    await waitFor(() => f.calls[0].received.some((m) => m.message?.$case === "drain"), {
+      what: "Drain",
+    });
+    expect(f.batches()).toHaveLength(0);
+    release!();
+    await c.done;
+    // The fake ends the stream on Drain, so the late verdict is not sent; nothing reconnects.
+    await sleep(50);
+    expect(f.calls).toHaveLength(1);
+    expect(c.connected).toBe(false);
+  });
+
+  it("reconnects after the stream fails, with backoff", async () => {
+    const f = await fakeService();
+    client = connect({
+      target: f.address,
+      onLog,
+      backoff: { initialMs: 10, maxMs: 50 },
+      handler: () => "reply",
+    });
+    await f.stream(0);
+    f.calls[0].call.emit("error", { code: grpcStatus.UNAVAILABLE, details: "restarting" });
+    await f.stream(1);
+    await waitFor(() => client?.stats.sessions === 2, { what: "second Welcome" });
+    expect(logs.some((l) => l.msg === "disconnected; reconnecting")).toBe(true);
+  });
+
+  it("stops with a clear error when authentication fails", async () => {
+    const f = await fakeService();
+    f.refuse = { code: grpcStatus.UNAUTHENTICATED, details: "missing or bad token" };
+    const c = connect({ target: f.address, onLog, handler: () => "reply" });
+    await expect(c.done).rejects.toThrow(/authentication failed.*UNAUTHENTICATED/);
+    expect(f.calls).toHaveLength(1);
+  });
+});
+
+describe("the client against the real service (in process)", () => {
+  it("even-reply decides each request and the counters agree", async () => {
+    const h = await startHarness();
+    harness = h;
+    client = connect({
+      target: h.service.address,
+      onLog,
+      handler: policy("even-reply").handler,
+    });
+    await waitFor(() => client?.connected, { what: "connected" });
+    for (let seq = 1; seq <= 6; seq++) h.link.inject(v4Echo({ sequence: seq }));
+    await waitFor(() => h.counter("service.outcomes.consume.verdict") === 3, {
+      what: "3 consumed",
+    });
+    expect(h.counter("service.outcomes.reply.verdict")).toBe(3);
+    expect(h.takeReplies()).toHaveLength(3);
+    expect(client.stats.decided).toEqual({ reply: 3, consume: 3, fallthrough: 0 });
+  });
+
+  it("syntheticReply consumes, then the service sends the reply after the delay", async () => {
+    const h = await startHarness();
+    harness = h;
+    client = connect({
+      target: h.service.address,
+      onLog,
+      handler: (r) => syntheticReply(r, { delayMs: 30 }),
+    });
+    await waitFor(() => client?.connected, { what: "connected" });
+    h.link.inject(v4Echo({ sequence: 1 }));
+    await waitFor(() => h.counter("service.outcomes.consume.verdict") === 1, {
+      what: "consumed",
+    });
+    await waitFor(() => h.counter("service.synthetic.sent") === 1, { what: "synthetic reply" });
+    expect(h.takeReplies()).toHaveLength(1);
+  });
+
+  it("drain() on a live session ends it with no requests lost", async () => {
+    const h = await startHarness();
+    harness = h;
+    const c = connect({ target: h.service.address, onLog, handler: () => "reply" });
+    client = c;
+    await waitFor(() => c.connected, { what: "connected" });
+    expect(h.service.gauges()["service.sessions"]).toBe(1);
+    await c.drain();
+    expect(c.connected).toBe(false);
+    await waitFor(() => h.service.gauges()["service.sessions"] === 0, { what: "no session" });
+    expect(logs.filter((l) => l.level === "warn")).toEqual([]);
+  });
+});
