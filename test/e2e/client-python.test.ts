@@ -116,13 +116,7 @@ describeNetns("the Python policy client end to end", () => {
     expect(r.received).toBe(10);
     expect(replySeqs(r.out)).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
     const delta = (s: Record<string, number>, k: string) => counter(s, k) - counter(before, k);
-    const s = await serve.waitStats(
-      // Wait for every decision (the stats file is a snapshot), then check each verdict.
-      (x) =>
-        delta(x, "service.outcomes.consume.verdict") + delta(x, "service.outcomes.reply.verdict") >=
-        20,
-      "20 decisions",
-    );
+    const s = await serve.waitVerdicts(20, before);
     expect(delta(s, "service.outcomes.reply.verdict")).toBe(10);
     expect(delta(s, "service.outcomes.consume.verdict")).toBe(10);
     expect(delta(s, "icmp.v4.packetsSent.echoReply")).toBe(10);

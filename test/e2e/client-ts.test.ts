@@ -94,14 +94,7 @@ describeNetns("the TypeScript policy client end to end", () => {
     const r = await ping(20);
     expect(r.transmitted).toBe(20);
     expect(r.seqs).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
-    const s = await serve.waitStats(
-      // Wait for every decision (the stats file is a snapshot), then check each verdict.
-      (x) =>
-        counter(x, "service.outcomes.consume.verdict") +
-          counter(x, "service.outcomes.reply.verdict") >=
-        20,
-      "20 decisions",
-    );
+    const s = await serve.waitVerdicts(20);
     expect(counter(s, "service.outcomes.reply.verdict")).toBe(10);
     expect(counter(s, "service.outcomes.consume.verdict")).toBe(10);
     expect(counter(s, "service.outcomes.fallthrough.noClient")).toBe(3);
@@ -124,14 +117,7 @@ describeNetns("the TypeScript policy client end to end", () => {
     const none = await ping(10);
     expect(none.transmitted).toBe(10);
     expect(none.received).toBe(0);
-    const s = await serve.waitStats(
-      // Wait for every decision (the stats file is a snapshot), then check each verdict.
-      (x) =>
-        counter(x, "service.outcomes.consume.verdict") +
-          counter(x, "service.outcomes.reply.verdict") >=
-        20,
-      "20 decisions",
-    );
+    const s = await serve.waitVerdicts(20);
     expect(counter(s, "service.outcomes.reply.verdict")).toBe(10);
     expect(counter(s, "service.outcomes.consume.verdict")).toBe(10);
     expect(await stopCli(p)).toContain("decided=10 reply=0 consume=10");
@@ -153,14 +139,7 @@ describeNetns("the TypeScript policy client end to end", () => {
     });
     expect(p.output()).toContain("disconnected; reconnecting");
     expect((await ping(4)).seqs).toEqual([2, 4]);
-    const s = await again.serve.waitStats(
-      // Wait for every decision (the stats file is a snapshot), then check each verdict.
-      (x) =>
-        counter(x, "service.outcomes.consume.verdict") +
-          counter(x, "service.outcomes.reply.verdict") >=
-        4,
-      "4 decisions after the restart",
-    );
+    const s = await again.serve.waitVerdicts(4);
     expect(counter(s, "service.outcomes.reply.verdict")).toBe(2);
     expect(counter(s, "service.outcomes.consume.verdict")).toBe(2);
     expect(await stopCli(p)).toContain("decided=8 reply=4 consume=4");

@@ -69,14 +69,7 @@ describeNetns("the decision service end to end", () => {
     expect(p.transmitted).toBe(20);
     expect(p.received).toBe(10);
     expect(replySeqs(r.stdout)).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
-    const s = await serve.waitStats(
-      // Wait for every decision (the stats file is a snapshot), then check each verdict.
-      (x) =>
-        counter(x, "service.outcomes.consume.verdict") +
-          counter(x, "service.outcomes.reply.verdict") >=
-        20,
-      "20 decisions",
-    );
+    const s = await serve.waitVerdicts(20);
     expect(counter(s, "service.outcomes.reply.verdict")).toBe(10);
     expect(counter(s, "service.outcomes.consume.verdict")).toBe(10);
     expect(counter(s, "service.requests")).toBe(20);
@@ -89,13 +82,7 @@ describeNetns("the decision service end to end", () => {
     // IPv6, same policy, same session.
     const r6 = await ns.exec("ping", ["-6", "-n", "-c", "6", "-i", "0.05", "-W", "1", "fd00:1::2"]);
     expect(replySeqs(r6.stdout)).toEqual([2, 4, 6]);
-    const s6 = await serve.waitStats(
-      (x) =>
-        counter(x, "service.outcomes.consume.verdict") +
-          counter(x, "service.outcomes.reply.verdict") >=
-        26,
-      "26 decisions",
-    );
+    const s6 = await serve.waitVerdicts(26);
     expect(counter(s6, "service.outcomes.consume.verdict")).toBe(13);
     expect(counter(s6, "icmp.v6.packetsSent.echoReply")).toBe(3);
   });

@@ -6,6 +6,8 @@ import { type Netns, type Spawned, tempDir, waitFor } from "./netns.js";
 
 export const MAIN_JS = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
 
+const VERDICTS = ["service.outcomes.consume.verdict", "service.outcomes.reply.verdict"] as const;
+
 export interface ServeProcess {
   proc: Spawned;
   statsFile: string;
@@ -17,6 +19,11 @@ export interface ServeProcess {
     what: string,
     timeoutMs?: number,
   ): Promise<Record<string, number>>;
+  /**
+   * Waits until `total` requests (counted from `since`) have a consume or reply verdict. The
+   * stats file is a periodic snapshot, so check each verdict only after all have landed.
+   */
+  waitVerdicts(total: number, since?: Record<string, number>): Promise<Record<string, number>>;
   /** Sends a signal and waits for the exit. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -50,6 +57,14 @@ export async function startServe(ns: Netns, args: readonly string[] = []): Promi
     stats,
     async waitStats(pred, what, timeoutMs = 5_000) {
       return waitFor(() => (pred(stats()) ? stats() : null), { what: `stats: ${what}`, timeoutMs });
+    },
+    async waitVerdicts(total, since = {}) {
+      const decided = (x: Record<string, number>): number =>
+        VERDICTS.reduce((n, k) => n + (x[k] ?? 0) - (since[k] ?? 0), 0);
+      return waitFor(() => (decided(stats()) >= total ? stats() : null), {
+        what: `stats: ${total} verdicts`,
+        timeoutMs: 5_000,
+      });
     },
     async stop(signal = "SIGTERM") {
       if (proc.child.exitCode === null) proc.child.kill(signal);
