@@ -4,7 +4,7 @@
  * and `go test` pass in GOPATH mode over Debian's /usr/share/gocode (clients/go/go.sh). A missing
  * tool skips with the reason; under CI=true it fails instead.
  */
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,14 +38,23 @@ function missing(): string | null {
   return null;
 }
 
-/** Runs the go tool through clients/go/go.sh (GOPATH mode, import path github.com/icmpfwd/client-go). */
-function goTool(args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(join(dir, "go.sh"), args, {
-    encoding: "utf8",
-    timeout: GO_TIMEOUT_MS - 5_000,
-    env: { ...process.env, GOFLAGS: "" },
+/**
+ * Runs the go tool through clients/go/go.sh (GOPATH mode, import path github.com/icmpfwd/client-go).
+ * Asynchronously: a cold build blocks for tens of seconds, and a blocked worker loses its RPC to
+ * vitest.
+ */
+function goTool(args: string[]): Promise<{ status: number | null; out: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      join(dir, "go.sh"),
+      args,
+      { timeout: GO_TIMEOUT_MS - 5_000, maxBuffer: 16 << 20, env: { ...process.env, GOFLAGS: "" } },
+      (err, stdout, stderr) => {
+        const status = err === null ? 0 : typeof err.code === "number" ? err.code : null;
+        resolve({ status, out: `${stdout}${stderr}` });
+      },
+    );
   });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
 const why = missing();
@@ -70,8 +79,8 @@ d(`the Go client (clients/go)${why === null ? "" : ` (skipped: ${why})`}`, () =>
 
   it(
     "passes go vet",
-    () => {
-      const r = goTool(["vet", "./..."]);
+    async () => {
+      const r = await goTool(["vet", "./..."]);
       expect(r.status, r.out).toBe(0);
     },
     GO_TIMEOUT_MS,
@@ -79,8 +88,8 @@ d(`the Go client (clients/go)${why === null ? "" : ` (skipped: ${why})`}`, () =>
 
   it(
     "passes its Go unit tests (batching, drain, reconnect, token, backoff bounds, panics fall through)",
-    () => {
-      const r = goTool(["test", "-count=1", "./..."]);
+    async () => {
+      const r = await goTool(["test", "-count=1", "./..."]);
       expect(r.status, r.out).toBe(0);
       expect(r.out).toMatch(/^ok\s+github\.com\/icmpfwd\/client-go\s/m);
       expect(r.out).toMatch(/^ok\s+github\.com\/icmpfwd\/client-go\/cmd\/icmpfwd-policy-go\s/m);
