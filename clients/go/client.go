@@ -402,9 +402,11 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 	if err := s.send(&pb.ClientMessage{Message: &pb.ClientMessage_Hello{Hello: r.hello}}); err != nil && err != io.EOF {
 		return false, err
 	}
-	// Batches decided in the background: the stream waits for them before it returns.
+	// Batches decided in the background: the session waits for them before it returns, for at
+	// most DrainTimeout (a stuck handler must not stop the reconnect loop; its late verdicts are
+	// dropped with the stream).
 	var batches sync.WaitGroup
-	defer batches.Wait()
+	defer waitAtMost(&batches, r.o.DrainTimeout)
 	for {
 		m, err := call.Recv()
 		if err == io.EOF {
@@ -524,7 +526,9 @@ func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 	}
 	err := s.send(&pb.ClientMessage{Message: &pb.ClientMessage_Verdicts{Verdicts: &pb.VerdictBatch{Verdicts: out}}})
 	if err != nil {
-		r.log.Printf("sending %d verdicts failed: %v", len(out), err)
+		if !errors.Is(err, io.ErrClosedPipe) {
+			r.log.Printf("sending %d verdicts failed: %v", len(out), err)
+		}
 		return
 	}
 	for i, v := range verdicts {
@@ -544,4 +548,19 @@ func (r *runner) synthetic(s *stream, req *Request, syn Synthetic) {
 			r.log.Printf("synthetic reply failed: %s: %v", req, err)
 		}
 	})
+}
+
+// waitAtMost waits for wg, or for d, whichever comes first.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }

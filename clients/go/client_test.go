@@ -358,6 +358,39 @@ func TestReconnectsAfterTheStreamFails(t *testing.T) {
 	}
 }
 
+func TestAStuckHandlerDoesNotStopTheReconnectLoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stuck := make(chan struct{})
+	defer close(stuck)
+	f, o, _ := serve(t, func(n int32, s pb.EchoForwarder_ConnectServer) error {
+		if err := welcome(s); err != nil {
+			return err
+		}
+		if n == 1 {
+			_ = s.Send(batch(echo(1, 1, "")))
+			return status.Error(codes.Unavailable, "restarting") // request 1 is still being decided
+		}
+		return waitDrain(s)
+	})
+	o.DrainTimeout = 100 * time.Millisecond
+	var welcomes atomic.Int32
+	o.OnWelcome = func(Welcome) {
+		if welcomes.Add(1) == 2 {
+			cancel()
+		}
+	}
+	res := await(t, start(ctx, o, func(req *Request) Verdict {
+		if req.ID == 1 {
+			<-stuck
+		}
+		return Reply
+	}))
+	if res.err != nil || f.connects.Load() != 2 || res.stats.Sessions != 2 {
+		t.Fatalf("connects=%d %v %v", f.connects.Load(), res.stats, res.err)
+	}
+}
+
 func TestTokenAndRefusedCredentials(t *testing.T) {
 	const token = "go-client-token-0123456789"
 	f, o, _ := serve(t, func(_ int32, s pb.EchoForwarder_ConnectServer) error {
