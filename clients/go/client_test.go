@@ -3,8 +3,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	cryptorand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"log"
+	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -15,6 +22,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -40,10 +48,10 @@ func (f *fakeService) Connect(s pb.EchoForwarder_ConnectServer) error {
 }
 
 // serve starts the fake service on an in-memory listener and returns the options that reach it.
-func serve(t *testing.T, connect func(n int32, s pb.EchoForwarder_ConnectServer) error) (*fakeService, Options, *syncBuffer) {
+func serve(t *testing.T, connect func(n int32, s pb.EchoForwarder_ConnectServer) error, opts ...grpc.ServerOption) (*fakeService, Options, *syncBuffer) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	f := &fakeService{connect: connect}
 	pb.RegisterEchoForwarderServer(srv, f)
 	go func() { _ = srv.Serve(lis) }()
@@ -422,6 +430,57 @@ func TestTokenAndRefusedCredentials(t *testing.T) {
 	res = await(t, start(ctx, o, evenReply))
 	if res.err != nil || res.stats.Sessions != 1 {
 		t.Fatalf("with the token: %v %v", res.stats, res.err)
+	}
+}
+
+// selfSigned makes a certificate for "icmpfwd.test" and the pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "icmpfwd.test"}, DNSNames: []string{"icmpfwd.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(cryptorand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+func TestTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f, o, _ := serve(t, func(_ int32, s pb.EchoForwarder_ConnectServer) error {
+		if err := welcome(s); err != nil {
+			return err
+		}
+		return waitDrain(s)
+	}, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	// An untrusted server certificate: no session (a transport error, so it retries).
+	bad := o
+	bad.TLS = &tls.Config{ServerName: "icmpfwd.test", RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	badCtx, badCancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer badCancel()
+	if res := await(t, start(badCtx, bad, evenReply)); res.stats.Sessions != 0 || f.connects.Load() != 0 {
+		t.Fatalf("connected to an untrusted server: %v", res.stats)
+	}
+	o.TLS = &tls.Config{ServerName: "icmpfwd.test", RootCAs: pool, MinVersion: tls.VersionTLS12}
+	o.OnWelcome = func(Welcome) { cancel() }
+	if res := await(t, start(ctx, o, evenReply)); res.err != nil || res.stats.Sessions != 1 {
+		t.Fatalf("with TLS: %v %v", res.stats, res.err)
 	}
 }
 

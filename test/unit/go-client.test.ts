@@ -23,7 +23,9 @@ function has(cmd: string): boolean {
 }
 
 function missing(): string | null {
-  const tools = ["go", "protoc", "protoc-gen-go", "protoc-gen-go-grpc"].filter((t) => !has(t));
+  const tools = ["go", "gofmt", "protoc", "protoc-gen-go", "protoc-gen-go-grpc"].filter(
+    (t) => !has(t),
+  );
   if (tools.length > 0)
     return `missing ${tools.join(", ")} (golang-go, protobuf-compiler, protoc-gen-go, protoc-gen-go-grpc)`;
   const libs: [string, string][] = [
@@ -78,8 +80,11 @@ d(`the Go client (clients/go)${why === null ? "" : ` (skipped: ${why})`}`, () =>
   });
 
   it(
-    "passes go vet",
+    "is gofmt-clean and passes go vet",
     async () => {
+      const fmt = spawnSync("gofmt", ["-l", dir], { encoding: "utf8" });
+      expect(fmt.status, fmt.stderr).toBe(0);
+      expect(fmt.stdout, "gofmt -l lists unformatted files").toBe("");
       const r = await goTool(["vet", "./..."]);
       expect(r.status, r.out).toBe(0);
     },
@@ -87,7 +92,7 @@ d(`the Go client (clients/go)${why === null ? "" : ` (skipped: ${why})`}`, () =>
   );
 
   it(
-    "passes its Go unit tests (batching, drain, reconnect, token, backoff bounds, panics fall through)",
+    "passes its Go unit tests (batching, drain, reconnect, token, TLS, backoff bounds, panics fall through)",
     async () => {
       const r = await goTool(["test", "-count=1", "./..."]);
       expect(r.status, r.out).toBe(0);
