@@ -75,9 +75,15 @@ describeNetns("the Go policy client end to end", () => {
 
   const counter = (s: Record<string, number>, k: string) => s[k] ?? 0;
 
+  /**
+   * A 2 s decision deadline (default 100 ms): on a loaded 2-core CI machine a late verdict
+   * would become the fallthrough default, i.e. a reply, and fail a "nothing answered" check.
+   */
+  const DEADLINE = ["--deadline", "2000"];
+
   async function start(args: string[] = []): Promise<{ serve: ServeProcess; socket: string }> {
     const socket = join(tempDir("icmpfwd-gosock-"), "s.sock");
-    serve = await startServe(ns, ["--listen", `unix:${socket}`, ...args]);
+    serve = await startServe(ns, ["--listen", `unix:${socket}`, ...DEADLINE, ...args]);
     return { serve, socket };
   }
 
@@ -182,7 +188,7 @@ describeNetns("the Go policy client end to end", () => {
     await first.serve.stop();
     serve = null;
     // Same socket path again: the client's backoff loop finds the new service.
-    serve = await startServe(ns, ["--listen", `unix:${first.socket}`]);
+    serve = await startServe(ns, ["--listen", `unix:${first.socket}`, ...DEADLINE]);
     const s2 = serve;
     await waitFor(() => (c.output().match(/welcome: session=/g) ?? []).length >= 2, {
       what: "a second Welcome",
