@@ -249,6 +249,7 @@ func TestHandlerPanicsAndNonVerdictsFallThrough(t *testing.T) {
 		}
 		return waitDrain(s)
 	})
+	o.Verbose = true
 	res := await(t, start(ctx, o, func(req *Request) Verdict {
 		switch req.Sequence {
 		case 1:
@@ -281,6 +282,11 @@ func TestHandlerPanicsAndNonVerdictsFallThrough(t *testing.T) {
 	if !strings.Contains(out, "handler panicked") || !strings.Contains(out, "policy bug") ||
 		!strings.Contains(out, "trace_id="+traceID) {
 		t.Fatalf("the panic's log line lacks the cause or the trace id:\n%s", out)
+	}
+	// Verbose: one line per verdict, with the trace id where the request has one.
+	if !strings.Contains(out, "verdict fallthrough: request=1 198.18.0.1 > 198.18.0.2 ident=7 seq=1 trace_id="+traceID+"\n") ||
+		!strings.Contains(out, "verdict reply: request=3 198.18.0.1 > 198.18.0.2 ident=7 seq=3\n") {
+		t.Fatalf("verdict log lines:\n%s", out)
 	}
 }
 
