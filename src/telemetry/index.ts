@@ -142,8 +142,15 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     tracerProvider = new BasicTracerProvider({
       resource,
       sampler: samplerOf(s.sampler),
-      // Batched export: a full queue drops spans (counted by the SDK) rather than slow packets.
-      spanProcessors: exporters.map((e) => new BatchSpanProcessor(e, { maxQueueSize: 8192 })),
+      // Batched export: a full queue drops spans rather than slowing packets down.
+      spanProcessors: exporters.map(
+        (e) =>
+          new BatchSpanProcessor(e, {
+            scheduledDelayMillis: s.batchSpans.scheduleDelayMs,
+            maxQueueSize: s.batchSpans.maxQueueSize,
+            maxExportBatchSize: s.batchSpans.maxExportBatchSize,
+          }),
+      ),
     });
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());

@@ -25,6 +25,8 @@ export interface TelemetrySettings {
   metricsListen: { host: string; port: number } | null;
   /** OTEL_METRIC_EXPORT_INTERVAL (ms) for OTLP and console pushes. */
   metricExportIntervalMs: number;
+  /** OTEL_BSP_*: the batch span processor's delay (ms), queue and export batch sizes. */
+  batchSpans: { scheduleDelayMs: number; maxQueueSize: number; maxExportBatchSize: number };
 }
 
 /** The flags that shape telemetry (config.ts holds them with the other options). */
@@ -134,13 +136,20 @@ export function telemetrySettings(
   const listen = flags.metricsListen.trim();
   const metricsListen = listen === "off" ? null : hostPort("--metrics-listen", listen);
 
-  const interval = env.OTEL_METRIC_EXPORT_INTERVAL;
-  const metricExportIntervalMs =
-    interval === undefined || interval === "" ? 60_000 : Number(interval);
-  if (!Number.isInteger(metricExportIntervalMs) || metricExportIntervalMs <= 0)
-    throw new TelemetrySettingsError(
-      `OTEL_METRIC_EXPORT_INTERVAL: "${interval}" is not a positive number of milliseconds`,
-    );
+  const positive = (name: string, dflt: number): number => {
+    const v = env[name];
+    const n = v === undefined || v.trim() === "" ? dflt : Number(v);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new TelemetrySettingsError(`${name}: "${v}" is not a positive integer`);
+    return n;
+  };
+  const metricExportIntervalMs = positive("OTEL_METRIC_EXPORT_INTERVAL", 60_000);
+  // A larger queue than the SDK's 2048: at 100% sampling bursts of packets outrun the exporter.
+  const batchSpans = {
+    scheduleDelayMs: positive("OTEL_BSP_SCHEDULE_DELAY", 5000),
+    maxQueueSize: positive("OTEL_BSP_MAX_QUEUE_SIZE", 8192),
+    maxExportBatchSize: positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+  };
 
   const wantPrometheus = metrics.includes("prometheus") && metricsListen !== null;
   return {
@@ -152,5 +161,6 @@ export function telemetrySettings(
     metricsProtocol: protocolOf(env, "METRICS"),
     metricsListen: disabled || !wantPrometheus ? null : metricsListen,
     metricExportIntervalMs,
+    batchSpans,
   };
 }

@@ -79,6 +79,7 @@ describe("telemetry settings", () => {
     ],
     [{ OTEL_EXPORTER_OTLP_PROTOCOL: "udp" }, /^OTEL_EXPORTER_OTLP_PROTOCOL: "udp"/],
     [{ OTEL_METRIC_EXPORT_INTERVAL: "soon" }, /^OTEL_METRIC_EXPORT_INTERVAL: "soon"/],
+    [{ OTEL_BSP_SCHEDULE_DELAY: "-1" }, /^OTEL_BSP_SCHEDULE_DELAY: "-1"/],
   ])("a bad value is refused naming the variable: %o", (env, message) => {
     expect(() => telemetrySettings(flags, env)).toThrow(TelemetrySettingsError);
     expect(() => telemetrySettings(flags, env)).toThrow(message);
