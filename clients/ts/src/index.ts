@@ -33,8 +33,11 @@ export interface Decision {
   action: ActionName;
   /** Decide the rest of the flow (source, destination, ident) for this long without asking. */
   applyToFlowMs?: number;
-  /** With action "consume": send a SyntheticReply for the request after this delay. */
-  syntheticReply?: { delayMs?: number; payload?: Uint8Array };
+  /**
+   * With action "consume": send a SyntheticReply for the request after this delay (a Promise:
+   * once it settles, after the delay it resolves to).
+   */
+  syntheticReply?: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array };
 }
 
 export type HandlerResult = ActionName | Decision;
@@ -221,10 +224,13 @@ export function toPolicyRequest(e: EchoRequest): PolicyRequest {
   };
 }
 
-/** Consume the request now, and send a SyntheticReply for it after `delayMs`. */
+/**
+ * Consume the request now, and send a SyntheticReply for it after `delayMs` (a number, or a
+ * Promise of one: the delay then counts from when it resolves).
+ */
 export function syntheticReply(
   _req: PolicyRequest,
-  o: { delayMs?: number; payload?: Uint8Array } = {},
+  o: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array } = {},
 ): Decision {
   return { action: "consume", syntheticReply: { delayMs: o.delayMs ?? 0, payload: o.payload } };
 }
@@ -341,22 +347,37 @@ export function connect(o: ConnectOptions): PolicyClient {
         if (!sync) queueFlush();
         const syn = r.syntheticReply;
         if (syn !== undefined && r.action === "consume") {
-          const t = setTimeout(
-            () => {
-              timers.delete(t);
-              write({
-                message: {
-                  $case: "syntheticReply",
-                  value: {
-                    requestId: req.id,
-                    payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
-                  },
+          const send = (): void =>
+            write({
+              message: {
+                $case: "syntheticReply",
+                value: {
+                  requestId: req.id,
+                  payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
                 },
+              },
+            });
+          const after = (delayMs: number): void => {
+            if (ended) return;
+            const t = setTimeout(
+              () => {
+                timers.delete(t);
+                send();
+              },
+              Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
+            );
+            timers.add(t);
+          };
+          const d = syn.delayMs ?? 0;
+          if (typeof d === "number") after(d);
+          else
+            Promise.resolve(d).then(after, (e: unknown) => {
+              log("error", "synthetic reply delay failed; no synthetic reply", {
+                requestId: req.id,
+                traceId: req.traceId,
+                error: e instanceof Error ? e.message : String(e),
               });
-            },
-            Math.max(0, syn.delayMs ?? 0),
-          );
-          timers.add(t);
+            });
         }
       };
       const failed = (req: PolicyRequest, e: unknown, sync: boolean): void => {
