@@ -467,6 +467,30 @@ describe("the client against a scripted service", () => {
     expect(c.connected).toBe(false);
   });
 
+  it("abort sends the promised synthetic replies before Drain", async () => {
+    const f = await fakeService();
+    const ac = new AbortController();
+    const c = connect({
+      target: f.address,
+      onLog,
+      signal: ac.signal,
+      handler: (r) => syntheticReply(r, { delayMs: 80 }),
+    });
+    client = c;
+    await f.stream();
+    await waitFor(() => c.connected, { what: "connected" });
+    f.send(0, [request(4)]);
+    await waitFor(() => f.batches().length === 1, { what: "the verdict" });
+    ac.abort();
+    await c.done;
+    expect(f.calls[0].received.map((m) => m.message?.$case)).toEqual([
+      "hello",
+      "verdicts",
+      "syntheticReply",
+      "drain",
+    ]);
+  });
+
   it("reconnects after the stream fails, with backoff", async () => {
     const f = await fakeService();
     client = connect({

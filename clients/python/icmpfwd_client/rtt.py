@@ -132,6 +132,9 @@ class RttMeter:
             rtt = await self._ping(destination)
             fut.set_result(rtt)
             return rtt
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # retrieved: no "never retrieved" warning when nobody shared it

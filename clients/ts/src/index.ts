@@ -309,6 +309,17 @@ export function connect(o: ConnectOptions): PolicyClient {
       let draining = false;
       const timers = new Set<NodeJS.Timeout>();
       let idle: (() => void) | null = null;
+      /** Synthetic replies promised and not yet sent; a drain sends them first. */
+      let pendingSynthetic = 0;
+      let syntheticIdle: (() => void) | null = null;
+      const syntheticDone = (): void => {
+        pendingSynthetic--;
+        if (pendingSynthetic === 0 && syntheticIdle !== null) {
+          const f = syntheticIdle;
+          syntheticIdle = null;
+          f();
+        }
+      };
 
       const write = (m: ClientMessage): void => {
         if (ended) return;
@@ -357,12 +368,14 @@ export function connect(o: ConnectOptions): PolicyClient {
                 },
               },
             });
+          pendingSynthetic++;
           const after = (delayMs: number): void => {
             if (ended) return;
             const t = setTimeout(
               () => {
                 timers.delete(t);
                 send();
+                syntheticDone();
               },
               Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
             );
@@ -377,6 +390,7 @@ export function connect(o: ConnectOptions): PolicyClient {
                 traceId: req.traceId,
                 error: e instanceof Error ? e.message : String(e),
               });
+              syntheticDone();
             });
         }
       };
@@ -435,13 +449,19 @@ export function connect(o: ConnectOptions): PolicyClient {
           call.cancel();
           return;
         }
-        write({ message: { $case: "drain", value: {} } });
-        const finish = (): void => {
-          flush();
-          if (!ended) call.end();
+        const sendDrain = (): void => {
+          write({ message: { $case: "drain", value: {} } });
+          const finish = (): void => {
+            flush();
+            if (!ended) call.end();
+          };
+          if (inFlight === 0) finish();
+          else idle = finish;
         };
-        if (inFlight === 0) finish();
-        else idle = finish;
+        // Promised synthetic replies go out before Drain: the service ends a drained stream as soon
+        // as no request is in flight.
+        if (pendingSynthetic === 0) sendDrain();
+        else syntheticIdle = sendDrain;
         const t = setTimeout(() => {
           log("warn", "drain timed out; cancelling the stream");
           call.cancel();
