@@ -33,8 +33,11 @@ export interface Decision {
   action: ActionName;
   /** Decide the rest of the flow (source, destination, ident) for this long without asking. */
   applyToFlowMs?: number;
-  /** With action "consume": send a SyntheticReply for the request after this delay. */
-  syntheticReply?: { delayMs?: number; payload?: Uint8Array };
+  /**
+   * With action "consume": send a SyntheticReply for the request after this delay (a Promise:
+   * once it settles, after the delay it resolves to).
+   */
+  syntheticReply?: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array };
 }
 
 export type HandlerResult = ActionName | Decision;
@@ -221,10 +224,13 @@ export function toPolicyRequest(e: EchoRequest): PolicyRequest {
   };
 }
 
-/** Consume the request now, and send a SyntheticReply for it after `delayMs`. */
+/**
+ * Consume the request now, and send a SyntheticReply for it after `delayMs` (a number, or a
+ * Promise of one: the delay then counts from when it resolves).
+ */
 export function syntheticReply(
   _req: PolicyRequest,
-  o: { delayMs?: number; payload?: Uint8Array } = {},
+  o: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array } = {},
 ): Decision {
   return { action: "consume", syntheticReply: { delayMs: o.delayMs ?? 0, payload: o.payload } };
 }
@@ -303,6 +309,17 @@ export function connect(o: ConnectOptions): PolicyClient {
       let draining = false;
       const timers = new Set<NodeJS.Timeout>();
       let idle: (() => void) | null = null;
+      /** Synthetic replies promised and not yet sent; a drain sends them first. */
+      let pendingSynthetic = 0;
+      let syntheticIdle: (() => void) | null = null;
+      const syntheticDone = (): void => {
+        pendingSynthetic--;
+        if (pendingSynthetic === 0 && syntheticIdle !== null) {
+          const f = syntheticIdle;
+          syntheticIdle = null;
+          f();
+        }
+      };
 
       const write = (m: ClientMessage): void => {
         if (ended) return;
@@ -341,22 +358,40 @@ export function connect(o: ConnectOptions): PolicyClient {
         if (!sync) queueFlush();
         const syn = r.syntheticReply;
         if (syn !== undefined && r.action === "consume") {
-          const t = setTimeout(
-            () => {
-              timers.delete(t);
-              write({
-                message: {
-                  $case: "syntheticReply",
-                  value: {
-                    requestId: req.id,
-                    payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
-                  },
+          const send = (): void =>
+            write({
+              message: {
+                $case: "syntheticReply",
+                value: {
+                  requestId: req.id,
+                  payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
                 },
+              },
+            });
+          pendingSynthetic++;
+          const after = (delayMs: number): void => {
+            if (ended) return;
+            const t = setTimeout(
+              () => {
+                timers.delete(t);
+                send();
+                syntheticDone();
+              },
+              Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
+            );
+            timers.add(t);
+          };
+          const d = syn.delayMs ?? 0;
+          if (typeof d === "number") after(d);
+          else
+            Promise.resolve(d).then(after, (e: unknown) => {
+              log("error", "synthetic reply delay failed; no synthetic reply", {
+                requestId: req.id,
+                traceId: req.traceId,
+                error: e instanceof Error ? e.message : String(e),
               });
-            },
-            Math.max(0, syn.delayMs ?? 0),
-          );
-          timers.add(t);
+              syntheticDone();
+            });
         }
       };
       const failed = (req: PolicyRequest, e: unknown, sync: boolean): void => {
@@ -414,13 +449,19 @@ export function connect(o: ConnectOptions): PolicyClient {
           call.cancel();
           return;
         }
-        write({ message: { $case: "drain", value: {} } });
-        const finish = (): void => {
-          flush();
-          if (!ended) call.end();
+        const sendDrain = (): void => {
+          write({ message: { $case: "drain", value: {} } });
+          const finish = (): void => {
+            flush();
+            if (!ended) call.end();
+          };
+          if (inFlight === 0) finish();
+          else idle = finish;
         };
-        if (inFlight === 0) finish();
-        else idle = finish;
+        // Promised synthetic replies go out before Drain: the service ends a drained stream as soon
+        // as no request is in flight.
+        if (pendingSynthetic === 0) sendDrain();
+        else syntheticIdle = sendDrain;
         const t = setTimeout(() => {
           log("warn", "drain timed out; cancelling the stream");
           call.cancel();
