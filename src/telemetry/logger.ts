@@ -1,5 +1,5 @@
 import { context, trace } from "@opentelemetry/api";
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 
 export type { Logger };
 
@@ -13,11 +13,15 @@ function traceIds(): Record<string, string> {
  * JSON lines on stdout (pino), one object per event. With `traceContext`, a line written
  * inside a span carries its ids (tracing on); without it no lookup is made.
  */
-export function createLogger(level: string, o: { traceContext?: boolean } = {}): Logger {
-  return pino({
+export function createLogger(
+  level: string,
+  o: { traceContext?: boolean; destination?: DestinationStream } = {},
+): Logger {
+  const options = {
     level,
     base: { service: "icmpfwd" },
     timestamp: pino.stdTimeFunctions.isoTime,
     ...(o.traceContext ? { mixin: traceIds } : {}),
-  });
+  };
+  return o.destination === undefined ? pino(options) : pino(options, o.destination);
 }

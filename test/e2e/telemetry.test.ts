@@ -137,12 +137,17 @@ describeNetns("observability end to end", () => {
       "icmpfwd.verdict": "reply",
       "icmpfwd.cause": "verdict",
     });
-    // The Connect stream's span (gRPC instrumentation) is linked, not a parent.
-    const connect = spans.find(
-      (s) => s.service === "icmpfwd-e2e" && s.name === "icmpfwd.v1.EchoForwarder/Connect",
+    // The Connect stream's span (gRPC instrumentation) is linked, not a parent; it ends with
+    // the stream.
+    client.child.kill("SIGTERM");
+    const connect = await waitFor(
+      () =>
+        spansOf(receiver).find(
+          (s) => s.service === "icmpfwd-e2e" && s.name === "grpc.icmpfwd.v1.EchoForwarder/Connect",
+        ) ?? null,
+      { what: "the Connect stream's span (ends with the stream)", timeoutMs: 10_000 },
     );
-    expect(decide.links).toHaveLength(1);
-    if (connect !== undefined) expect(decide.links[0].spanId).toBe(connect.spanId);
+    expect(decide.links).toEqual([{ traceId: connect.traceId, spanId: connect.spanId }]);
   });
 
   it("the Python client's log line for a ping it decided carries that request's trace id", async (ctx) => {

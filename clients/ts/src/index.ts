@@ -4,6 +4,7 @@
  * every Echo Request and sends the verdicts back in batches; it reconnects with jittered
  * exponential backoff and drains cleanly when its AbortSignal fires.
  */
+
 import {
   type ChannelCredentials,
   type ClientDuplexStream,
@@ -23,6 +24,12 @@ import {
   type Verdict,
   type Welcome,
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import {
+  type DecisionSpan,
+  endDecisionSpan,
+  startDecisionSpan,
+  withDecisionSpan,
+} from "./tracing.js";
 
 export const DEFAULT_TARGET = "127.0.0.1:50051";
 export const PROTOCOL_VERSION = 1;
@@ -294,6 +301,9 @@ export function connect(o: ConnectOptions): PolicyClient {
   const internal = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, internal.signal]) : internal.signal;
   let connected = false;
+  const name = o.name ?? "icmpfwd-client-ts";
+  /** Decision spans of requests still being decided (only while an SDK records them). */
+  const spans = new WeakMap<PolicyRequest, DecisionSpan>();
 
   /** One Connect stream, from Hello to its status. */
   const session = (): Promise<{ status: StatusObject; welcomed: boolean }> =>
@@ -347,6 +357,11 @@ export function connect(o: ConnectOptions): PolicyClient {
       };
 
       const decide = (req: PolicyRequest, r: Decision, sync: boolean): void => {
+        const span = spans.get(req);
+        if (span !== undefined) {
+          spans.delete(req);
+          endDecisionSpan(span, r.action);
+        }
         if (ended) return;
         stats.decided[r.action]++;
         pending.push({
@@ -396,6 +411,11 @@ export function connect(o: ConnectOptions): PolicyClient {
       };
       const failed = (req: PolicyRequest, e: unknown, sync: boolean): void => {
         stats.errors++;
+        const span = spans.get(req);
+        if (span !== undefined) {
+          spans.delete(req);
+          endDecisionSpan(span, "fallthrough", e);
+        }
         log("error", "handler failed; fallthrough", {
           requestId: req.id,
           traceId: req.traceId,
@@ -407,9 +427,17 @@ export function connect(o: ConnectOptions): PolicyClient {
       const handle = (e: EchoRequest): void => {
         const req = toPolicyRequest(e);
         if (observe) stats.observed++;
+        const span = observe
+          ? null
+          : startDecisionSpan(e.traceparent, {
+              client: name,
+              requestId: req.id,
+              sequence: req.sequence,
+            });
+        if (span !== null) spans.set(req, span);
         let r: unknown;
         try {
-          r = o.handler(req);
+          r = withDecisionSpan(span, () => o.handler(req));
         } catch (err) {
           if (!observe) failed(req, err, true);
           else log("error", "handler failed", { traceId: req.traceId, error: String(err) });
@@ -519,7 +547,7 @@ export function connect(o: ConnectOptions): PolicyClient {
           $case: "hello",
           value: {
             protocolVersion: PROTOCOL_VERSION,
-            clientName: o.name ?? "icmpfwd-client-ts",
+            clientName: name,
             mode: observe ? Mode.MODE_OBSERVE : Mode.MODE_DECIDE,
             filter:
               o.filter === undefined
