@@ -18,7 +18,7 @@ import {
   tempDir,
   waitFor,
 } from "../helpers/netns.js";
-import { type ServeProcess, startServe } from "../helpers/serve.js";
+import { MAIN_JS, type ServeProcess, startServe } from "../helpers/serve.js";
 
 const RECEIVER = fileURLToPath(new URL("./fixtures/otlp-receiver.mjs", import.meta.url));
 const TRACED_POLICY = fileURLToPath(new URL("./fixtures/traced-policy.mjs", import.meta.url));
@@ -148,6 +148,20 @@ describeNetns("observability end to end", () => {
       { what: "the Connect stream's span (ends with the stream)", timeoutMs: 10_000 },
     );
     expect(decide.links).toEqual([{ traceId: connect.traceId, spanId: connect.spanId }]);
+    // Admin RPCs are traced by the gRPC instrumentation too.
+    const stats = await ns.exec(process.execPath, [
+      MAIN_JS,
+      "stats",
+      "--target",
+      `unix:${socket}`,
+      "--json",
+    ]);
+    expect(stats.code).toBe(0);
+    await waitFor(
+      () =>
+        spansOf(receiver).find((s) => s.name === "grpc.icmpfwd.v1.EchoForwarder/GetStats") ?? null,
+      { what: "the GetStats span", timeoutMs: 10_000 },
+    );
   });
 
   it("the Python client's log line for a ping it decided carries that request's trace id", async (ctx) => {
