@@ -22,6 +22,13 @@ const listenAddress = z.string().refine(
   },
   { message: "expected HOST:PORT (e.g. 127.0.0.1:50051, [::1]:50051) or unix:/path" },
 );
+const hostPort = z.string().refine(
+  (s) => {
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+    return m !== null && Number(m[2]) <= 65535;
+  },
+  { message: "expected HOST:PORT (e.g. 127.0.0.1:9464) or off" },
+);
 const policyAction = z.enum(["fallthrough", "consume"]);
 const deviceName = z
   .string()
@@ -81,6 +88,9 @@ export const configSchema = z
     tlsKey: z.string().min(1).optional(),
     tlsClientCa: z.string().min(1).optional(),
     authz: z.string().min(1).optional(),
+    metricsListen: z.union([z.literal("off"), hostPort]),
+    tracing: z.enum(["otlp", "console", "none"]).optional(),
+    traceSampleRatio: z.number().min(0).max(1).optional(),
   })
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), {
@@ -398,6 +408,29 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: undefined,
     description:
       "JSON file: tokens → identities, identities → allowed modes (decide, observe, admin) and destination prefixes",
+  },
+  {
+    key: "metricsListen",
+    flag: "--metrics-listen",
+    kind: "string",
+    default: "127.0.0.1:9464",
+    description: "HOST:PORT of the Prometheus /metrics endpoint, or off",
+  },
+  {
+    key: "tracing",
+    flag: "--tracing",
+    kind: "string",
+    default: undefined,
+    description:
+      "span exporter: otlp, console or none (unset: OTEL_TRACES_EXPORTER, or otlp when an OTLP endpoint is set, else off)",
+  },
+  {
+    key: "traceSampleRatio",
+    flag: "--trace-sample-ratio",
+    kind: "number",
+    default: undefined,
+    description:
+      "head sampling: the share of Echo Requests traced, 0–1 (unset: OTEL_TRACES_SAMPLER)",
   },
 ];
 

@@ -1,18 +1,10 @@
 #!/usr/bin/env node
 /** The `icmpfwd` command line. */
+import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
-import {
-  ClientError,
-  type ConnectionFlags,
-  describeGrpcError,
-  pingJson,
-  pingLine,
-  ServiceClient,
-  sessionsJson,
-  sessionsTable,
-  statsJson,
-  statsTable,
-} from "./cli/client.js";
+// Nothing imported here may load @grpc/grpc-js: telemetry must hook it first (see serve below).
+// The client subcommands and the service are imported when their command runs.
+import type { ConnectionFlags, ServiceClient } from "./cli/client.js";
 import {
   ConfigError,
   envName,
@@ -23,9 +15,23 @@ import {
   resolveConfig,
 } from "./config.js";
 import type { PingEvent } from "./gen/icmpfwd/v1/forwarder.js";
-import { StartupError, serve } from "./serve.js";
-import { protoTimeOfMs } from "./service/wire.js";
+import {
+  startTelemetry,
+  type Telemetry,
+  TelemetrySettingsError,
+  TelemetryStartError,
+  telemetrySettings,
+} from "./telemetry/index.js";
 import { createLogger } from "./telemetry/logger.js";
+
+const cli = (): Promise<typeof import("./cli/client.js")> => import("./cli/client.js");
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
 
 /** Commander's attribute name for a flag (`--default-ttl` → `defaultTtl`). */
 function attributeOf(flag: string): string {
@@ -79,20 +85,38 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
     if (e instanceof ConfigError) fatal(e.message);
     throw e;
   }
-  const log = createLogger(config.logLevel);
+  let telemetry: Telemetry;
+  try {
+    const settings = telemetrySettings({
+      metricsListen: config.metricsListen,
+      tracing: config.tracing,
+      traceSampleRatio: config.traceSampleRatio,
+    });
+    telemetry = await startTelemetry(settings, packageVersion());
+  } catch (e) {
+    if (e instanceof TelemetrySettingsError || e instanceof TelemetryStartError) fatal(e.message);
+    throw e;
+  }
+  const log = createLogger(config.logLevel, { traceContext: telemetry.tracing });
+  // Only now, with the gRPC instrumentation in place, is the service (and grpc-js) loaded.
+  const { StartupError, serve } = await import("./serve.js");
   let running: Awaited<ReturnType<typeof serve>>;
   try {
-    running = await serve(config, log);
+    running = await serve(config, log, telemetry);
   } catch (e) {
+    await telemetry.shutdown();
     if (e instanceof StartupError) fatal(e.message);
     throw e;
   }
   // The first signal drains (up to --drain-timeout); a second one ends the process at once.
   const shutdown = (signal: string): void => {
-    void running.stop(signal).then(
-      () => process.exit(0),
-      (e: unknown) => fatal(`stopping: ${e instanceof Error ? e.message : String(e)}`),
-    );
+    void running
+      .stop(signal)
+      .then(() => telemetry.shutdown())
+      .then(
+        () => process.exit(0),
+        (e: unknown) => fatal(`stopping: ${e instanceof Error ? e.message : String(e)}`),
+      );
   };
   process.once("SIGINT", () => shutdown("SIGINT"));
   process.once("SIGTERM", () => shutdown("SIGTERM"));
@@ -134,6 +158,7 @@ async function client(
   o: Record<string, unknown>,
   run: (c: ServiceClient) => Promise<number>,
 ): Promise<void> {
+  const { ClientError, describeGrpcError, ServiceClient } = await cli();
   let c: ServiceClient | null = null;
   try {
     c = new ServiceClient(connection(o));
@@ -158,6 +183,8 @@ withConnection(
     .option("--interval <ms>", "interval of --watch (at least 100)", "1000")
     .option("--all", "also print counters that are zero"),
 ).action(async (o: Record<string, unknown>) => {
+  const { statsJson, statsTable } = await cli();
+  const { protoTimeOfMs } = await import("./service/wire.js");
   await client(o, async (c) => {
     const show = (r: Parameters<typeof statsTable>[0]): void =>
       print(o.json ? JSON.stringify(statsJson(r)) : `${statsTable(r, o.all === true)}\n`);
@@ -178,6 +205,7 @@ withConnection(
 
 withConnection(program.command("sessions").description("list the connected policy clients")).action(
   async (o: Record<string, unknown>) => {
+    const { sessionsJson, sessionsTable } = await cli();
     await client(o, async (c) => {
       const ss = await c.listSessions();
       print(o.json ? JSON.stringify(sessionsJson(ss)) : sessionsTable(ss));
@@ -195,6 +223,8 @@ withConnection(
     .option("-s, --size <bytes>", "payload bytes", "56")
     .option("-W, --timeout <seconds>", "how long to wait for each reply", "1"),
 ).action(async (address: string, o: Record<string, unknown>) => {
+  const { pingJson, pingLine } = await cli();
+  const { protoTimeOfMs } = await import("./service/wire.js");
   await client(o, async (c) => {
     const num = (flag: string, v: unknown): number => {
       const n = Number(v);

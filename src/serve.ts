@@ -21,6 +21,7 @@ import {
   type SecurityOptions,
   type ServiceOptions,
 } from "./service/index.js";
+import type { Telemetry } from "./telemetry/index.js";
 import { createLogger, type Logger } from "./telemetry/logger.js";
 
 export const NIC_ID = 1;
@@ -162,6 +163,7 @@ function writeStatsFile(path: string, stats: Record<string, number>): void {
 export async function serve(
   config: Config,
   log: Logger = createLogger(config.logLevel),
+  telemetry: Telemetry | null = null,
 ): Promise<Running> {
   const name = config.tunAttach ?? config.tun;
   let tun: TunEndpoint;
@@ -192,6 +194,7 @@ export async function serve(
     }
     stack = buildStack(config, link);
     const options = serviceOptions(config, stack);
+    if (telemetry?.requests) options.telemetry = telemetry.requests;
     try {
       service = await EchoService.start(options);
     } catch (e) {
@@ -199,6 +202,7 @@ export async function serve(
     }
     // Every Echo Request (both families) now goes to the policy clients.
     service.install(stack);
+    telemetry?.observe(service.metricSources(stack.stats));
   } catch (e) {
     link.close();
     throw e;
@@ -236,6 +240,8 @@ export async function serve(
       listen: service.address,
       deadlineMs: config.deadline,
       policy: service.dispatcher.policy,
+      metrics: telemetry?.metricsUrl ?? null,
+      tracing: telemetry?.tracing ? telemetry.settings.traces : false,
     },
     "serving",
   );

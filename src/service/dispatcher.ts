@@ -16,6 +16,7 @@ import type { RejectionKind } from "./errors.js";
 import type { SessionFilter } from "./filter.js";
 import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-table.js";
 import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
+import type { DecidingSession, RequestTelemetry, RequestTrace } from "./request-telemetry.js";
 import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
 import type { EventSource, Verdicts } from "./wire.js";
 
@@ -99,6 +100,9 @@ export class ObserverSlot {
 
 let nextSessionIndex = 1;
 
+/** A session as telemetry names it before the session says who it is (tests, embedders). */
+const UNNAMED: DecidingSession = { sessionId: "", clientName: "", streamLink: undefined };
+
 /** The dispatcher's view of one decide session. */
 export class SessionSlot implements FlowOwner {
   readonly index = nextSessionIndex++;
@@ -116,6 +120,7 @@ export class SessionSlot implements FlowOwner {
     readonly filter: SessionFilter,
     readonly maxInFlight: number,
     readonly sink: SessionSink,
+    readonly meta: DecidingSession = UNNAMED,
   ) {}
 
   canTake(): boolean {
@@ -126,6 +131,7 @@ export class SessionSlot implements FlowOwner {
 /** One Echo Request waiting for its outcome; it is also the handler's answer (a Decision). */
 export class PendingRequest extends Decision implements DeadlineEntry {
   heapIndex = -1;
+  trace: RequestTrace | null = null;
 
   constructor(
     readonly id: number,
@@ -180,6 +186,8 @@ export class Dispatcher {
   private readonly synthetic: SyntheticRecords;
   /** Set by the service once a stack is installed; without one, synthetic replies find no route. */
   synthesizer: Synthesizer | null = null;
+  /** Spans and decision-time metrics (src/telemetry); null: none. */
+  telemetry: RequestTelemetry | null = null;
   private nextId = 1;
   private rotor = 0;
   private serverDraining = false;
@@ -254,8 +262,9 @@ export class Dispatcher {
     this.counters.requests++;
     const now = this.scheduler.nowMs();
     const temporary = req.packetInfo().localAddressTemporary;
-    const answer = this.dispatch(req, f, temporary, now);
-    if (this.observerSlots.length > 0) this.observe(req, f, temporary, now, answer);
+    const trace = this.telemetry === null ? null : this.telemetry.requestStarted(f, temporary);
+    const answer = this.dispatch(req, f, temporary, now, trace);
+    if (this.observerSlots.length > 0) this.observe(req, f, temporary, now, answer, trace);
     return answer;
   };
 
@@ -265,19 +274,21 @@ export class Dispatcher {
     f: EchoRequestFields,
     temporary: boolean,
     now: number,
+    trace: RequestTrace | null,
   ): boolean | PendingRequest {
     const flow = flowKey(f.source, f.destination, f.ident);
     const flowAction = this.flows.lookup(flow, now);
-    if (flowAction !== null) return this.carryOut(req, temporary, flowAction, "flow");
+    if (flowAction !== null) return this.endNow(req, f, temporary, trace, flowAction, "flow");
     if (this.serverDraining || this.slots.length === 0)
-      return this.carryOut(req, temporary, this.policy.onNoClient, "noClient");
+      return this.endNow(req, f, temporary, trace, this.policy.onNoClient, "noClient");
     // Only sessions hold pending requests, so a full pending map means sessions exist.
     if (this.pending.size >= this.maxPending)
-      return this.carryOut(req, temporary, this.policy.onOverload, "overload");
+      return this.endNow(req, f, temporary, trace, this.policy.onOverload, "overload");
     const choice = this.choose(f, temporary, flow);
     if (choice === NO_CLIENT)
-      return this.carryOut(req, temporary, this.policy.onNoClient, "noClient");
-    if (choice === BUSY) return this.carryOut(req, temporary, this.policy.onOverload, "overload");
+      return this.endNow(req, f, temporary, trace, this.policy.onNoClient, "noClient");
+    if (choice === BUSY)
+      return this.endNow(req, f, temporary, trace, this.policy.onOverload, "overload");
     const p = new PendingRequest(
       this.nextId++,
       req,
@@ -288,6 +299,7 @@ export class Dispatcher {
       now + this.deadlineMs,
       choice,
     );
+    p.trace = trace;
     this.pending.set(p.id, p);
     this.deadlines.add(p);
     this.assign(p, choice);
@@ -305,6 +317,7 @@ export class Dispatcher {
     temporary: boolean,
     now: number,
     answer: boolean | PendingRequest,
+    trace: RequestTrace | null,
   ): void {
     const pending = answer instanceof PendingRequest ? answer : null;
     const event: EventSource = {
@@ -314,6 +327,7 @@ export class Dispatcher {
       temporary,
       receivedAtMs: now,
       deadlineMs: pending?.deadlineMs ?? now,
+      trace,
     };
     for (const o of this.observerSlots) {
       if (!o.filter.matches(f, temporary)) continue;
@@ -343,8 +357,13 @@ export class Dispatcher {
   }
 
   /** A new decide session. */
-  openSession(filter: SessionFilter, maxInFlight: number, sink: SessionSink): SessionSlot {
-    const slot = new SessionSlot(filter, maxInFlight, sink);
+  openSession(
+    filter: SessionFilter,
+    maxInFlight: number,
+    sink: SessionSink,
+    meta?: DecidingSession,
+  ): SessionSlot {
+    const slot = new SessionSlot(filter, maxInFlight, sink, meta);
     this.slots.push(slot);
     this.counters.sessionsOpened++;
     if (this.serverDraining) this.drainSession(slot);
@@ -556,6 +575,8 @@ export class Dispatcher {
     p.session = slot;
     slot.inFlight++;
     slot.requests.add(p);
+    // Before send(): the event carries the decide span's traceparent.
+    if (p.trace !== null) this.telemetry?.decisionStarted(p.trace, slot.meta);
     slot.sink.send(p);
   }
 
@@ -572,7 +593,13 @@ export class Dispatcher {
     this.detach(p);
     const s = p.session;
     this.ended.record(p.id, s.index, action, cause);
-    p.settle(this.carryOut(p.request, p.temporary, action, cause));
+    const consumed = this.carryOut(p.request, p.fields.family, p.temporary, action, cause);
+    const t = this.telemetry;
+    if (t !== null) {
+      const ms = cause === "verdict" ? this.scheduler.nowMs() - p.receivedAtMs : -1;
+      t.requestEnded(p.trace, action, cause, s.meta, ms);
+    }
+    p.settle(consumed);
     if (s.draining && !s.closed && s.inFlight === 0) s.sink.idle();
     if (this.pending.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
@@ -581,14 +608,30 @@ export class Dispatcher {
     }
   }
 
+  /** An outcome given at once, without a session: carried out, then told to telemetry. */
+  private endNow(
+    req: ForwarderRequest,
+    f: EchoRequestFields,
+    temporary: boolean,
+    trace: RequestTrace | null,
+    action: OutcomeAction,
+    cause: OutcomeCause,
+  ): boolean {
+    const consumed = this.carryOut(req, f.family, temporary, action, cause);
+    if (this.telemetry !== null) this.telemetry.requestEnded(trace, action, cause, null, -1);
+    return consumed;
+  }
+
   /** Counts the outcome and does it; the result is the handler's answer (true = consumed). */
   private carryOut(
     req: ForwarderRequest,
+    family: "ipv4" | "ipv6",
     temporary: boolean,
     action: OutcomeAction,
     cause: OutcomeCause,
   ): boolean {
     this.counters.outcomes[action][cause]++;
+    this.counters.byFamily[family][action][cause]++;
     switch (action) {
       case "reply":
         req.reply();

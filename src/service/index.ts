@@ -16,11 +16,14 @@ import { ICMPV4_PROTOCOL_NUMBER, ICMPV6_PROTOCOL_NUMBER } from "../netstack/buff
 import { Forwarder } from "../netstack/icmp/forwarder.js";
 import { sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
 import type { Stack } from "../netstack/stack.js";
+import type { Stats } from "../netstack/stats.js";
+import type { MetricSources } from "../telemetry/metrics.js";
 import { planPing, runPing, watchStats } from "./admin.js";
 import { Authenticator, type AuthzFile, type Principal } from "./auth.js";
 import type { Scheduler } from "./deadlines.js";
 import { Dispatcher, type DispatcherOptions, type FailurePolicy } from "./dispatcher.js";
 import { type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import type { RequestTelemetry } from "./request-telemetry.js";
 import { listen, SERVICE_NAME, shutdown, type TlsFiles } from "./server.js";
 import { type ConnectCall, ConnectSession, type SessionLimits } from "./session.js";
 import { protoTimeOfMs } from "./wire.js";
@@ -72,6 +75,8 @@ export interface ServiceOptions {
   /** How long after a CONSUME verdict a SyntheticReply is honoured (default 10 s; 0: never). */
   syntheticWindowMs?: number;
   security?: SecurityOptions;
+  /** Span and decision-time hooks (src/telemetry); none by default. */
+  telemetry?: RequestTelemetry;
 }
 
 export class EchoService {
@@ -104,6 +109,7 @@ export class EchoService {
       maxHeld: o.forwarderMaxHeld ?? maxPending + 4096,
       onOverflow: o.policy.onOverload,
     });
+    this.dispatcher.telemetry = o.telemetry ?? null;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.drainTimeoutMs = o.drainTimeoutMs ?? 5000;
   }
@@ -163,6 +169,22 @@ export class EchoService {
     c[`service.outcomes.${this.o.policy.onOverload}.forwarderOverflow`] +=
       this.forwarder.stats.overflow;
     return c;
+  }
+
+  /** What the metrics read (src/telemetry/metrics.ts). */
+  metricSources(stats: Stats): MetricSources {
+    const d = this.dispatcher;
+    return {
+      outcomes: d.counters,
+      forwarderOverflow: () => ({
+        action: this.o.policy.onOverload,
+        ipv4: this.forwarder.stats.overflow - this.forwarder.stats.overflowIpv6,
+        ipv6: this.forwarder.stats.overflowIpv6,
+      }),
+      inFlight: () => d.pendingCount,
+      sessions: () => ({ decide: d.sessions.length, observe: d.observers.length }),
+      stats,
+    };
   }
 
   gauges(): Record<string, number> {

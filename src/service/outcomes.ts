@@ -79,6 +79,11 @@ export class Outcomes {
     consume: zeroCauses(),
     fallthrough: zeroCauses(),
   };
+  /** The same outcomes split by address family (for icmpfwd_requests_total{family}). */
+  readonly byFamily: Record<"ipv4" | "ipv6", Record<OutcomeAction, ByCause>> = {
+    ipv4: { reply: zeroCauses(), consume: zeroCauses(), fallthrough: zeroCauses() },
+    ipv6: { reply: zeroCauses(), consume: zeroCauses(), fallthrough: zeroCauses() },
+  };
   readonly rejections: Record<RejectionKind, number> = Object.fromEntries(
     REJECTION_KINDS.map((k) => [k, 0]),
   ) as Record<RejectionKind, number>;

@@ -82,6 +82,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
   private readonly batch = new EventBatch();
   private flushQueued = false;
   private ended = false;
+  private readonly streamLink: unknown;
 
   constructor(
     private readonly call: ConnectCall,
@@ -90,6 +91,8 @@ export class ConnectSession implements SessionSink, ObserverSink {
     private readonly onEnd: (s: ConnectSession) => void,
     private readonly principal: Principal,
   ) {
+    // Decisions link to the Connect stream's span: a long-lived stream is no request's parent.
+    this.streamLink = dispatcher.telemetry?.streamLink();
     call.on("data", (m: ClientInput) => this.receive(m));
     // The client half-closed: it will send no more verdicts, so its requests move on now.
     call.on("end", () => this.finish(null));
@@ -294,7 +297,12 @@ export class ConnectSession implements SessionSink, ObserverSink {
       },
     });
     if (h.mode === Mode.MODE_OBSERVE) this.observer = d.openObserver(filter, this);
-    else this.slot = d.openSession(filter, maxInFlight, this);
+    else
+      this.slot = d.openSession(filter, maxInFlight, this, {
+        sessionId: this.id,
+        clientName: h.clientName,
+        streamLink: this.streamLink,
+      });
   }
 
   private checkHello(h: Hello): ServiceError | null {

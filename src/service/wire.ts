@@ -17,6 +17,7 @@ import {
   type Verdict,
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { RequestTrace } from "./request-telemetry.js";
 
 /** What an event is encoded from: a pending request, or an observer's copy of one. */
 export interface EventSource {
@@ -26,6 +27,8 @@ export interface EventSource {
   readonly temporary: boolean;
   readonly receivedAtMs: number;
   readonly deadlineMs: number;
+  /** The request's trace when tracing is on: its traceparent goes into the event. */
+  readonly trace: RequestTrace | null;
 }
 
 /** A client message whose bytes are not a ClientMessage. */
@@ -100,6 +103,9 @@ const TAG = {
   receivedAt: (13 << 3) | 2,
   deadline: (14 << 3) | 2,
   budget: (15 << 3) | 2,
+  // traceparent is field 16: its tag (16 << 3 | 2 = 130) is the varint 0x82 0x01.
+  traceparent0: 0x82,
+  traceparent1: 0x01,
   seconds: 1 << 3,
   nanos: 2 << 3,
   clientMessageVerdicts: (2 << 3) | 2,
@@ -218,6 +224,7 @@ export class EventBatch {
     const rBody = timeBodySize(rs, rn);
     const dBody = timeBodySize(ds, dn);
     const bBody = timeBodySize(bs, bn);
+    const traceparent = p.trace === null ? "" : p.trace.traceparent;
     const size =
       uintField(p.id) +
       2 + // family, never 0
@@ -233,7 +240,9 @@ export class EventBatch {
       uintField(f.payloadLength) +
       (1 + varintSize(rBody) + rBody) +
       (1 + varintSize(dBody) + dBody) +
-      (1 + varintSize(bBody) + bBody);
+      (1 + varintSize(bBody) + bBody) +
+      // traceparent (field 16: a two-byte tag), ASCII.
+      (traceparent.length === 0 ? 0 : 2 + varintSize(traceparent.length) + traceparent.length);
     this.reserve(1 + varintSize(size) + size);
     const b = this.buf;
     let i = this.pos;
@@ -259,6 +268,12 @@ export class EventBatch {
     i = writeTime(b, i, TAG.receivedAt, rs, rn);
     i = writeTime(b, i, TAG.deadline, ds, dn);
     i = writeTime(b, i, TAG.budget, bs, bn);
+    if (traceparent.length !== 0) {
+      b[i++] = TAG.traceparent0;
+      b[i++] = TAG.traceparent1;
+      i = writeVarint(b, i, traceparent.length);
+      i += b.write(traceparent, i, "latin1");
+    }
     if (i - start !== size) throw new Error(`event size ${i - start}, computed ${size}`);
     this.pos = i;
     this.count++;

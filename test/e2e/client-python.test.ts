@@ -3,10 +3,11 @@
  * (TUN, kernel ping) on a unix socket, and `/usr/bin/python3 -m icmpfwd_client <policy>` run in
  * the same namespace against that socket. Every "no reply" result has a positive control.
  */
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   describeNetns,
   exec,
@@ -85,15 +86,18 @@ describeNetns("the Python policy client end to end", () => {
     await s.waitStats((x) => counter(x, "service.sessions") === 1, "one session");
   }
 
-  async function ping(count: number): Promise<{ out: string; received: number }> {
+  async function ping(
+    count: number,
+    extra: string[] = [],
+  ): Promise<{ out: string; received: number; rttAvgMs: number | null }> {
     const r = await ns.exec(
       "ping",
-      ["-n", "-c", String(count), "-i", "0.05", "-W", "1", "198.18.0.2"],
+      ["-n", "-c", String(count), "-i", "0.05", "-W", "1", ...extra, "198.18.0.2"],
       { timeoutMs: 30_000 },
     );
     const p = parsePing(r.stdout);
     expect(p.transmitted).toBe(count);
-    return { out: r.stdout, received: p.received };
+    return { out: r.stdout, received: p.received, rttAvgMs: p.rttAvgMs };
   }
 
   /** SIGTERM: the client drains, prints its summary and exits 0. */
@@ -194,5 +198,198 @@ describeNetns("the Python policy client end to end", () => {
     expect(await stopClient(c)).toMatch(/summary: decided=4 reply=0 consume=4/);
     await s2.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     expect((await ping(2)).received).toBe(2);
+  });
+
+  it("per-source-rate-limit: a bucket of 3 with no refill answers exactly 3 requests per source", async (ctx) => {
+    if (skipReason !== null) ctx.skip();
+    const { serve, socket } = await start();
+    // A second source address on the kernel side of the TUN.
+    await ns.sh("ip addr add 198.18.0.3/24 dev icmpfwd0");
+    // Positive control: both sources are answered while no client decides.
+    expect((await ping(2)).received).toBe(2);
+    expect((await ping(2, ["-I", "198.18.0.3"])).received).toBe(2);
+    const c = client(socket, ["per-source-rate-limit", "--rate", "0", "--burst", "3"]);
+    await connected(c, serve);
+    const before = serve.stats();
+    const a = await ping(6);
+    expect(replySeqs(a.out)).toEqual([1, 2, 3]);
+    const b = await ping(5, ["-I", "198.18.0.3"]);
+    expect(replySeqs(b.out)).toEqual([1, 2, 3]);
+    const delta = (s: Record<string, number>, k: string) => counter(s, k) - counter(before, k);
+    const s = await serve.waitVerdicts(11, before);
+    expect(delta(s, "service.outcomes.reply.verdict")).toBe(6);
+    expect(delta(s, "service.outcomes.consume.verdict")).toBe(5);
+    expect(delta(s, "icmp.v4.packetsSent.echoReply")).toBe(6);
+    expect(await stopClient(c)).toMatch(/summary: decided=11 reply=6 consume=5 fallthrough=0/);
+  });
+
+  it("proxy-latency with a fixed delay: every reply is synthetic and arrives after the delay", async (ctx) => {
+    if (skipReason !== null) ctx.skip();
+    const { serve, socket } = await start();
+    const control = await ping(2);
+    expect(control.received).toBe(2);
+    expect(control.rttAvgMs).toBeLessThan(200);
+    const c = client(socket, ["proxy-latency", "--delay-ms", "200"]);
+    await connected(c, serve);
+    const before = serve.stats();
+    const r = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.3", "-W", "2", "198.18.0.2"]);
+    const q = parsePing(r.stdout);
+    expect(q.received).toBe(3);
+    const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+    expect(rtts).toHaveLength(3);
+    for (const t of rtts) expect(t).toBeGreaterThanOrEqual(200);
+    const delta = (s: Record<string, number>, k: string) => counter(s, k) - counter(before, k);
+    const s = await serve.waitStats(
+      (x) => delta(x, "service.synthetic.sent") === 3,
+      "3 synthetic replies",
+    );
+    expect(delta(s, "service.outcomes.consume.verdict")).toBe(3);
+    expect(delta(s, "service.outcomes.reply.verdict")).toBe(0);
+    expect(delta(s, "service.synthetic.recorded")).toBe(3);
+    expect(await stopClient(c)).toMatch(
+      /summary: decided=3 reply=0 consume=3 fallthrough=0 observed=0 sessions=1 synthetic=3/,
+    );
+  });
+
+  it("proxy-latency --measure: the client host pings the original destination itself", async (ctx) => {
+    if (skipReason !== null) ctx.skip();
+    const { serve, socket } = await start();
+    expect((await ping(2)).received).toBe(2);
+    // Another "host" where 198.18.0.2 is local: its ping never enters icmpfwd's TUN.
+    const upstream = await Netns.create("pyup");
+    try {
+      await upstream.sh("ip addr add 198.18.0.2/32 dev lo");
+      const c = upstream.spawn(
+        PYTHON,
+        [
+          "-m",
+          "icmpfwd_client",
+          "proxy-latency",
+          "--measure",
+          "--delay-ms",
+          "1500",
+          "--target",
+          `unix:${socket}`,
+        ],
+        { ...process.env, PYTHONPATH: CLIENT_DIR, PYTHONUNBUFFERED: "1" },
+      );
+      clients.push(c);
+      await connected(c, serve);
+      const r = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.3", "-W", "3", "198.18.0.2"]);
+      const q = parsePing(r.stdout);
+      expect(q.received).toBe(3);
+      expect(q.rttAvgMs).toBeLessThan(500); // the measured RTT, not the 1500 ms fallback
+      const s = await serve.waitStats(
+        (x) => counter(x, "service.synthetic.sent") === 3,
+        "3 synthetic replies",
+      );
+      expect(counter(s, "service.outcomes.consume.verdict")).toBe(3);
+      expect(await upstream.nstat("IcmpInEchos")).toBe(1);
+      expect(c.output().match(/measured rtt to 198\.18\.0\.2: /g)).toHaveLength(1);
+      expect(await stopClient(c)).toMatch(
+        /summary: decided=3 reply=0 consume=3 fallthrough=0 observed=0 sessions=1 synthetic=3 pings=1 shared=2 ping_failures=0 loops=0/,
+      );
+    } finally {
+      await upstream.destroy();
+    }
+  });
+
+  describe("over TLS", () => {
+    let dir = "";
+    const file = (n: string) => join(dir, n);
+
+    beforeAll(() => {
+      dir = tempDir("icmpfwd-pytls-");
+      const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { cwd: dir, stdio: "pipe" });
+      sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null",
+      );
+      // The service's certificate names 127.0.0.1; the client's is for mTLS.
+      sh(
+        `openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out server.pem -extfile san.ext 2>/dev/null &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=py-policy -keyout client.key -out client.csr 2>/dev/null &&
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out client.pem 2>/dev/null`,
+      );
+    });
+
+    const TARGET = "127.0.0.1:50051";
+    function tlsClient(args: string[]): Spawned {
+      const c = ns.spawn(PYTHON, ["-m", "icmpfwd_client", ...args, "--target", TARGET], {
+        ...process.env,
+        PYTHONPATH: CLIENT_DIR,
+        PYTHONUNBUFFERED: "1",
+      });
+      clients.push(c);
+      return c;
+    }
+
+    it("TLS: a client trusting the service's CA decides; one without the CA fails with a clear message", async (ctx) => {
+      if (skipReason !== null) ctx.skip();
+      serve = await startServe(ns, [
+        "--listen",
+        TARGET,
+        "--tls-cert",
+        file("server.pem"),
+        "--tls-key",
+        file("server.key"),
+      ]);
+      const s = serve;
+      const untrusted = tlsClient(["drop-all", "--tls"]);
+      const { code } = await untrusted.exited;
+      expect(code, untrusted.output()).toBe(2);
+      expect(untrusted.output()).toMatch(
+        /icmpfwd_client: TLS handshake with 127\.0\.0\.1:50051 failed \(check --tls-ca.*certificate verify failed/,
+      );
+      expect(counter(s.stats(), "service.sessions")).toBe(0);
+      // Positive control for the drop below: no client, the service's default answers.
+      expect((await ping(2)).received).toBe(2);
+      const good = tlsClient(["drop-all", "--tls-ca", file("ca.pem")]);
+      await connected(good, s);
+      expect((await ping(3)).received).toBe(0);
+      const st = await s.waitVerdicts(3);
+      expect(counter(st, "service.outcomes.consume.verdict")).toBe(3);
+      expect(await stopClient(good)).toMatch(/summary: decided=3 reply=0 consume=3/);
+    });
+
+    it("mTLS: with --tls-client-ca on the service, the client's certificate gets it through", async (ctx) => {
+      if (skipReason !== null) ctx.skip();
+      serve = await startServe(ns, [
+        "--listen",
+        TARGET,
+        "--tls-cert",
+        file("server.pem"),
+        "--tls-key",
+        file("server.key"),
+        "--tls-client-ca",
+        file("ca.pem"),
+      ]);
+      const s = serve;
+      // Without a client certificate: refused in the handshake. gRPC reports that only as a
+      // failed read, so the client keeps retrying (it may be a restart) and says what may be wrong.
+      const anonymous = tlsClient(["drop-all", "--tls-ca", file("ca.pem")]);
+      await waitFor(() => anonymous.output().includes("may require a client certificate"), {
+        what: "the mTLS hint",
+      });
+      expect(anonymous.output()).toContain("alert certificate required");
+      expect(counter(s.stats(), "service.sessions")).toBe(0);
+      expect(await stopClient(anonymous)).toMatch(/summary: decided=0 .* sessions=0/);
+      expect((await ping(2)).received).toBe(2);
+      const good = tlsClient([
+        "drop-all",
+        "--tls-ca",
+        file("ca.pem"),
+        "--tls-cert",
+        file("client.pem"),
+        "--tls-key",
+        file("client.key"),
+      ]);
+      await connected(good, s);
+      expect((await ping(3)).received).toBe(0);
+      const st = await s.waitVerdicts(3);
+      expect(counter(st, "service.outcomes.consume.verdict")).toBe(3);
+      expect(await stopClient(good)).toMatch(/summary: decided=3 reply=0 consume=3/);
+    });
   });
 });

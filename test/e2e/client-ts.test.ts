@@ -208,4 +208,82 @@ describeNetns("the TypeScript policy client end to end", () => {
     expect(await stopCli(obs)).toContain("observed=3");
     cli = null;
   });
+
+  it("proxy-latency --measure: the client host pings the original destination itself, and the reply waits for that RTT", async () => {
+    const { serve, sock } = await startService();
+    expect((await ping(2)).received).toBe(2);
+    // The policy client runs on another "host": a second namespace where 198.18.0.2 is a local
+    // address (on its loopback), so its ping to the original destination never enters the TUN.
+    const upstream = await Netns.create("up");
+    try {
+      await upstream.sh("ip addr add 198.18.0.2/32 dev lo");
+      const p = upstream.spawnNode(CLI_JS, [
+        "proxy-latency",
+        "--measure",
+        "--delay-ms",
+        "1500",
+        "--target",
+        `unix:${sock}`,
+      ]);
+      await waitFor(() => connections(p) >= 1 || p.child.exitCode !== null, {
+        what: "proxy-latency --measure to connect",
+      });
+      const before = serve.stats();
+      const r = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.3", "-W", "3", "198.18.0.2"]);
+      const q = parsePing(r.stdout);
+      expect(q.received).toBe(3);
+      // The measured RTT (a local address: well under a millisecond), not the 1500 ms fallback.
+      expect(q.rttAvgMs).toBeLessThan(500);
+      const s = await serve.waitStats(
+        (x) => counter(x, "service.synthetic.sent") === 3,
+        "3 synthetic replies",
+      );
+      expect(counter(s, "service.outcomes.consume.verdict")).toBe(3);
+      expect(counter(s, "service.outcomes.reply.verdict")).toBe(0);
+      const got = (k: string) => counter(s, k) - counter(before, k);
+      expect(got("icmp.v4.packetsReceived.echoRequest")).toBe(3);
+      // One measurement (the next two requests reuse it), answered by the upstream namespace.
+      expect(await upstream.nstat("IcmpInEchos")).toBe(1);
+      expect(p.output().match(/"msg":"measured rtt","destination":"198\.18\.0\.2"/g)).toHaveLength(
+        1,
+      );
+      p.child.kill("SIGTERM");
+      expect((await p.exited).code).toBe(0);
+      expect(p.output()).toContain(
+        "decided=3 reply=0 consume=3 fallthrough=0 errors=0 observed=0 sessions=1 pings=1 shared=2 ping_failures=0 loops=0",
+      );
+    } finally {
+      await upstream.destroy();
+    }
+  });
+
+  it("proxy-latency --measure: a measurement ping routed into icmpfwd itself is detected and answered, and the fixed delay applies", async () => {
+    const { serve, sock } = await startService();
+    expect((await ping(2)).received).toBe(2);
+    // Same namespace as the service: the client's ping to 198.18.0.2 goes into the TUN.
+    const p = await startCli([
+      "proxy-latency",
+      "--measure",
+      "--delay-ms",
+      "300",
+      "--target",
+      `unix:${sock}`,
+    ]);
+    const r = await ns.exec("ping", ["-n", "-c", "2", "-i", "0.5", "-W", "3", "198.18.0.2"]);
+    const q = parsePing(r.stdout);
+    expect(q.received).toBe(2);
+    expect(q.rttAvgMs).toBeGreaterThanOrEqual(300);
+    // 2 pings consumed and answered later; the measurement ping answered at once, never measured.
+    const s = await serve.waitStats(
+      (x) => counter(x, "service.synthetic.sent") === 2,
+      "2 synthetic replies",
+    );
+    expect(counter(s, "service.outcomes.consume.verdict")).toBe(2);
+    expect(counter(s, "service.outcomes.reply.verdict")).toBe(1);
+    expect(p.output()).toContain("(a routing loop); using the fixed delay");
+    expect(await stopCli(p)).toContain(
+      "decided=3 reply=1 consume=2 fallthrough=0 errors=0 observed=0 sessions=1 pings=1 shared=1 ping_failures=0 loops=1",
+    );
+    cli = null;
+  });
 });

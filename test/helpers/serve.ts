@@ -28,17 +28,18 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startServe(ns: Netns, args: readonly string[] = []): Promise<ServeProcess> {
+export async function startServe(
+  ns: Netns,
+  args: readonly string[] = [],
+  env?: NodeJS.ProcessEnv,
+): Promise<ServeProcess> {
   if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
   const statsFile = join(tempDir("icmpfwd-stats-"), "stats.json");
-  const proc = ns.spawnNode(MAIN_JS, [
-    "serve",
-    "--stats-file",
-    statsFile,
-    "--stats-interval-ms",
-    "50",
-    ...args,
-  ]);
+  const proc = ns.spawnNode(
+    MAIN_JS,
+    ["serve", "--stats-file", statsFile, "--stats-interval-ms", "50", ...args],
+    env === undefined ? undefined : { ...process.env, ...env },
+  );
   await waitFor(() => proc.output().includes('"msg":"serving"') || proc.child.exitCode !== null, {
     what: "icmpfwd serve to start",
     timeoutMs: 15_000,

@@ -20,7 +20,24 @@ const program = new Command()
   .option("--n <n>", "every-nth: reply to every nth request", int, 2)
   .option("--rate <perSecond>", "per-source-rate-limit: tokens per second", int, 1)
   .option("--burst <n>", "per-source-rate-limit: bucket size", int, 5)
-  .option("--delay-ms <ms>", "proxy-latency: delay before the synthetic reply", int, 100)
+  .option(
+    "--delay-ms <ms>",
+    "proxy-latency: delay before the synthetic reply (with --measure: the fallback)",
+    int,
+    100,
+  )
+  .option(
+    "--measure",
+    "proxy-latency: delay by the RTT this host's ping measures to the destination",
+    false,
+  )
+  .option(
+    "--rtt-cache-ms <ms>",
+    "proxy-latency --measure: reuse a measurement this long",
+    int,
+    5000,
+  )
+  .option("--max-pings <n>", "proxy-latency --measure: pings running at once", int, 4)
   .argument("<policy>", `one of ${POLICY_NAMES.join(", ")}`)
   .action(async (name: string, opts) => {
     if (!(POLICY_NAMES as readonly string[]).includes(name)) {
@@ -31,6 +48,9 @@ const program = new Command()
       rate: opts.rate,
       burst: opts.burst,
       delayMs: opts.delayMs,
+      measure: opts.measure
+        ? { cacheMs: opts.rttCacheMs, maxConcurrent: opts.maxPings, onLog: stderrLogger }
+        : false,
     });
     const ac = new AbortController();
     let signals = 0;
@@ -46,6 +66,7 @@ const program = new Command()
       name: opts.name ?? `icmpfwd-policy/${name}`,
       mode: p.mode,
       maxInFlight: opts.maxInFlight,
+      payloadBytes: p.payloadBytes,
       signal: ac.signal,
       handler: p.handler,
       onLog: stderrLogger,
@@ -59,8 +80,13 @@ const program = new Command()
     }
     const s = client.stats;
     const decided = s.decided.reply + s.decided.consume + s.decided.fallthrough;
+    const m = p.meter?.stats;
+    const pings =
+      m === undefined
+        ? ""
+        : ` pings=${m.pings} shared=${m.shared} ping_failures=${m.failures} loops=${m.loops}`;
     process.stdout.write(
-      `summary policy=${name} decided=${decided} reply=${s.decided.reply} consume=${s.decided.consume} fallthrough=${s.decided.fallthrough} errors=${s.errors} observed=${s.observed} sessions=${s.sessions}\n`,
+      `summary policy=${name} decided=${decided} reply=${s.decided.reply} consume=${s.decided.consume} fallthrough=${s.decided.fallthrough} errors=${s.errors} observed=${s.observed} sessions=${s.sessions}${pings}\n`,
     );
     process.exitCode = code;
   });

@@ -4,6 +4,7 @@
  * every Echo Request and sends the verdicts back in batches; it reconnects with jittered
  * exponential backoff and drains cleanly when its AbortSignal fires.
  */
+
 import {
   type ChannelCredentials,
   type ClientDuplexStream,
@@ -23,6 +24,12 @@ import {
   type Verdict,
   type Welcome,
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import {
+  type DecisionSpan,
+  endDecisionSpan,
+  startDecisionSpan,
+  withDecisionSpan,
+} from "./tracing.js";
 
 export const DEFAULT_TARGET = "127.0.0.1:50051";
 export const PROTOCOL_VERSION = 1;
@@ -33,8 +40,11 @@ export interface Decision {
   action: ActionName;
   /** Decide the rest of the flow (source, destination, ident) for this long without asking. */
   applyToFlowMs?: number;
-  /** With action "consume": send a SyntheticReply for the request after this delay. */
-  syntheticReply?: { delayMs?: number; payload?: Uint8Array };
+  /**
+   * With action "consume": send a SyntheticReply for the request after this delay (a Promise:
+   * once it settles, after the delay it resolves to).
+   */
+  syntheticReply?: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array };
 }
 
 export type HandlerResult = ActionName | Decision;
@@ -221,10 +231,13 @@ export function toPolicyRequest(e: EchoRequest): PolicyRequest {
   };
 }
 
-/** Consume the request now, and send a SyntheticReply for it after `delayMs`. */
+/**
+ * Consume the request now, and send a SyntheticReply for it after `delayMs` (a number, or a
+ * Promise of one: the delay then counts from when it resolves).
+ */
 export function syntheticReply(
   _req: PolicyRequest,
-  o: { delayMs?: number; payload?: Uint8Array } = {},
+  o: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array } = {},
 ): Decision {
   return { action: "consume", syntheticReply: { delayMs: o.delayMs ?? 0, payload: o.payload } };
 }
@@ -288,6 +301,9 @@ export function connect(o: ConnectOptions): PolicyClient {
   const internal = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, internal.signal]) : internal.signal;
   let connected = false;
+  const name = o.name ?? "icmpfwd-client-ts";
+  /** Decision spans of requests still being decided (only while an SDK records them). */
+  const spans = new WeakMap<PolicyRequest, DecisionSpan>();
 
   /** One Connect stream, from Hello to its status. */
   const session = (): Promise<{ status: StatusObject; welcomed: boolean }> =>
@@ -303,6 +319,17 @@ export function connect(o: ConnectOptions): PolicyClient {
       let draining = false;
       const timers = new Set<NodeJS.Timeout>();
       let idle: (() => void) | null = null;
+      /** Synthetic replies promised and not yet sent; a drain sends them first. */
+      let pendingSynthetic = 0;
+      let syntheticIdle: (() => void) | null = null;
+      const syntheticDone = (): void => {
+        pendingSynthetic--;
+        if (pendingSynthetic === 0 && syntheticIdle !== null) {
+          const f = syntheticIdle;
+          syntheticIdle = null;
+          f();
+        }
+      };
 
       const write = (m: ClientMessage): void => {
         if (ended) return;
@@ -330,6 +357,11 @@ export function connect(o: ConnectOptions): PolicyClient {
       };
 
       const decide = (req: PolicyRequest, r: Decision, sync: boolean): void => {
+        const span = spans.get(req);
+        if (span !== undefined) {
+          spans.delete(req);
+          endDecisionSpan(span, r.action);
+        }
         if (ended) return;
         stats.decided[r.action]++;
         pending.push({
@@ -341,26 +373,49 @@ export function connect(o: ConnectOptions): PolicyClient {
         if (!sync) queueFlush();
         const syn = r.syntheticReply;
         if (syn !== undefined && r.action === "consume") {
-          const t = setTimeout(
-            () => {
-              timers.delete(t);
-              write({
-                message: {
-                  $case: "syntheticReply",
-                  value: {
-                    requestId: req.id,
-                    payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
-                  },
+          const send = (): void =>
+            write({
+              message: {
+                $case: "syntheticReply",
+                value: {
+                  requestId: req.id,
+                  payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
                 },
+              },
+            });
+          pendingSynthetic++;
+          const after = (delayMs: number): void => {
+            if (ended) return;
+            const t = setTimeout(
+              () => {
+                timers.delete(t);
+                send();
+                syntheticDone();
+              },
+              Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
+            );
+            timers.add(t);
+          };
+          const d = syn.delayMs ?? 0;
+          if (typeof d === "number") after(d);
+          else
+            Promise.resolve(d).then(after, (e: unknown) => {
+              log("error", "synthetic reply delay failed; no synthetic reply", {
+                requestId: req.id,
+                traceId: req.traceId,
+                error: e instanceof Error ? e.message : String(e),
               });
-            },
-            Math.max(0, syn.delayMs ?? 0),
-          );
-          timers.add(t);
+              syntheticDone();
+            });
         }
       };
       const failed = (req: PolicyRequest, e: unknown, sync: boolean): void => {
         stats.errors++;
+        const span = spans.get(req);
+        if (span !== undefined) {
+          spans.delete(req);
+          endDecisionSpan(span, "fallthrough", e);
+        }
         log("error", "handler failed; fallthrough", {
           requestId: req.id,
           traceId: req.traceId,
@@ -372,9 +427,17 @@ export function connect(o: ConnectOptions): PolicyClient {
       const handle = (e: EchoRequest): void => {
         const req = toPolicyRequest(e);
         if (observe) stats.observed++;
+        const span = observe
+          ? null
+          : startDecisionSpan(e.traceparent, {
+              client: name,
+              requestId: req.id,
+              sequence: req.sequence,
+            });
+        if (span !== null) spans.set(req, span);
         let r: unknown;
         try {
-          r = o.handler(req);
+          r = withDecisionSpan(span, () => o.handler(req));
         } catch (err) {
           if (!observe) failed(req, err, true);
           else log("error", "handler failed", { traceId: req.traceId, error: String(err) });
@@ -414,13 +477,19 @@ export function connect(o: ConnectOptions): PolicyClient {
           call.cancel();
           return;
         }
-        write({ message: { $case: "drain", value: {} } });
-        const finish = (): void => {
-          flush();
-          if (!ended) call.end();
+        const sendDrain = (): void => {
+          write({ message: { $case: "drain", value: {} } });
+          const finish = (): void => {
+            flush();
+            if (!ended) call.end();
+          };
+          if (inFlight === 0) finish();
+          else idle = finish;
         };
-        if (inFlight === 0) finish();
-        else idle = finish;
+        // Promised synthetic replies go out before Drain: the service ends a drained stream as soon
+        // as no request is in flight.
+        if (pendingSynthetic === 0) sendDrain();
+        else syntheticIdle = sendDrain;
         const t = setTimeout(() => {
           log("warn", "drain timed out; cancelling the stream");
           call.cancel();
@@ -478,7 +547,7 @@ export function connect(o: ConnectOptions): PolicyClient {
           $case: "hello",
           value: {
             protocolVersion: PROTOCOL_VERSION,
-            clientName: o.name ?? "icmpfwd-client-ts",
+            clientName: name,
             mode: observe ? Mode.MODE_OBSERVE : Mode.MODE_DECIDE,
             filter:
               o.filter === undefined

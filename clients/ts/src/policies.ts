@@ -1,5 +1,6 @@
 /** The example policies the CLI runs; each is a handler and the session mode it needs. */
 import { type Handler, syntheticReply } from "./index.js";
+import { isMeasurementPing, RttMeter, type RttMeterOptions } from "./rtt.js";
 
 export interface PolicyOptions {
   /** every-nth: reply to every nth request (default 2). */
@@ -8,8 +9,15 @@ export interface PolicyOptions {
   rate?: number;
   /** per-source-rate-limit: the bucket size (default 5). */
   burst?: number;
-  /** proxy-latency: the delay before the synthetic reply (default 100 ms). */
+  /**
+   * proxy-latency: the delay before the synthetic reply (default 100 ms); with `measure`, the
+   * fallback when the measurement fails.
+   */
   delayMs?: number;
+  /** proxy-latency: reply after the RTT this host's `ping` measures to the destination. */
+  measure?: boolean | RttMeterOptions;
+  /** proxy-latency with `measure`: use this meter (default: a new one from `measure`). */
+  meter?: RttMeter;
   /** observe-log: where each request goes (default: one JSON line on stdout). */
   print?: (line: string) => void;
   now?: () => number;
@@ -18,6 +26,9 @@ export interface PolicyOptions {
 export interface Policy {
   mode: "decide" | "observe";
   handler: Handler;
+  /** Hello.payload_bytes the policy needs (proxy-latency --measure reads the loop marker). */
+  payloadBytes?: number;
+  meter?: RttMeter;
 }
 
 export const POLICY_NAMES = [
@@ -72,7 +83,28 @@ export function policy(name: PolicyName, o: PolicyOptions = {}): Policy {
     }
     case "proxy-latency": {
       const delayMs = o.delayMs ?? 100;
-      return { mode: "decide", handler: (r) => syntheticReply(r, { delayMs }) };
+      if (!o.measure) return { mode: "decide", handler: (r) => syntheticReply(r, { delayMs }) };
+      const now = o.now ?? Date.now;
+      const meter = o.meter ?? new RttMeter(typeof o.measure === "object" ? o.measure : {});
+      return {
+        mode: "decide",
+        payloadBytes: 64,
+        meter,
+        handler: (r) => {
+          // Our own measurement ping, routed into icmpfwd: answer it, and never measure it.
+          if (isMeasurementPing(r.payload)) {
+            meter.looped(r.destination);
+            return "reply";
+          }
+          // The reply goes out one RTT after the request arrived: right when a fresh measurement
+          // ends, or a cached RTT later.
+          const t0 = now();
+          const delay = meter
+            .measure(r.destination)
+            .then((rtt) => Math.max(0, (rtt ?? delayMs) - (now() - t0)));
+          return syntheticReply(r, { delayMs: delay });
+        },
+      };
     }
     case "observe-log": {
       const print = o.print ?? ((l: string) => process.stdout.write(`${l}\n`));

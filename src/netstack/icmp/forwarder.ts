@@ -1,5 +1,10 @@
 import type { Address } from "../address.js";
-import { type NetworkPacketInfo, type PacketBuffer, replyHookSlot } from "../buffer.js";
+import {
+  IPV6_PROTOCOL_NUMBER,
+  type NetworkPacketInfo,
+  type PacketBuffer,
+  replyHookSlot,
+} from "../buffer.js";
 import {
   Decision,
   type HandlerResult,
@@ -116,6 +121,8 @@ export interface ForwarderStats {
   rejected: number;
   /** Requests refused because maxHeld were held; they got onOverflow. */
   overflow: number;
+  /** The IPv6 share of `overflow` (the rest came over IPv4). */
+  overflowIpv6: number;
   /** Requests currently held by unsettled promises. */
   held: number;
 }
@@ -136,6 +143,7 @@ export class Forwarder {
     thrown: 0,
     rejected: 0,
     overflow: 0,
+    overflowIpv6: 0,
     held: 0,
   };
   private readonly maxHeld: number;
@@ -156,6 +164,7 @@ export class Forwarder {
     const s = this.stats;
     if (s.held >= this.maxHeld) {
       s.overflow++;
+      if (pkt.networkProtocol === IPV6_PROTOCOL_NUMBER) s.overflowIpv6++;
       return this.overflowConsumes;
     }
     s.handled++;

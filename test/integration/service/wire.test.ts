@@ -36,6 +36,9 @@ const eventArb = fc.record({
   receivedAtMs: fc.double({ min: 0, max: 1e7, noNaN: true }),
   deadline: fc.integer({ min: 1, max: 10_000 }),
   elapsed: fc.double({ min: 0, max: 20_000, noNaN: true }),
+  traceparent: fc.option(fc.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/), {
+    nil: null,
+  }),
 });
 
 type EventCase = typeof eventArb extends fc.Arbitrary<infer T> ? T : never;
@@ -59,6 +62,7 @@ function pending(e: EventCase): PendingRequest {
     temporary: e.temporary,
     receivedAtMs: e.receivedAtMs,
     deadlineMs: e.receivedAtMs + e.deadline,
+    trace: e.traceparent === null ? null : { traceparent: e.traceparent },
   } as unknown as PendingRequest;
 }
 
@@ -101,7 +105,7 @@ describe("EventBatch", () => {
             expect(ms(r.receivedAt)).toBeCloseTo(wall + e.receivedAtMs, 3);
             expect(ms(r.deadline)).toBeCloseTo(wall + e.receivedAtMs + e.deadline, 3);
             expect(ms(r.budget)).toBeCloseTo(Math.max(0, e.deadline - e.elapsed), 3);
-            expect(r.traceparent).toBe("");
+            expect(r.traceparent).toBe(e.traceparent ?? "");
           });
         },
       ),

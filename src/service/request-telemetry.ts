@@ -1,0 +1,43 @@
+/**
+ * What the dispatcher tells telemetry about each Echo Request (DESIGN.md §5). The service only
+ * calls these hooks; src/telemetry implements them with OpenTelemetry. With no hooks installed
+ * the hot path pays one null check per request.
+ */
+import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { OutcomeAction, OutcomeCause } from "./outcomes.js";
+
+/** A traced request: the W3C traceparent its events carry (set while a session decides it). */
+export interface RequestTrace {
+  /** The traceparent for the request's events; "" when it carries none. */
+  readonly traceparent: string;
+}
+
+/** Who is deciding a request: a decide session as telemetry names it. */
+export interface DecidingSession {
+  /** The session id given in Welcome. */
+  readonly sessionId: string;
+  /** Hello.client_name. */
+  readonly clientName: string;
+  /** What telemetry captured when the Connect stream started (a span context to link to). */
+  readonly streamLink: unknown;
+}
+
+export interface RequestTelemetry {
+  /** A request reaches the dispatcher; null when it is not traced. */
+  requestStarted(fields: EchoRequestFields, temporary: boolean): RequestTrace | null;
+  /** The request was handed to `session` for a decision (again, after a re-dispatch). */
+  decisionStarted(trace: RequestTrace, session: DecidingSession): void;
+  /**
+   * The request's one outcome. `session` is the session that held it (null when it never went
+   * to one); `decisionMs` is receive-to-verdict time for a verdict, else -1.
+   */
+  requestEnded(
+    trace: RequestTrace | null,
+    action: OutcomeAction,
+    cause: OutcomeCause,
+    session: DecidingSession | null,
+    decisionMs: number,
+  ): void;
+  /** Called where a Connect stream starts: what to link its decisions to. */
+  streamLink(): unknown;
+}

@@ -1,0 +1,152 @@
+/**
+ * DESIGN.md §5's spans and decision-time histogram, fed by the dispatcher's hooks: one
+ * `icmpfwd.echo_request` span per Echo Request from receive to outcome, a child
+ * `icmpfwd.decide` span while a session decides it (linked to the session's Connect stream),
+ * and the traceparent the client continues from.
+ */
+import {
+  type Attributes,
+  type Histogram,
+  isSpanContextValid,
+  type Link,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { formatAddress } from "../netstack/address.js";
+import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { OutcomeAction, OutcomeCause } from "../service/outcomes.js";
+import type {
+  DecidingSession,
+  RequestTelemetry,
+  RequestTrace,
+} from "../service/request-telemetry.js";
+
+/** `00-<trace id>-<span id>-<flags>` (W3C Trace Context, version 00). */
+export function traceparentOf(sc: SpanContext): string {
+  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
+}
+
+/** Outcome causes as metric and span attribute values (snake_case, as Prometheus labels go). */
+export const CAUSE_LABEL: Readonly<Record<OutcomeCause, string>> = {
+  verdict: "verdict",
+  flow: "flow",
+  timeout: "timeout",
+  noClient: "no_client",
+  overload: "overload",
+  disconnect: "disconnect",
+  forwarderOverflow: "forwarder_overflow",
+};
+
+class TracedRequest implements RequestTrace {
+  traceparent: string;
+  decide: Span | null = null;
+
+  constructor(readonly span: Span) {
+    this.traceparent = traceparentOf(span.spanContext());
+  }
+}
+
+export class OtelRequestTelemetry implements RequestTelemetry {
+  /** One attribute object per (client name, verdict): no allocation per recorded decision. */
+  private readonly decisionAttrs = new Map<string, Attributes>();
+
+  /**
+   * @param tracer null: tracing is off (requestStarted returns null, nothing is traced).
+   * @param decisionDuration icmpfwd_decision_duration_seconds, or null without metrics.
+   */
+  constructor(
+    private readonly tracer: Tracer | null,
+    private readonly decisionDuration: Histogram | null,
+  ) {}
+
+  requestStarted(f: EchoRequestFields, temporary: boolean): RequestTrace | null {
+    if (this.tracer === null) return null;
+    // A root: nothing upstream of a TUN packet carries a trace context.
+    const span = this.tracer.startSpan(
+      "icmpfwd.echo_request",
+      { kind: SpanKind.SERVER, root: true },
+      ROOT_CONTEXT,
+    );
+    if (span.isRecording()) {
+      // Formatting addresses costs; only sampled spans pay it.
+      span.setAttributes({
+        "network.type": f.family,
+        "source.address": formatAddress(f.source),
+        "destination.address": formatAddress(f.destination),
+        "icmp.ident": f.ident,
+        "icmp.sequence": f.sequence,
+        "icmpfwd.temporary": temporary,
+      });
+    }
+    return new TracedRequest(span);
+  }
+
+  decisionStarted(t: RequestTrace, session: DecidingSession): void {
+    const r = t as TracedRequest;
+    if (this.tracer === null || !r.span.isRecording()) return;
+    if (r.decide !== null) {
+      // Re-dispatched: the first session's part ends here.
+      r.decide.setAttribute("icmpfwd.redispatched", true);
+      r.decide.end();
+    }
+    const link = session.streamLink as SpanContext | undefined;
+    const links: Link[] = link !== undefined && isSpanContextValid(link) ? [{ context: link }] : [];
+    r.decide = this.tracer.startSpan(
+      "icmpfwd.decide",
+      {
+        kind: SpanKind.CLIENT,
+        links,
+        attributes: { "icmpfwd.session": session.sessionId, "icmpfwd.client": session.clientName },
+      },
+      trace.setSpan(ROOT_CONTEXT, r.span),
+    );
+    r.traceparent = traceparentOf(r.decide.spanContext());
+  }
+
+  requestEnded(
+    t: RequestTrace | null,
+    action: OutcomeAction,
+    cause: OutcomeCause,
+    session: DecidingSession | null,
+    decisionMs: number,
+  ): void {
+    if (decisionMs >= 0 && this.decisionDuration !== null && session !== null)
+      this.decisionDuration.record(decisionMs / 1000, this.attrsFor(session.clientName, action));
+    if (t === null) return;
+    const r = t as TracedRequest;
+    if (!r.span.isRecording()) return;
+    const causeLabel = CAUSE_LABEL[cause];
+    if (r.decide !== null) {
+      r.decide.setAttributes({ "icmpfwd.verdict": action, "icmpfwd.cause": causeLabel });
+      if (cause !== "verdict")
+        r.decide.setStatus({ code: SpanStatusCode.ERROR, message: `no verdict: ${causeLabel}` });
+      r.decide.end();
+    }
+    r.span.setAttributes({
+      "icmpfwd.verdict": action,
+      "icmpfwd.cause": causeLabel,
+      ...(session === null ? {} : { "icmpfwd.session": session.sessionId }),
+    });
+    r.span.end();
+  }
+
+  streamLink(): unknown {
+    return trace.getActiveSpan()?.spanContext();
+  }
+
+  private attrsFor(client: string, verdict: OutcomeAction): Attributes {
+    const key = `${verdict}\u0000${client}`;
+    let a = this.decisionAttrs.get(key);
+    if (a === undefined) {
+      a = { session: client === "" ? "unnamed" : client, verdict };
+      // Client names are chosen by clients: keep the label set bounded.
+      if (this.decisionAttrs.size < 1024) this.decisionAttrs.set(key, a);
+    }
+    return a;
+  }
+}
