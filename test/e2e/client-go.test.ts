@@ -21,6 +21,8 @@ import {
 import { type ServeProcess, startServe } from "../helpers/serve.js";
 
 const GO_DIR = fileURLToPath(new URL("../../clients/go", import.meta.url));
+const RECEIVER = fileURLToPath(new URL("./fixtures/otlp-receiver.mjs", import.meta.url));
+const OTLP_PORT = 4318;
 /** A cold build cache compiles grpc and protobuf first. */
 const BUILD_TIMEOUT_MS = 240_000;
 
@@ -81,9 +83,12 @@ describeNetns("the Go policy client end to end", () => {
    */
   const DEADLINE = ["--deadline", "2000"];
 
-  async function start(args: string[] = []): Promise<{ serve: ServeProcess; socket: string }> {
+  async function start(
+    args: string[] = [],
+    env?: NodeJS.ProcessEnv,
+  ): Promise<{ serve: ServeProcess; socket: string }> {
     const socket = join(tempDir("icmpfwd-gosock-"), "s.sock");
-    serve = await startServe(ns, ["--listen", `unix:${socket}`, ...DEADLINE, ...args]);
+    serve = await startServe(ns, ["--listen", `unix:${socket}`, ...DEADLINE, ...args], env);
     return { serve, socket };
   }
 
@@ -201,5 +206,46 @@ describeNetns("the Go policy client end to end", () => {
     expect(await stopClient(c)).toMatch(/summary: decided=4 reply=0 consume=4 .*sessions=2/);
     await s2.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     expect((await ping(2)).received).toBe(2);
+  });
+  it("with tracing on, its verdict log line carries the trace id of the request's span", async (ctx) => {
+    if (skipReason !== null) ctx.skip();
+    // The service exports OTLP/HTTP to a receiver in the namespace; the span of the request the
+    // client logged must have the trace id the client logged.
+    const receiver = ns.spawnNode(RECEIVER, [String(OTLP_PORT)]);
+    clients.push(receiver);
+    await waitFor(() => receiver.output().includes("listening"), { what: "the OTLP receiver" });
+    const { serve, socket } = await start(["--metrics-listen", "off"], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${OTLP_PORT}`,
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+      OTEL_SERVICE_NAME: "icmpfwd-e2e-go",
+      OTEL_METRICS_EXPORTER: "none",
+    });
+    const c = client(socket, ["reply-all", "-v"]);
+    await connected(c, serve);
+    expect((await ping(1)).received).toBe(1);
+    const logged = await waitFor(
+      () => /verdict reply: request=\d+ .* seq=1 trace_id=([0-9a-f]{32})$/m.exec(c.output())?.[1],
+      { what: "the Go client's verdict line with a trace id" },
+    );
+    const span = await waitFor(
+      () =>
+        receiver
+          .output()
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map(
+            (l) =>
+              JSON.parse(l) as {
+                name: string;
+                traceId: string;
+                attributes: Record<string, unknown>;
+              },
+          )
+          .find((x) => x.name === "icmpfwd.echo_request" && x.traceId === logged),
+      { what: "the request span with the logged trace id", timeoutMs: 10_000 },
+    );
+    expect(span.attributes["icmpfwd.verdict"]).toBe("reply");
+    expect(span.attributes["icmp.sequence"]).toBe(1);
+    expect(await stopClient(c)).toMatch(/summary: decided=1 reply=1/);
   });
 });
