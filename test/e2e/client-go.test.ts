@@ -247,5 +247,8 @@ describeNetns("the Go policy client end to end", () => {
     expect(span.attributes["icmpfwd.verdict"]).toBe("reply");
     expect(span.attributes["icmp.sequence"]).toBe(1);
     expect(await stopClient(c)).toMatch(/summary: decided=1 reply=1/);
+    // Stopped here, while the receiver still runs: a service whose exporter has lost its
+    // receiver takes seconds to shut down.
+    await serve.stop();
   });
 });
