@@ -1,8 +1,9 @@
 // Package client is a policy client for the icmpfwd decision service (icmpfwd.v1.EchoForwarder):
 // Run opens the Connect stream, says Hello, calls a handler for every Echo Request and sends the
 // verdicts back, one VerdictBatch per received batch. It reconnects with jittered exponential
-// backoff and, when its context is cancelled, drains: it sends Drain, decides what is still in
-// flight and returns once the service has ended the stream.
+// backoff and, when its context is cancelled, drains: it finishes what is in hand (verdicts and
+// promised synthetic replies), sends Drain, decides what still arrives and returns once the
+// service has ended the stream.
 //
 // It builds in GOPATH mode with Debian's golang-go, golang-google-grpc-dev and
 // golang-google-protobuf-dev; its import path is github.com/icmpfwd/client-go (see go.sh).
@@ -314,11 +315,20 @@ func (r *runner) dial() (*grpc.ClientConn, error) {
 }
 
 // stream is one Connect stream with serialized sends (a grpc stream's Send is not safe for
-// concurrent use).
+// concurrent use) and the batches it is still working on.
 type stream struct {
 	mu     sync.Mutex
 	call   pb.EchoForwarder_ConnectClient
 	closed bool
+	// done is closed when the session ends.
+	done chan struct{}
+	// work: the batches being decided, each until its verdicts and its synthetic replies are sent.
+	work map[uint64]chan struct{}
+	next uint64
+}
+
+func newStream() *stream {
+	return &stream{done: make(chan struct{}), work: map[uint64]chan struct{}{}}
 }
 
 func (s *stream) send(m *pb.ClientMessage) error {
@@ -332,8 +342,38 @@ func (s *stream) send(m *pb.ClientMessage) error {
 
 func (s *stream) close() {
 	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+}
+
+// begin registers a batch; finish(id) ends it.
+func (s *stream) begin() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	s.work[s.next] = make(chan struct{})
+	return s.next
+}
+
+func (s *stream) finish(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.work[id])
+	delete(s.work, id)
+}
+
+// inHand is the batches being worked on now (what a drain finishes before it sends Drain).
+func (s *stream) inHand() []chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]chan struct{}, 0, len(s.work))
+	for _, c := range s.work {
+		out = append(out, c)
+	}
+	return out
 }
 
 // session runs one Connect stream from Hello to its end. The error is the stream's status
@@ -353,12 +393,10 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 
 	var welcomedFlag atomic.Bool
 	welcomeCh := make(chan struct{})
-	ended := make(chan struct{})
-	var s stream
+	s := newStream()
 	var wg sync.WaitGroup
 	defer func() {
 		s.close()
-		close(ended)
 		wg.Wait()
 	}()
 
@@ -367,7 +405,7 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 	go func() {
 		defer wg.Done()
 		select {
-		case <-ended:
+		case <-s.done:
 			return
 		case <-ctx.Done():
 		}
@@ -377,15 +415,29 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 			cancel()
 			return
 		}
+		t := time.NewTimer(r.o.DrainTimeout)
+		defer t.Stop()
+		// What is in hand first — verdicts and promised synthetic replies: the service ends a
+		// drained stream as soon as nothing is in flight, and a consumed request is not — then
+		// Drain. Batches that arrive meanwhile are still decided.
+		for _, c := range s.inHand() {
+			select {
+			case <-c:
+			case <-s.done:
+				return
+			case <-t.C:
+				r.log.Printf("requests still being decided after %v; cancelling", r.o.DrainTimeout)
+				cancel()
+				return
+			}
+		}
 		r.log.Printf("draining")
 		if err := s.send(&pb.ClientMessage{Message: &pb.ClientMessage_Drain{Drain: &pb.Drain{}}}); err != nil {
 			cancel()
 			return
 		}
-		t := time.NewTimer(r.o.DrainTimeout)
-		defer t.Stop()
 		select {
-		case <-ended:
+		case <-s.done:
 		case <-t.C:
 			r.log.Printf("the service did not end the stream %v after Drain; cancelling", r.o.DrainTimeout)
 			cancel()
@@ -404,7 +456,7 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 	}
 	// Batches decided in the background: the session waits for them before it returns, for at
 	// most DrainTimeout (a stuck handler must not stop the reconnect loop; its late verdicts are
-	// dropped with the stream).
+	// dropped with the stream, and its pending synthetic replies too).
 	var batches sync.WaitGroup
 	defer waitAtMost(&batches, r.o.DrainTimeout)
 	for {
@@ -437,9 +489,11 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 				continue
 			}
 			batches.Add(1)
+			id := s.begin()
 			go func(b *pb.EchoRequestBatch) {
 				defer batches.Done()
-				r.decideBatch(&s, b)
+				defer s.finish(id)
+				r.decideBatch(s, b)
 			}(msg.Requests)
 		case *pb.ServerMessage_Rejection:
 			rj := msg.Rejection
@@ -490,7 +544,7 @@ func (r *runner) decide(req *Request) (v Verdict) {
 }
 
 // decideBatch decides one received batch (its requests concurrently) and sends one
-// VerdictBatch for it, then any synthetic replies when they are due.
+// VerdictBatch for it, then its synthetic replies when they are due.
 func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 	reqs := b.GetRequests()
 	verdicts := make([]Verdict, len(reqs))
@@ -531,23 +585,35 @@ func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 		}
 		return
 	}
+	var synthetic sync.WaitGroup
 	for i, v := range verdicts {
 		if v.Action == ActionConsume && v.Synthetic != nil {
-			r.synthetic(s, parsed[i], *v.Synthetic)
+			synthetic.Add(1)
+			go func(req *Request, syn Synthetic) {
+				defer synthetic.Done()
+				r.synthetic(s, req, syn)
+			}(parsed[i], *v.Synthetic)
 		}
 	}
+	synthetic.Wait()
 }
 
+// synthetic sends a SyntheticReply for req after syn.Delay, unless the stream ends first.
 func (r *runner) synthetic(s *stream, req *Request, syn Synthetic) {
+	t := time.NewTimer(syn.Delay)
+	defer t.Stop()
+	select {
+	case <-s.done:
+		return
+	case <-t.C:
+	}
 	m := &pb.ClientMessage{Message: &pb.ClientMessage_SyntheticReply{SyntheticReply: &pb.SyntheticReply{
 		RequestId: req.ID,
 		Payload:   syn.Payload,
 	}}}
-	time.AfterFunc(syn.Delay, func() {
-		if err := s.send(m); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-			r.log.Printf("synthetic reply failed: %s: %v", req, err)
-		}
-	})
+	if err := s.send(m); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+		r.log.Printf("synthetic reply failed: %s: %v", req, err)
+	}
 }
 
 // waitAtMost waits for wg, or for d, whichever comes first.

@@ -290,8 +290,7 @@ func TestHandlerPanicsAndNonVerdictsFallThrough(t *testing.T) {
 	}
 }
 
-func TestDrainDecidesWhatIsInFlight(t *testing.T) {
-	release := make(chan struct{})
+func TestDrainDecidesWhatIsInHandThenSendsDrain(t *testing.T) {
 	got := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -301,25 +300,21 @@ func TestDrainDecidesWhatIsInFlight(t *testing.T) {
 				return err
 			}
 			_ = s.Send(batch(echo(9, 2, "")))
-			if err := waitDrain(s); err != nil {
-				return err
-			}
-			close(release)
-			v, err := recvVerdicts(s)
+			v, err := recvVerdicts(s) // before Drain
 			if err != nil {
 				return err
 			}
 			if len(v) != 1 || v[0].GetRequestId() != 9 {
-				return status.Errorf(codes.InvalidArgument, "after Drain: %v", v)
+				return status.Errorf(codes.InvalidArgument, "verdicts: %v", v)
 			}
-			return nil
+			return waitDrain(s)
 		}()
 		got <- err
 		return err
 	})
 	res := await(t, start(ctx, o, func(req *Request) Verdict {
 		cancel() // drain while this request is still being decided
-		<-release
+		time.Sleep(50 * time.Millisecond)
 		return evenReply(req)
 	}))
 	if err := <-got; err != nil {
@@ -505,12 +500,12 @@ func TestSyntheticReplyFollowsTheConsume(t *testing.T) {
 				return err
 			}
 			got <- m
+			cancel() // after the verdict: the drain sends the promised reply before Drain
 		}
-		cancel()
 		return waitDrain(s)
 	})
 	begin := time.Now()
-	res := await(t, start(ctx, o, func(*Request) Verdict { return SyntheticReply(30*time.Millisecond, []byte("pong")) }))
+	res := await(t, start(ctx, o, func(*Request) Verdict { return SyntheticReply(100*time.Millisecond, []byte("pong")) }))
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -522,7 +517,7 @@ func TestSyntheticReplyFollowsTheConsume(t *testing.T) {
 	if sr == nil || sr.GetRequestId() != 5 || string(sr.GetPayload()) != "pong" {
 		t.Fatalf("want the synthetic reply, got %v", syn)
 	}
-	if time.Since(begin) < 30*time.Millisecond {
+	if time.Since(begin) < 100*time.Millisecond {
 		t.Fatal("the synthetic reply came before its delay")
 	}
 }
