@@ -10,7 +10,7 @@ import sys
 from typing import List, Optional
 
 from . import policies
-from .client import AuthError, Handler, Mode, Tls, TlsError, run_policy
+from .client import AuthError, Filter, Handler, Mode, Tls, TlsError, run_policy
 from .rtt import RttMeter
 
 POLICIES = [*policies.SIMPLE, "every-nth", "per-source-rate-limit", "proxy-latency"]
@@ -34,6 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--token", default=os.environ.get("ICMPFWD_TOKEN"))
     p.add_argument("--name", default=None)
     p.add_argument("--max-in-flight", type=int, default=0)
+    p.add_argument("--family", choices=["ipv4", "ipv6"], help="only requests of this family (Hello filter)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every verdict")
     g = p.add_argument_group("per-source-rate-limit")
     g.add_argument("--rate", type=_non_negative, default=1.0, help="tokens per second per source (default 1)")
@@ -94,6 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 mode=mode,
                 payload_bytes=payload_bytes,
                 tls=tls,
+                filter=None if args.family is None else Filter(family=4 if args.family == "ipv4" else 6),
             )
         )
     except AuthError as e:

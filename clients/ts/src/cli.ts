@@ -17,6 +17,12 @@ const program = new Command()
   .option("--token <token>", "bearer token for the service's --token")
   .option("--name <name>", "client name in Hello")
   .option("--max-in-flight <n>", "Hello.max_in_flight (0: the service's default)", int, 0)
+  .addOption(
+    new Option("--family <family>", "only requests of this family (Hello filter)").choices([
+      "ipv4",
+      "ipv6",
+    ]),
+  )
   .option("--n <n>", "every-nth: reply to every nth request", int, 2)
   .option("--rate <perSecond>", "per-source-rate-limit: tokens per second", int, 1)
   .option("--burst <n>", "per-source-rate-limit: bucket size", int, 5)
@@ -66,6 +72,7 @@ const program = new Command()
       name: opts.name ?? `icmpfwd-policy/${name}`,
       mode: p.mode,
       maxInFlight: opts.maxInFlight,
+      filter: opts.family === undefined ? undefined : { family: opts.family },
       payloadBytes: p.payloadBytes,
       signal: ac.signal,
       handler: p.handler,
