@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: unit (and in-process integration) tests run in parallel; e2e tests (real TUN
-// devices in private network namespaces, the kernel's ping) run one file at a time.
+// Three projects: unit (and in-process integration) tests run in parallel; e2e tests (real TUN
+// devices in private network namespaces, the kernel's ping) run one file at a time; the cluster
+// test (docker-compose on a Docker engine in a private namespace) runs last, on its own.
 export default defineConfig({
   test: {
     reporters: ["default", "./test/helpers/summary-reporter.ts"],
@@ -26,6 +27,18 @@ export default defineConfig({
           hookTimeout: 60_000,
           pool: "forks",
           // One file at a time: e2e files create devices, namespaces and load.
+          poolOptions: { forks: { singleFork: true } },
+        },
+      },
+      {
+        test: {
+          name: "cluster",
+          include: ["test/cluster/**/*.test.ts"],
+          // Each wait inside is bounded on its own; these are the outer bounds (the image build
+          // runs debootstrap on a fresh machine: a few minutes).
+          testTimeout: 240_000,
+          hookTimeout: 900_000,
+          pool: "forks",
           poolOptions: { forks: { singleFork: true } },
         },
       },

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: unit and integration tests in parallel, then the e2e files one at a time (real
-// TUN devices in private network namespaces), then one closing line with the totals.
+// TUN devices in private network namespaces), then the local-cluster test (docker-compose on an
+// engine in a private namespace), then one closing line with the totals.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,7 +11,7 @@ const dir = mkdtempSync(join(tmpdir(), "icmpfwd-summary-"));
 const summary = join(dir, "summary.jsonl");
 const extra = process.argv.slice(2);
 let status = 0;
-for (const project of ["unit", "e2e"]) {
+for (const project of ["unit", "e2e", "cluster"]) {
   const r = spawnSync("npx", ["vitest", "run", "--project", project, ...extra], {
     stdio: "inherit",
     env: { ...process.env, ICMPFWD_TEST_SUMMARY: summary },
