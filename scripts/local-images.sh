@@ -69,8 +69,8 @@ else
     log "debootstrap done in $((SECONDS - start)) s ($(du -sh "$WORK/rootfs" | cut -f1))"
     if [ "$CACHE" != off ]; then
       mkdir -p "$CACHE"
-      tar -C "$WORK/rootfs" --numeric-owner -cf "$CACHE/base-$key.tar.part" .
-      mv "$CACHE/base-$key.tar.part" "$CACHE/base-$key.tar"
+      tar -C "$WORK/rootfs" --numeric-owner -cf "$CACHE/base-$key.tar.part.$$" .
+      mv "$CACHE/base-$key.tar.part.$$" "$CACHE/base-$key.tar"
       tarball=$CACHE/base-$key.tar
     else
       tar -C "$WORK/rootfs" --numeric-owner -cf "$WORK/base.tar" .
