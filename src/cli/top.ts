@@ -250,7 +250,7 @@ export function renderScreen(v: TopView, st: ScreenState, width: number): string
   const when = new Date(v.atMs).toISOString().replace("T", " ").slice(0, 19);
   const out: string[] = [];
   out.push(
-    `icmpfwd top  ${st.target}  ${when}Z  every ${(st.intervalMs / 1000).toFixed(1)} s${st.paused ? "  [PAUSED]" : ""}   q quit  s sort (${st.sort})  p pause`,
+    `icmpfwd top  ${st.target}  ${when}Z  every ${st.intervalMs} ms${st.paused ? "  [PAUSED]" : ""}   q quit  s sort (${st.sort})  p pause`,
   );
   out.push("");
   out.push(
