@@ -5,7 +5,8 @@
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Config } from "./config.js";
-import { configureKernelSide, kernelCommands } from "./kernel-side.js";
+import type { ConfigChange } from "./gen/icmpfwd/v1/admin.js";
+import { configureKernelSide, kernelCommands, runKernelCommands } from "./kernel-side.js";
 import { PcapngWriter } from "./link/pcapng.js";
 import { SnifferEndpoint } from "./link/sniffer.js";
 import { TunEndpoint, TunError } from "./link/tun.js";
@@ -15,12 +16,15 @@ import { Forwarder } from "./netstack/icmp/forwarder.js";
 import type { LinkEndpoint } from "./netstack/link-endpoint.js";
 import { Stack } from "./netstack/stack.js";
 import { flattenStats } from "./netstack/stats.js";
+import { isRefusal, planReload, type ReloadState } from "./reload.js";
+import { type ServiceError, serviceError } from "./service/errors.js";
 import {
   EchoService,
   loadAuthz,
   type SecurityOptions,
   type ServiceOptions,
 } from "./service/index.js";
+import { NetworkControl } from "./service/network.js";
 import type { Telemetry } from "./telemetry/index.js";
 import { createLogger, type Logger } from "./telemetry/logger.js";
 
@@ -35,8 +39,22 @@ export interface Running {
   stack: Stack;
   tun: TunEndpoint;
   service: EchoService;
+  /**
+   * Re-reads the configuration and applies it (SIGHUP, EchoAdmin.Reload): the changes, or why
+   * the reload was refused (the running configuration is kept).
+   */
+  reload(trigger: string): Promise<ConfigChange[] | ServiceError>;
   /** Drains the service (DESIGN.md §4), then closes the stack and the TUN. */
   stop(reason: string): Promise<void>;
+}
+
+export interface ServeOptions {
+  /**
+   * Resolves the configuration again (the config file re-read) for a reload; throws a
+   * ConfigError naming the field. Given: SIGHUP reloads. Without it a reload re-reads only the
+   * files the running configuration names (certificates, the authorization file).
+   */
+  reloadConfig?: () => Config;
 }
 
 /** Builds the stack on an open link: NIC 1 with the configured addresses and on-link routes. */
@@ -164,6 +182,7 @@ export async function serve(
   config: Config,
   log: Logger = createLogger(config.logLevel),
   telemetry: Telemetry | null = null,
+  serveOptions: ServeOptions = {},
 ): Promise<Running> {
   const name = config.tunAttach ?? config.tun;
   let tun: TunEndpoint;
@@ -186,6 +205,7 @@ export async function serve(
 
   let stack: Stack;
   let service: EchoService;
+  let security: SecurityOptions;
   try {
     // A persistent device's kernel side belongs to its administrator unless asked.
     if (config.configureKernel && config.tunAttach === undefined) {
@@ -194,6 +214,7 @@ export async function serve(
     }
     stack = buildStack(config, link);
     const options = serviceOptions(config, stack);
+    security = options.security ?? {};
     if (telemetry?.requests) options.telemetry = telemetry.requests;
     try {
       service = await EchoService.start(options);
@@ -207,6 +228,68 @@ export async function serve(
     link.close();
     throw e;
   }
+
+  const managed = config.configureKernel && config.tunAttach === undefined;
+  const subnets = (list: readonly string[]): Subnet[] =>
+    list.flatMap((t) => {
+      const s = Subnet.parse(t);
+      return s === null ? [] : [s];
+    });
+  const network = new NetworkControl(stack, NIC_ID, {
+    device: name,
+    managed,
+    coveredSubnets: managed ? subnets(config.kernelAddresses) : [],
+    ownedRoutes: managed ? subnets(config.routes) : [],
+    run: runKernelCommands,
+  });
+  let state: ReloadState = { config, security };
+  const reload = async (trigger: string): Promise<ConfigChange[] | ServiceError> => {
+    const refuse = (e: ServiceError): ServiceError => {
+      log.warn({ trigger, reason: e.message }, "configuration reload refused");
+      return e;
+    };
+    let next: Config;
+    try {
+      next = serveOptions.reloadConfig?.() ?? state.config;
+    } catch (e) {
+      return refuse(serviceError("invalidArgument", (e as Error).message));
+    }
+    const plan = planReload(state, next, securityOptions);
+    if (isRefusal(plan))
+      return refuse(
+        serviceError(
+          plan.kind === "invalid" ? "invalidArgument" : "failedPrecondition",
+          plan.reason,
+        ),
+      );
+    const err = service.reconfigure({
+      deadlineMs: next.deadline,
+      policy: {
+        onTimeout: next.onTimeout,
+        onNoClient: next.onNoClient,
+        onOverload: next.onOverload,
+        onDisconnect: next.onDisconnect,
+      },
+      security: plan.next.security,
+    });
+    if (err !== null) return refuse(err);
+    stack.setICMPLimit(next.icmpRateLimit, next.icmpBurst);
+    stack.setDefaultTTL(next.defaultTtl);
+    log.level = next.logLevel;
+    state = plan.next;
+    log.info({ trigger, changes: plan.changes }, "configuration reloaded");
+    return plan.changes.map((c) => ({
+      key: c.key,
+      oldValue: JSON.stringify(c.from),
+      newValue: JSON.stringify(c.to),
+      contentsChanged: c.contentsChanged,
+    }));
+  };
+  service.operator = { reload: () => reload("EchoAdmin.Reload"), network };
+  const onHup = (): void => {
+    void reload("SIGHUP");
+  };
+  if (serveOptions.reloadConfig !== undefined) process.on("SIGHUP", onHup);
 
   const dumpStats = (): Record<string, number> => {
     const s = statsSnapshot(stack, tun, service);
@@ -255,10 +338,11 @@ export async function serve(
     const drained = await service.drain();
     if (timer !== null) clearInterval(timer);
     process.off("SIGUSR1", onUsr1);
+    process.off("SIGHUP", onHup);
     const final = dumpStats();
     stack.close();
     link.close();
     log.info({ reason, drained, stats: final }, "stopped");
   };
-  return { stack, tun, service, stop };
+  return { stack, tun, service, reload, stop };
 }
