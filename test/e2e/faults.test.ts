@@ -28,7 +28,7 @@ describeNetns("fault injection through the TUN (the kernel's ping, 2,000/s, 4 s)
   });
 
   it("every request id has exactly one recorded outcome, and its replies match it", () => {
-    expect(r.problems).toEqual([]);
+    expect(r.problems, JSON.stringify([r.problems, r.pings, r.kernel, r.outcomes])).toEqual([]);
     expect(r.requests).toBe(r.sent);
     expect(r.sent).toBe(8000);
   });

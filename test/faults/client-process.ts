@@ -62,6 +62,8 @@ async function start(o: ClientsStart): Promise<void> {
 function faults(on: boolean): void {
   if (chaos !== null) clearInterval(chaos);
   chaos = null;
+  // Faults off is the quiet tail: every client, the stalled one too, decides at once.
+  for (const c of clients) c.calm = !on;
   if (!on || options === null) return;
   // The last client stalls for the whole run; the others take the faults.
   const deciders = clients.slice(0, -1);
@@ -74,7 +76,7 @@ function faults(on: boolean): void {
 }
 
 async function finish(timeoutMs: number): Promise<void> {
-  faults(false);
+  if (chaos !== null) clearInterval(chaos);
   await Promise.all(clients.map((c) => c.finish(timeoutMs)));
   for (const p of proxies) await p.close();
   clients = [];

@@ -129,6 +129,8 @@ const raw = (b: Buffer): Buffer => b;
 const ACTIONS = [Action.ACTION_REPLY, Action.ACTION_CONSUME, Action.ACTION_FALLTHROUGH];
 
 export class PolicyClient {
+  /** The quiet tail of a run: every event decided at once, none late, twice or stalled. */
+  calm = false;
   private client: Client | null = null;
   private call: ClientDuplexStream<Buffer, ServerMessage> | null = null;
   private generation = 0;
@@ -275,7 +277,7 @@ export class PolicyClient {
       t.rejections[name] = (t.rejections[name] ?? 0) + 1;
       return;
     }
-    if (msg?.$case !== "requests" || this.o.stall) return;
+    if (msg?.$case !== "requests" || (this.o.stall && !this.calm)) return;
     const rng = this.o.rng;
     const now: Verdict[] = [];
     const synthetic: bigint[] = [];
@@ -297,7 +299,10 @@ export class PolicyClient {
       t.verdicts++;
       if (flow) t.flowVerdicts++;
       if (synth) t.syntheticReplies++;
-      if (r < 0.03) {
+      if (this.calm) {
+        now.push(v);
+        if (synth) synthetic.push(e.requestId);
+      } else if (r < 0.03) {
         // Late: after the deadline (the service answers EXPIRED).
         t.lateVerdicts++;
         this.later(() => send([v], synth ? [e.requestId] : []), this.o.deadlineMs + 20);

@@ -3,7 +3,9 @@
  * injected on the in-memory channel link, or sent by the kernel's ping through a real TUN in a
  * private namespace — while policy clients are killed (TCP RST), reset (RST_STREAM), restarted,
  * half-closed and drained every `chaosEveryMs`, one client stalls, and the clients send late,
- * duplicate and delayed verdicts and synthetic replies. At the end every client drains and the
+ * duplicate and delayed verdicts and synthetic replies. A warm-up without faults comes first (the
+ * RSS baseline is taken at its end), a quiet tail last (every client decides at once, so ping's
+ * final replies arrive while it still waits). At the end every client drains and the
  * run checks, per request: exactly one outcome, and exactly the Echo Replies that outcome
  * promises; then that no pending entry or deadline timer remains and RSS is back near its
  * start. The short runs are tests (test/integration/faults.test.ts, test/e2e/faults.test.ts);
@@ -325,10 +327,11 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
     };
     const interval = (2 / o.rate).toFixed(4);
     // Bounded in count (-c) and in time (timeout -s INT: ping still prints its summary).
+    const limit = Math.ceil(o.seconds * 3 + 10);
     const ping = (family: Family) =>
       ns.run(
-        `timeout -s INT ${o.seconds + 15} ping ${family === "ipv6" ? "-6 " : ""}-n -q -i ${interval} -c ${perFamily} -W 1 ${family === "ipv6" ? "fd00:1::2" : "198.18.0.2"}`,
-        (o.seconds + 30) * 1000,
+        `timeout -s INT ${limit} ping ${family === "ipv6" ? "-6 " : ""}-n -q -l 16 -i ${interval} -c ${perFamily} -W 1 ${family === "ipv6" ? "fd00:1::2" : "198.18.0.2"}`,
+        (limit + 15) * 1000,
       );
     const families = ["ipv4", "ipv6"] as const;
     const results = await Promise.all(families.map(ping));
@@ -345,6 +348,8 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
       pings.push(p);
       sent += p.transmitted;
       if (p.transmitted === 0) problems.push(`ping ${f} sent nothing: ${out.slice(0, 300)}`);
+      if (results[i].code === 124)
+        problems.push(`ping ${f} was cut at ${limit} s: this machine did not sustain ${o.rate}/s`);
     }
   }
   for (const t of phases) clearTimeout(t);
