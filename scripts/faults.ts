@@ -6,7 +6,7 @@
  * outcomes, nothing pending, RSS back within 10 MiB).
  *
  * FAULTS_LINK=channel|tun|both (both), FAULTS_SECONDS (60), FAULTS_RATE (10000),
- * FAULTS_TUN_RATE (2000), FAULTS_CHAOS_MS (100), FAULTS_SEED (14).
+ * FAULTS_TUN_RATE (1000), FAULTS_CHAOS_MS (100), FAULTS_SEED (14).
  */
 import { accessSync, constants } from "node:fs";
 import { BenchNetns } from "../test/bench/flood.js";
@@ -48,7 +48,7 @@ if (which === "tun" || which === "both") {
       const r = await runFaults({
         ...common,
         link: "tun",
-        rate: env("FAULTS_TUN_RATE", 2000),
+        rate: env("FAULTS_TUN_RATE", 1000),
         netns: { path: ns.path, run: (c, t) => ns.exec("sh", ["-c", c], t) },
       });
       console.log(`\n${formatReport(r)}\n`);
