@@ -4,7 +4,7 @@
  * SIGINT/SIGTERM.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import type { Config } from "./config.js";
+import { type Config, lookupAccount } from "./config.js";
 import type { ConfigChange } from "./gen/icmpfwd/v1/admin.js";
 import { configureKernelSide, kernelCommands, runKernelCommands } from "./kernel-side.js";
 import { PcapngWriter } from "./link/pcapng.js";
@@ -172,6 +172,53 @@ function serviceOptions(config: Config, stack: Stack): ServiceOptions {
   };
 }
 
+/**
+ * `--user` / `--group`: once the TUN is open, its kernel side configured and the listeners bound,
+ * root is given up for good — supplementary groups replaced, then the gid, then the uid (real,
+ * effective and saved). The open TUN fd keeps working; a non-persistent device still goes away
+ * when the process closes it. Returns the ids, or null when neither option is set.
+ */
+export function dropPrivileges(config: Config): { uid: number; gid: number } | null {
+  if (config.user === undefined && config.group === undefined) return null;
+  const idOf = (db: "passwd" | "group", v: string): number[] => {
+    const entry = lookupAccount(db, v);
+    if (entry !== null) return entry;
+    if (/^\d+$/.test(v)) return [Number(v), Number.NaN];
+    throw new StartupError(
+      `--${db === "passwd" ? "user" : "group"} ${v}: no such ${db === "passwd" ? "user" : "group"}`,
+    );
+  };
+  const user = config.user === undefined ? null : idOf("passwd", config.user);
+  const gid =
+    config.group !== undefined ? idOf("group", config.group)[0] : (user?.[1] ?? Number.NaN);
+  if (Number.isNaN(gid))
+    throw new StartupError(`--user ${config.user}: no primary group known; give --group`);
+  const uid = user?.[0] ?? (process.getuid?.() as number);
+  if (process.getuid?.() !== 0) {
+    if (uid === process.getuid?.() && gid === process.getgid?.()) return { uid, gid };
+    throw new StartupError(
+      `--user/--group: changing to uid ${uid} gid ${gid} needs root (running as uid ${process.getuid?.()})`,
+    );
+  }
+  try {
+    process.setgroups?.([gid]);
+    process.setgid?.(gid);
+    if (user !== null) process.setuid?.(uid);
+  } catch (e) {
+    throw new StartupError(`dropping privileges to uid ${uid} gid ${gid}: ${(e as Error).message}`);
+  }
+  if (user !== null && uid !== 0) {
+    let regained = true;
+    try {
+      process.setuid?.(0);
+    } catch {
+      regained = false;
+    }
+    if (regained) throw new StartupError(`dropping privileges: uid ${uid} could become root again`);
+  }
+  return { uid, gid };
+}
+
 function writeStatsFile(path: string, stats: Record<string, number>): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, `${JSON.stringify(stats, null, 2)}\n`);
@@ -225,6 +272,16 @@ export async function serve(
     service.install(stack);
     telemetry?.observe(service.metricSources(stack.stats));
   } catch (e) {
+    link.close();
+    throw e;
+  }
+  // Root is needed only up to here: the TUN is open, its kernel side configured, listening.
+  let dropped: { uid: number; gid: number } | null;
+  try {
+    dropped = dropPrivileges(config);
+  } catch (e) {
+    await service.close();
+    stack.close();
     link.close();
     throw e;
   }
@@ -291,9 +348,21 @@ export async function serve(
   };
   if (serveOptions.reloadConfig !== undefined) process.on("SIGHUP", onHup);
 
+  let statsFileError: string | null = null;
   const dumpStats = (): Record<string, number> => {
     const s = statsSnapshot(stack, tun, service);
-    if (config.statsFile !== undefined) writeStatsFile(config.statsFile, s);
+    if (config.statsFile !== undefined) {
+      try {
+        writeStatsFile(config.statsFile, s);
+        statsFileError = null;
+      } catch (e) {
+        // An unwritable stats file (e.g. after --user) is reported once, never fatal.
+        const why = (e as Error).message;
+        if (why !== statsFileError)
+          log.warn({ statsFile: config.statsFile, error: why }, "stats file not written");
+        statsFileError = why;
+      }
+    }
     return s;
   };
   const timer =
@@ -325,6 +394,9 @@ export async function serve(
       policy: service.dispatcher.policy,
       metrics: telemetry?.metricsUrl ?? null,
       tracing: telemetry?.tracing ? telemetry.settings.traces : false,
+      uid: process.getuid?.(),
+      gid: process.getgid?.(),
+      droppedPrivileges: dropped !== null,
     },
     "serving",
   );
