@@ -3,7 +3,8 @@
  * `ICMPFWD_*` environment variables, a JSON config file, and the defaults of DESIGN.md §4.
  * Every option is declared once in OPTIONS; errors name the field, its flag and its variable.
  */
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { parseAddressWithPrefix, Subnet } from "./netstack/address.js";
 
@@ -30,6 +31,48 @@ const hostPort = z.string().refine(
   { message: "expected HOST:PORT (e.g. 127.0.0.1:9464) or off" },
 );
 const policyAction = z.enum(["fallthrough", "consume"]);
+
+/** The first problem reading a file (missing, unreadable, a directory); null when it reads. */
+function unreadable(path: string): string | null {
+  try {
+    accessSync(path, constants.R_OK);
+    if (statSync(path).isDirectory()) return `${path} is a directory`;
+    return null;
+  } catch (e) {
+    return `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+}
+
+/** A file the service reads at start-up (certificates, keys, the authz file). */
+const readableFile = z
+  .string()
+  .min(1)
+  .superRefine((path, ctx) => {
+    const problem = unreadable(path);
+    if (problem !== null) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+  });
+
+/** A user or group database entry (`getent passwd|group NAME`): [name, id, primary gid]. */
+export function lookupAccount(db: "passwd" | "group", nameOrId: string): number[] | null {
+  const r = spawnSync("getent", [db, nameOrId], { encoding: "utf8", timeout: 5000 });
+  if (r.status !== 0 || r.stdout === "") return null;
+  const f = r.stdout.split("\n")[0].split(":");
+  return db === "passwd" ? [Number(f[2]), Number(f[3])] : [Number(f[2])];
+}
+
+/** A user or group: a name in the system database, or a numeric id. */
+const account = (db: "passwd" | "group") =>
+  z
+    .string()
+    .min(1)
+    .superRefine((v, ctx) => {
+      if (/^\d+$/.test(v) && Number(v) < 2 ** 32 - 1) return;
+      if (lookupAccount(db, v) === null)
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `no ${db === "passwd" ? "user" : "group"} named ${JSON.stringify(v)}`,
+        });
+    });
 const deviceName = z
   .string()
   .min(1)
@@ -84,10 +127,12 @@ export const configSchema = z
     observerQueue: z.number().int().min(1).max(4000),
     token: z.string().min(16, { message: "use a token of at least 16 characters" }).optional(),
     insecureToken: z.boolean(),
-    tlsCert: z.string().min(1).optional(),
-    tlsKey: z.string().min(1).optional(),
-    tlsClientCa: z.string().min(1).optional(),
-    authz: z.string().min(1).optional(),
+    tlsCert: readableFile.optional(),
+    tlsKey: readableFile.optional(),
+    tlsClientCa: readableFile.optional(),
+    authz: readableFile.optional(),
+    user: account("passwd").optional(),
+    group: account("group").optional(),
     metricsListen: z.union([z.literal("off"), hostPort]),
     tracing: z.enum(["otlp", "console", "none"]).optional(),
     traceSampleRatio: z.number().min(0).max(1).optional(),
@@ -408,6 +453,21 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: undefined,
     description:
       "JSON file: tokens → identities, identities → allowed modes (decide, observe, admin) and destination prefixes",
+  },
+  {
+    key: "user",
+    flag: "--user",
+    kind: "string",
+    default: undefined,
+    description:
+      "drop root to this user (name or uid) once the TUN is open, its kernel side configured and the listeners bound",
+  },
+  {
+    key: "group",
+    flag: "--group",
+    kind: "string",
+    default: undefined,
+    description: "drop to this group (name or gid); default with --user: the user's primary group",
   },
   {
     key: "metricsListen",

@@ -2,7 +2,7 @@
  * The kernel side of the TUN: addresses and routes, configured once at start-up with a single
  * `ip -batch -` run (never per packet).
  */
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { parseAddressWithPrefix } from "./netstack/address.js";
 
 export function kernelCommands(
@@ -35,4 +35,22 @@ export function configureKernelSide(commands: readonly string[]): string | null 
   if (r.error) return `cannot run ip(8): ${r.error.message} (apt-get install -y iproute2)`;
   if (r.status !== 0) return `ip(8) failed: ${(r.stderr || r.stdout).trim()}`;
   return null;
+}
+
+/** As configureKernelSide, without blocking the event loop (run-time changes, EchoAdmin). */
+export function runKernelCommands(commands: readonly string[]): Promise<string | null> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      "ip",
+      ["-batch", "-"],
+      { encoding: "utf8", timeout: 10_000 },
+      (err, stdout, stderr) => {
+        if (err === null) resolve(null);
+        else if ((err as NodeJS.ErrnoException).code === "ENOENT")
+          resolve(`cannot run ip(8): ${err.message} (apt-get install -y iproute2)`);
+        else resolve(`ip(8) failed: ${(stderr || stdout || err.message).trim()}`);
+      },
+    );
+    child.stdin?.end(`${commands.join("\n")}\n`);
+  });
 }

@@ -72,15 +72,18 @@ for (const spec of OPTIONS) {
 
 serveCmd.action(async (opts: Record<string, unknown>) => {
   let config: ReturnType<typeof resolveConfig>;
-  try {
-    const flags: Record<string, unknown> = {};
-    for (const spec of OPTIONS) flags[spec.key] = opts[attributeOf(spec.flag)];
-    const configFile = (opts.config as string | undefined) ?? process.env.ICMPFWD_CONFIG;
-    config = resolveConfig(
+  const flags: Record<string, unknown> = {};
+  for (const spec of OPTIONS) flags[spec.key] = opts[attributeOf(spec.flag)];
+  const configFile = (opts.config as string | undefined) ?? process.env.ICMPFWD_CONFIG;
+  // The same layers at start-up and on every reload (SIGHUP): the file is read again.
+  const resolve = (): ReturnType<typeof resolveConfig> =>
+    resolveConfig(
       configFile !== undefined ? fromFile(configFile) : {},
       fromEnvironment(process.env),
       fromFlags(flags),
     );
+  try {
+    config = resolve();
   } catch (e) {
     if (e instanceof ConfigError) fatal(e.message);
     throw e;
@@ -102,7 +105,7 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
   const { StartupError, serve } = await import("./serve.js");
   let running: Awaited<ReturnType<typeof serve>>;
   try {
-    running = await serve(config, log, telemetry);
+    running = await serve(config, log, telemetry, { reloadConfig: resolve });
   } catch (e) {
     await telemetry.shutdown();
     if (e instanceof StartupError) fatal(e.message);
@@ -274,6 +277,141 @@ withConnection(
     print(o.json ? JSON.stringify({ status }) : status);
     return status === "SERVING" ? 0 : 1;
   });
+});
+
+withConnection(
+  program
+    .command("top")
+    .description(
+      "a live full-screen view: requests/s by outcome, decision latency, sessions, drops (q quit, s sort, p pause; plain lines when stdout is not a terminal)",
+    )
+    .option("--interval <ms>", "refresh interval (at least 100)", "1000")
+    .option("--window <seconds>", "decision latency window (1–60)", "10")
+    .option("--iterations <n>", "exit after this many refreshes (0: run until q)", "0"),
+).action(async (o: Record<string, unknown>) => {
+  const { runTop } = await import("./cli/top.js");
+  const num = (flag: string, v: unknown, min: number): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) fatal(`${flag}: "${v}" is not a number ≥ ${min}`);
+    return n;
+  };
+  const intervalMs = num("--interval", o.interval, 100);
+  const windowMs = num("--window", o.window, 1) * 1000;
+  const iterations = num("--iterations", o.iterations, 0);
+  await client(o, (c) =>
+    runTop(c, {
+      target: o.target as string,
+      intervalMs,
+      windowMs,
+      iterations,
+      json: o.json === true,
+      tty: process.stdout.isTTY === true && o.json !== true,
+    }),
+  );
+});
+
+withConnection(
+  program
+    .command("reload")
+    .description(
+      "reload the service's configuration (as SIGHUP): print what changed, or why it was refused",
+    ),
+).action(async (o: Record<string, unknown>) => {
+  const { reloadTable } = await cli();
+  await client(o, async (c) => {
+    const r = await c.call(c.admin.reload, {});
+    print(o.json ? JSON.stringify(r) : reloadTable(r.changes));
+    return 0;
+  });
+});
+
+type Change = { network?: import("./gen/icmpfwd/v1/admin.js").GetNetworkResponse };
+
+/** Prints the network after a change (or as it is). */
+async function showNetwork(
+  o: Record<string, unknown>,
+  fetch: (c: ServiceClient) => Promise<Change & { kernelUpdated?: boolean }>,
+): Promise<void> {
+  const { networkJson, networkTable } = await cli();
+  await client(o, async (c) => {
+    const r = await fetch(c);
+    if (r.network === undefined) return 0;
+    if (o.json)
+      print(JSON.stringify({ ...networkJson(r.network), kernelUpdated: r.kernelUpdated ?? false }));
+    else {
+      if (r.kernelUpdated) print("kernel route updated");
+      print(networkTable(r.network));
+    }
+    return 0;
+  });
+}
+
+function nicOf(o: Record<string, unknown>): number {
+  const n = Number(o.nic ?? 0);
+  if (!Number.isInteger(n) || n < 0) fatal(`--nic: "${o.nic}" is not a NIC id`);
+  return n;
+}
+
+const addr = program
+  .command("addr")
+  .description("the netstack's addresses: list, add ADDRESS/PREFIX, del ADDRESS");
+withConnection(addr.command("list", { isDefault: true }).description("NICs and routes")).action(
+  (o: Record<string, unknown>) =>
+    showNetwork(o, async (c) => ({ network: await c.call(c.admin.getNetwork, {}) })),
+);
+withConnection(
+  addr
+    .command("add <prefix>")
+    .description("add an address with its on-link route (and a kernel route when icmpfwd owns it)")
+    .option("--nic <id>", "NIC (default: the service's)"),
+).action((prefix: string, o: Record<string, unknown>) =>
+  showNetwork(o, (c) => c.call(c.admin.addAddress, { address: prefix, nic: nicOf(o) })),
+);
+withConnection(
+  addr
+    .command("del <address>")
+    .description("remove an address (and the routes it brought)")
+    .option("--nic <id>", "NIC (default: the service's)"),
+).action((address: string, o: Record<string, unknown>) =>
+  showNetwork(o, (c) => c.call(c.admin.removeAddress, { address, nic: nicOf(o) })),
+);
+
+const route = program
+  .command("route")
+  .description("the netstack's routes: list, add PREFIX, del PREFIX");
+withConnection(route.command("list", { isDefault: true }).description("NICs and routes")).action(
+  (o: Record<string, unknown>) =>
+    showNetwork(o, async (c) => ({ network: await c.call(c.admin.getNetwork, {}) })),
+);
+withConnection(
+  route
+    .command("add <prefix>")
+    .description(
+      "route a prefix into the NIC (and into the TUN, when icmpfwd owns the kernel side)",
+    )
+    .option("--nic <id>", "NIC (default: the service's)"),
+).action((prefix: string, o: Record<string, unknown>) =>
+  showNetwork(o, (c) => c.call(c.admin.addRoute, { destination: prefix, nic: nicOf(o) })),
+);
+withConnection(
+  route
+    .command("del <prefix>")
+    .description("remove a route (and the kernel route icmpfwd added for it)")
+    .option("--nic <id>", "NIC (default: the service's)"),
+).action((prefix: string, o: Record<string, unknown>) =>
+  showNetwork(o, (c) => c.call(c.admin.removeRoute, { destination: prefix, nic: nicOf(o) })),
+);
+
+withConnection(
+  program
+    .command("promiscuous <on|off>")
+    .description("accept any destination as a temporary address (and send from it), or stop")
+    .option("--nic <id>", "NIC (default: the service's)"),
+).action((mode: string, o: Record<string, unknown>) => {
+  if (mode !== "on" && mode !== "off") fatal(`promiscuous: "${mode}" is not on or off`);
+  return showNetwork(o, (c) =>
+    c.call(c.admin.setPromiscuous, { on: mode === "on", nic: nicOf(o) }),
+  );
 });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

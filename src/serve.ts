@@ -4,8 +4,9 @@
  * SIGINT/SIGTERM.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import type { Config } from "./config.js";
-import { configureKernelSide, kernelCommands } from "./kernel-side.js";
+import { type Config, lookupAccount } from "./config.js";
+import type { ConfigChange } from "./gen/icmpfwd/v1/admin.js";
+import { configureKernelSide, kernelCommands, runKernelCommands } from "./kernel-side.js";
 import { PcapngWriter } from "./link/pcapng.js";
 import { SnifferEndpoint } from "./link/sniffer.js";
 import { TunEndpoint, TunError } from "./link/tun.js";
@@ -15,12 +16,15 @@ import { Forwarder } from "./netstack/icmp/forwarder.js";
 import type { LinkEndpoint } from "./netstack/link-endpoint.js";
 import { Stack } from "./netstack/stack.js";
 import { flattenStats } from "./netstack/stats.js";
+import { isRefusal, planReload, type ReloadState } from "./reload.js";
+import { type ServiceError, serviceError } from "./service/errors.js";
 import {
   EchoService,
   loadAuthz,
   type SecurityOptions,
   type ServiceOptions,
 } from "./service/index.js";
+import { NetworkControl } from "./service/network.js";
 import type { Telemetry } from "./telemetry/index.js";
 import { createLogger, type Logger } from "./telemetry/logger.js";
 
@@ -35,8 +39,22 @@ export interface Running {
   stack: Stack;
   tun: TunEndpoint;
   service: EchoService;
+  /**
+   * Re-reads the configuration and applies it (SIGHUP, EchoAdmin.Reload): the changes, or why
+   * the reload was refused (the running configuration is kept).
+   */
+  reload(trigger: string): Promise<ConfigChange[] | ServiceError>;
   /** Drains the service (DESIGN.md §4), then closes the stack and the TUN. */
   stop(reason: string): Promise<void>;
+}
+
+export interface ServeOptions {
+  /**
+   * Resolves the configuration again (the config file re-read) for a reload; throws a
+   * ConfigError naming the field. Given: SIGHUP reloads. Without it a reload re-reads only the
+   * files the running configuration names (certificates, the authorization file).
+   */
+  reloadConfig?: () => Config;
 }
 
 /** Builds the stack on an open link: NIC 1 with the configured addresses and on-link routes. */
@@ -154,6 +172,53 @@ function serviceOptions(config: Config, stack: Stack): ServiceOptions {
   };
 }
 
+/**
+ * `--user` / `--group`: once the TUN is open, its kernel side configured and the listeners bound,
+ * root is given up for good — supplementary groups replaced, then the gid, then the uid (real,
+ * effective and saved). The open TUN fd keeps working; a non-persistent device still goes away
+ * when the process closes it. Returns the ids, or null when neither option is set.
+ */
+export function dropPrivileges(config: Config): { uid: number; gid: number } | null {
+  if (config.user === undefined && config.group === undefined) return null;
+  const idOf = (db: "passwd" | "group", v: string): number[] => {
+    const entry = lookupAccount(db, v);
+    if (entry !== null) return entry;
+    if (/^\d+$/.test(v)) return [Number(v), Number.NaN];
+    throw new StartupError(
+      `--${db === "passwd" ? "user" : "group"} ${v}: no such ${db === "passwd" ? "user" : "group"}`,
+    );
+  };
+  const user = config.user === undefined ? null : idOf("passwd", config.user);
+  const gid =
+    config.group !== undefined ? idOf("group", config.group)[0] : (user?.[1] ?? Number.NaN);
+  if (Number.isNaN(gid))
+    throw new StartupError(`--user ${config.user}: no primary group known; give --group`);
+  const uid = user?.[0] ?? (process.getuid?.() as number);
+  if (process.getuid?.() !== 0) {
+    if (uid === process.getuid?.() && gid === process.getgid?.()) return { uid, gid };
+    throw new StartupError(
+      `--user/--group: changing to uid ${uid} gid ${gid} needs root (running as uid ${process.getuid?.()})`,
+    );
+  }
+  try {
+    process.setgroups?.([gid]);
+    process.setgid?.(gid);
+    if (user !== null) process.setuid?.(uid);
+  } catch (e) {
+    throw new StartupError(`dropping privileges to uid ${uid} gid ${gid}: ${(e as Error).message}`);
+  }
+  if (user !== null && uid !== 0) {
+    let regained = true;
+    try {
+      process.setuid?.(0);
+    } catch {
+      regained = false;
+    }
+    if (regained) throw new StartupError(`dropping privileges: uid ${uid} could become root again`);
+  }
+  return { uid, gid };
+}
+
 function writeStatsFile(path: string, stats: Record<string, number>): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, `${JSON.stringify(stats, null, 2)}\n`);
@@ -164,6 +229,7 @@ export async function serve(
   config: Config,
   log: Logger = createLogger(config.logLevel),
   telemetry: Telemetry | null = null,
+  serveOptions: ServeOptions = {},
 ): Promise<Running> {
   const name = config.tunAttach ?? config.tun;
   let tun: TunEndpoint;
@@ -186,6 +252,7 @@ export async function serve(
 
   let stack: Stack;
   let service: EchoService;
+  let security: SecurityOptions;
   try {
     // A persistent device's kernel side belongs to its administrator unless asked.
     if (config.configureKernel && config.tunAttach === undefined) {
@@ -194,6 +261,7 @@ export async function serve(
     }
     stack = buildStack(config, link);
     const options = serviceOptions(config, stack);
+    security = options.security ?? {};
     if (telemetry?.requests) options.telemetry = telemetry.requests;
     try {
       service = await EchoService.start(options);
@@ -207,10 +275,94 @@ export async function serve(
     link.close();
     throw e;
   }
+  // Root is needed only up to here: the TUN is open, its kernel side configured, listening.
+  let dropped: { uid: number; gid: number } | null;
+  try {
+    dropped = dropPrivileges(config);
+  } catch (e) {
+    await service.close();
+    stack.close();
+    link.close();
+    throw e;
+  }
 
+  const managed = config.configureKernel && config.tunAttach === undefined;
+  const subnets = (list: readonly string[]): Subnet[] =>
+    list.flatMap((t) => {
+      const s = Subnet.parse(t);
+      return s === null ? [] : [s];
+    });
+  const network = new NetworkControl(stack, NIC_ID, {
+    device: name,
+    managed,
+    coveredSubnets: managed ? subnets(config.kernelAddresses) : [],
+    ownedRoutes: managed ? subnets(config.routes) : [],
+    run: runKernelCommands,
+  });
+  let state: ReloadState = { config, security };
+  const reload = async (trigger: string): Promise<ConfigChange[] | ServiceError> => {
+    const refuse = (e: ServiceError): ServiceError => {
+      log.warn({ trigger, reason: e.message }, "configuration reload refused");
+      return e;
+    };
+    let next: Config;
+    try {
+      next = serveOptions.reloadConfig?.() ?? state.config;
+    } catch (e) {
+      return refuse(serviceError("invalidArgument", (e as Error).message));
+    }
+    const plan = planReload(state, next, securityOptions);
+    if (isRefusal(plan))
+      return refuse(
+        serviceError(
+          plan.kind === "invalid" ? "invalidArgument" : "failedPrecondition",
+          plan.reason,
+        ),
+      );
+    const err = service.reconfigure({
+      deadlineMs: next.deadline,
+      policy: {
+        onTimeout: next.onTimeout,
+        onNoClient: next.onNoClient,
+        onOverload: next.onOverload,
+        onDisconnect: next.onDisconnect,
+      },
+      security: plan.next.security,
+    });
+    if (err !== null) return refuse(err);
+    stack.setICMPLimit(next.icmpRateLimit, next.icmpBurst);
+    stack.setDefaultTTL(next.defaultTtl);
+    log.level = next.logLevel;
+    state = plan.next;
+    log.info({ trigger, changes: plan.changes }, "configuration reloaded");
+    return plan.changes.map((c) => ({
+      key: c.key,
+      oldValue: JSON.stringify(c.from),
+      newValue: JSON.stringify(c.to),
+      contentsChanged: c.contentsChanged,
+    }));
+  };
+  service.operator = { reload: () => reload("EchoAdmin.Reload"), network };
+  const onHup = (): void => {
+    void reload("SIGHUP");
+  };
+  if (serveOptions.reloadConfig !== undefined) process.on("SIGHUP", onHup);
+
+  let statsFileError: string | null = null;
   const dumpStats = (): Record<string, number> => {
     const s = statsSnapshot(stack, tun, service);
-    if (config.statsFile !== undefined) writeStatsFile(config.statsFile, s);
+    if (config.statsFile !== undefined) {
+      try {
+        writeStatsFile(config.statsFile, s);
+        statsFileError = null;
+      } catch (e) {
+        // An unwritable stats file (e.g. after --user) is reported once, never fatal.
+        const why = (e as Error).message;
+        if (why !== statsFileError)
+          log.warn({ statsFile: config.statsFile, error: why }, "stats file not written");
+        statsFileError = why;
+      }
+    }
     return s;
   };
   const timer =
@@ -242,6 +394,9 @@ export async function serve(
       policy: service.dispatcher.policy,
       metrics: telemetry?.metricsUrl ?? null,
       tracing: telemetry?.tracing ? telemetry.settings.traces : false,
+      uid: process.getuid?.(),
+      gid: process.getgid?.(),
+      droppedPrivileges: dropped !== null,
     },
     "serving",
   );
@@ -255,10 +410,11 @@ export async function serve(
     const drained = await service.drain();
     if (timer !== null) clearInterval(timer);
     process.off("SIGUSR1", onUsr1);
+    process.off("SIGHUP", onHup);
     const final = dumpStats();
     stack.close();
     link.close();
     log.info({ reason, drained, stats: final }, "stopped");
   };
-  return { stack, tun, service, stop };
+  return { stack, tun, service, reload, stop };
 }

@@ -13,6 +13,11 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import {
+  type ConfigChange,
+  EchoAdminClient,
+  type GetNetworkResponse,
+} from "../gen/icmpfwd/v1/admin.js";
+import {
   EchoForwarderClient,
   type GetStatsResponse,
   Mode,
@@ -57,9 +62,31 @@ function channelCredentials(f: ConnectionFlags): ChannelCredentials {
 
 export class ServiceClient {
   readonly client: EchoForwarderClient;
+  /** EchoAdmin (admin.proto), over the same channel. */
+  readonly admin: EchoAdminClient;
 
   constructor(private readonly f: ConnectionFlags) {
     this.client = new EchoForwarderClient(f.target, channelCredentials(f));
+    this.admin = new EchoAdminClient(f.target, channelCredentials(f), {
+      channelOverride: this.client.getChannel(),
+    });
+  }
+
+  /** One EchoAdmin unary call with this client's metadata and deadline. */
+  call<Req, Res>(
+    method: (
+      req: Req,
+      md: Metadata,
+      o: Partial<CallOptions>,
+      cb: (e: ServiceError | null, r: Res) => void,
+    ) => unknown,
+    req: Req,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) =>
+      method.call(this.admin, req, this.metadata(), this.options(), (e, r) =>
+        e ? reject(e) : resolve(r),
+      ),
+    );
   }
 
   metadata(): Metadata {
@@ -109,8 +136,56 @@ export class ServiceClient {
   }
 
   close(): void {
+    this.admin.close();
     this.client.close();
   }
+}
+
+/** `icmpfwd reload`: the options that changed, or a line saying none did. */
+export function reloadTable(changes: readonly ConfigChange[]): string {
+  if (changes.length === 0) return "configuration reloaded: nothing changed";
+  return table(
+    ["OPTION", "FROM", "TO"],
+    changes.map((c) => [
+      c.key,
+      c.oldValue,
+      c.contentsChanged ? `${c.newValue} (new contents)` : c.newValue,
+    ]),
+  );
+}
+
+/** `icmpfwd addr|route`: the NICs' addresses and modes, then the route table. */
+export function networkTable(n: GetNetworkResponse): string {
+  const nics = table(
+    ["NIC", "NAME", "MODE", "ADDRESSES"],
+    n.nics.map((x) => [
+      String(x.id),
+      x.name,
+      x.promiscuous ? "promiscuous" : "-",
+      x.addresses.map((a) => a.address).join(" "),
+    ]),
+  );
+  const routes = table(
+    ["ROUTE", "NIC", "KERNEL"],
+    n.routes.map((r) => [r.destination, String(r.nic), r.kernelRoute ? "added by icmpfwd" : "-"]),
+  );
+  return `${nics}
+
+${routes}`;
+}
+
+export function networkJson(n: GetNetworkResponse): Record<string, unknown> {
+  return {
+    nics: n.nics.map((x) => ({
+      id: x.id,
+      name: x.name,
+      promiscuous: x.promiscuous,
+      spoofing: x.spoofing,
+      addresses: x.addresses.map((a) => a.address),
+    })),
+    routes: n.routes,
+    kernelManaged: n.kernelManaged,
+  };
 }
 
 /** HealthCheckResponse.status (field 1, an enum) by name. */
@@ -147,7 +222,7 @@ export function statsTable(r: GetStatsResponse, all = false): string {
   return table(["NAME", "VALUE"], rows);
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) =>
     r
@@ -157,7 +232,7 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join("\n");
 }
 
-function modeName(m: Mode): string {
+export function modeName(m: Mode): string {
   return m === Mode.MODE_DECIDE ? "decide" : m === Mode.MODE_OBSERVE ? "observe" : String(m);
 }
 

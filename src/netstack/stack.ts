@@ -347,6 +347,14 @@ export class Stack implements RouteContext {
     return null;
   }
 
+  /** Removes the route to exactly `destination` through `nicId` (gVisor's RemoveRoutes with one match). */
+  removeRoute(destination: Subnet, nicId: number): TcpipError | null {
+    const i = this.routes.findIndex((r) => r.nic === nicId && r.destination.equals(destination));
+    if (i < 0) return tcpipError("noRoute", `no route to ${destination} through NIC ${nicId}`);
+    this.routes.splice(i, 1);
+    return null;
+  }
+
   routeTable(): readonly RouteEntry[] {
     return this.routes;
   }

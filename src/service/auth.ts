@@ -88,15 +88,25 @@ export interface AuthOptions {
 const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
 
 export class Authenticator {
-  private readonly tokens: { digest: Buffer; identity: string }[] = [];
-  private readonly grants: Map<string, Grant> | null;
+  private tokens: { digest: Buffer; identity: string }[] = [];
+  private grants: Map<string, Grant> | null = null;
   /** Whether a call must carry credentials. */
-  readonly required: boolean;
+  required = false;
 
   constructor(o: AuthOptions = {}) {
-    if (o.token !== undefined) this.tokens.push({ digest: digest(o.token), identity: "token" });
+    this.update(o);
+  }
+
+  /**
+   * Replaces the tokens and grants (live reconfiguration): calls from now on are checked
+   * against them; sessions already authenticated keep running.
+   */
+  update(o: AuthOptions): void {
+    const tokens: { digest: Buffer; identity: string }[] = [];
+    if (o.token !== undefined) tokens.push({ digest: digest(o.token), identity: "token" });
     for (const [t, identity] of Object.entries(o.authz?.tokens ?? {}))
-      this.tokens.push({ digest: digest(t), identity });
+      tokens.push({ digest: digest(t), identity });
+    this.tokens = tokens;
     this.grants =
       o.authz === undefined
         ? null

@@ -251,6 +251,26 @@ export class Dispatcher {
     return this.serverDraining;
   }
 
+  /**
+   * Live reconfiguration (SIGHUP / EchoAdmin.Reload): requests received from now on get this
+   * deadline, and default actions are taken with this policy; pending requests keep the
+   * deadline they were given. New sessions' Welcome shows the new values.
+   */
+  reconfigure(deadlineMs: number, policy: FailurePolicy): void {
+    (this as { deadlineMs: number }).deadlineMs = deadlineMs;
+    (this as { policy: Readonly<FailurePolicy> }).policy = Object.freeze({ ...policy });
+  }
+
+  /** Flows pinned to each open decide session, and the live flow verdicts each gave. */
+  flowCounts(): Map<SessionSlot, { affinity: number; verdicts: number }> {
+    const affinity = this.affinity.countByOwner();
+    const verdicts = this.flows.countByOwner(this.scheduler.nowMs());
+    const out = new Map<SessionSlot, { affinity: number; verdicts: number }>();
+    for (const s of this.slots)
+      out.set(s, { affinity: affinity.get(s) ?? 0, verdicts: verdicts.get(s) ?? 0 });
+    return out;
+  }
+
   /** The Forwarder handler: true = consumed, false = fallthrough. */
   readonly handle = (req: ForwarderRequest): boolean | Decision => {
     const f = echoRequestFields(req);

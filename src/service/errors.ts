@@ -20,7 +20,13 @@ export type ServiceErrorKind =
   /** No credentials, or wrong ones. */
   | "unauthenticated"
   /** The caller's identity may not do this (a mode, a filter, an RPC). */
-  | "permissionDenied";
+  | "permissionDenied"
+  /** What the request would add is there already (an address, a route). */
+  | "alreadyExists"
+  /** What the request names is not there (an address, a route, a NIC). */
+  | "notFound"
+  /** A side effect outside the process failed (ip(8) refused a kernel route). */
+  | "internal";
 
 export interface ServiceError {
   readonly kind: ServiceErrorKind;
@@ -41,7 +47,21 @@ const STATUS_OF: Record<ServiceErrorKind, status> = {
   failedPrecondition: status.FAILED_PRECONDITION,
   unauthenticated: status.UNAUTHENTICATED,
   permissionDenied: status.PERMISSION_DENIED,
+  alreadyExists: status.ALREADY_EXISTS,
+  notFound: status.NOT_FOUND,
+  internal: status.INTERNAL,
 };
+
+/** Whether a handler's result is a ServiceError (results are plain objects without `kind`). */
+export function isServiceError(v: unknown): v is ServiceError {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    typeof (v as { kind?: unknown }).kind === "string" &&
+    (v as { kind: string }).kind in STATUS_OF &&
+    typeof (v as { message?: unknown }).message === "string"
+  );
+}
 
 /** The grpc-js error object that ends a call with the status of `e`. */
 export function toGrpcError(e: ServiceError): Partial<GrpcServiceError> {

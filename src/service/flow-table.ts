@@ -63,6 +63,14 @@ export class FlowVerdicts<O extends FlowOwner> {
     return v.action;
   }
 
+  /** Live verdicts per owner (for `icmpfwd top`; a scan of the table). */
+  countByOwner(nowMs: number): Map<O, number> {
+    const out = new Map<O, number>();
+    for (const v of this.table.values())
+      if (v.expiresAtMs > nowMs) out.set(v.owner, (out.get(v.owner) ?? 0) + 1);
+    return out;
+  }
+
   /** Drops every verdict an owner gave (its session ended). */
   clearOwner(owner: O): void {
     for (const [k, v] of this.table) if (v.owner === owner) this.table.delete(k);
@@ -100,5 +108,12 @@ export class FlowAffinity<O extends FlowOwner> {
 
   clearOwner(owner: O): void {
     for (const [k, o] of this.table) if (o === owner) this.table.delete(k);
+  }
+
+  /** Flows pinned per live owner (for `icmpfwd top`; a scan of the table). */
+  countByOwner(): Map<O, number> {
+    const out = new Map<O, number>();
+    for (const o of this.table.values()) if (!o.closed) out.set(o, (out.get(o) ?? 0) + 1);
+    return out;
   }
 }

@@ -6,6 +6,12 @@ import { existsSync, unlinkSync } from "node:fs";
 import type { ChannelOptions, Server, ServerWritableStream } from "@grpc/grpc-js";
 import type { HealthImplementation } from "grpc-health-check";
 import type {
+  ConfigChange,
+  DecisionLatency,
+  GetDecisionStatsRequest,
+  GetDecisionStatsResponse,
+} from "../gen/icmpfwd/v1/admin.js";
+import type {
   GetStatsResponse,
   ListSessionsResponse,
   PingEvent,
@@ -18,13 +24,22 @@ import { sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
 import type { Stack } from "../netstack/stack.js";
 import type { Stats } from "../netstack/stats.js";
 import type { MetricSources } from "../telemetry/metrics.js";
-import { planPing, runPing, watchStats } from "./admin.js";
+import { msOfDuration, planPing, runPing, watchStats } from "./admin.js";
 import { Authenticator, type AuthzFile, type Principal } from "./auth.js";
 import type { Scheduler } from "./deadlines.js";
+import { DecisionLatencies, type LatencySummary } from "./decision-latency.js";
 import { Dispatcher, type DispatcherOptions, type FailurePolicy } from "./dispatcher.js";
-import { type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import type { NetworkChange, NetworkControl } from "./network.js";
 import type { RequestTelemetry } from "./request-telemetry.js";
-import { listen, SERVICE_NAME, shutdown, type TlsFiles } from "./server.js";
+import {
+  type AdminHandlers,
+  listen,
+  rotateTls,
+  SERVICE_NAME,
+  shutdown,
+  type TlsFiles,
+} from "./server.js";
 import { type ConnectCall, ConnectSession, type SessionLimits } from "./session.js";
 import { protoTimeOfMs } from "./wire.js";
 
@@ -35,6 +50,24 @@ export { Dispatcher, FAIL_OPEN, type FailurePolicy } from "./dispatcher.js";
 export type { OutcomeAction, OutcomeCause, PolicyAction } from "./outcomes.js";
 export type { TlsFiles } from "./server.js";
 export { PROTOCOL_VERSION } from "./session.js";
+
+/** GetDecisionStats: the window when none is given, and its bounds. */
+export const DECISION_WINDOW = { defaultMs: 10_000, minMs: 1000, maxMs: 60_000 } as const;
+
+/** What the EchoAdmin RPCs beyond the service itself act on (set by serve.ts). */
+export interface Operator {
+  /** Re-reads the configuration and applies what may change (SIGHUP does the same). */
+  reload(): Promise<ConfigChange[] | ServiceError>;
+  /** The netstack's addresses, routes and NIC modes; null: not changeable here. */
+  network: NetworkControl | null;
+}
+
+/** What a reload may change in the service itself. */
+export interface LiveSettings {
+  deadlineMs: number;
+  policy: FailurePolicy;
+  security: SecurityOptions;
+}
 
 export const DEFAULT_LIMITS: SessionLimits = {
   defaultMaxInFlight: 1024,
@@ -90,6 +123,12 @@ export class EchoService {
   private health: HealthImplementation | null = null;
   private readonly limits: SessionLimits;
   private server: Server | null = null;
+  private credentials: import("@grpc/grpc-js").ServerCredentials | null = null;
+  private auth: Authenticator | null = null;
+  /** Recent decision times (GetDecisionStats), in front of the telemetry hooks. */
+  readonly latencies: DecisionLatencies;
+  /** Reload and network changes (EchoAdmin); null until serve.ts sets it. */
+  operator: Operator | null = null;
   private listenAddress = "";
   private closed = false;
 
@@ -109,7 +148,8 @@ export class EchoService {
       maxHeld: o.forwarderMaxHeld ?? maxPending + 4096,
       onOverflow: o.policy.onOverload,
     });
-    this.dispatcher.telemetry = o.telemetry ?? null;
+    this.latencies = new DecisionLatencies(o.telemetry ?? null);
+    this.dispatcher.telemetry = this.latencies;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.drainTimeoutMs = o.drainTimeoutMs ?? 5000;
   }
@@ -139,14 +179,102 @@ export class EchoService {
           ),
         listSessions: () => s.listSessions(),
         ping: (call) => s.ping(call),
+        admin: s.adminHandlers(),
       },
       { auth, tls: sec.tls },
       o.grpcOptions,
     );
     s.server = l.server;
+    s.credentials = l.credentials;
+    s.auth = auth;
     s.health = l.health;
     s.listenAddress = l.address;
     return s;
+  }
+
+  /**
+   * Applies a reload: TLS certificates first (refused, with nothing changed, when the new key
+   * and certificate do not load), then tokens and authorization, then the deadline and the
+   * default actions. Sessions already up keep running; new ones see the new values.
+   */
+  reconfigure(s: LiveSettings): ServiceError | null {
+    const tls = s.security.tls;
+    if (tls !== undefined && this.credentials !== null) {
+      const why = rotateTls(this.credentials, tls);
+      if (why !== null)
+        return serviceError(
+          "invalidArgument",
+          `tlsCert / tlsKey: the new certificate does not load: ${why}`,
+        );
+    }
+    this.auth?.update({
+      token: s.security.token,
+      authz: s.security.authz,
+      clientCertificates: tls?.clientCa !== undefined,
+    });
+    this.dispatcher.reconfigure(s.deadlineMs, s.policy);
+    return null;
+  }
+
+  /** GetDecisionStats: decision times over the window, overall and per decide session. */
+  decisionStats(r: GetDecisionStatsRequest): GetDecisionStatsResponse | ServiceError {
+    const asked = msOfDuration(r.window);
+    const W = DECISION_WINDOW;
+    const windowMs = asked === 0 ? W.defaultMs : asked;
+    if (windowMs < W.minMs || windowMs > W.maxMs)
+      return serviceError(
+        "invalidArgument",
+        `window: between ${W.minMs} and ${W.maxMs} ms, got ${windowMs} ms`,
+      );
+    const wire = (l: LatencySummary): DecisionLatency => ({
+      decisions: BigInt(l.decisions),
+      p50: protoTimeOfMs(l.p50),
+      p99: protoTimeOfMs(l.p99),
+      max: protoTimeOfMs(l.max),
+    });
+    const counts = this.dispatcher.flowCounts();
+    const sessions = [...counts].map(([slot, c]) => ({
+      sessionId: slot.meta.sessionId,
+      latency: wire(this.latencies.session(slot.meta.sessionId, windowMs)),
+      affinityFlows: c.affinity,
+      flowVerdicts: c.verdicts,
+    }));
+    this.latencies.retain(new Set(sessions.map((x) => x.sessionId)));
+    return {
+      window: protoTimeOfMs(windowMs),
+      latency: wire(this.latencies.overall(windowMs)),
+      sessions,
+    };
+  }
+
+  private adminHandlers(): AdminHandlers {
+    const network = (): NetworkControl | ServiceError =>
+      this.operator?.network ??
+      serviceError("failedPrecondition", "this service has no netstack to change");
+    const change = async (
+      fn: (n: NetworkControl) => Promise<NetworkChange | ServiceError>,
+    ): Promise<NetworkChange | ServiceError> => {
+      const n = network();
+      return isServiceError(n) ? n : fn(n);
+    };
+    return {
+      reload: async () => {
+        if (this.operator === null)
+          return serviceError("failedPrecondition", "this service has no configuration to reload");
+        const r = await this.operator.reload();
+        return isServiceError(r) ? r : { changes: r };
+      },
+      getDecisionStats: (r) => this.decisionStats(r),
+      getNetwork: () => {
+        const n = network();
+        return isServiceError(n) ? n : n.state();
+      },
+      addAddress: (r) => change((n) => n.addAddress(r.address, r.nic)),
+      removeAddress: (r) => change((n) => n.removeAddress(r.address, r.nic)),
+      addRoute: (r) => change((n) => n.addRoute(r.destination, r.nic)),
+      removeRoute: (r) => change((n) => n.removeRoute(r.destination, r.nic)),
+      setPromiscuous: (r) => change((n) => n.setPromiscuous(r.on, r.nic)),
+    };
   }
 
   /** `host:port` with the bound port, or `unix:/path`. */

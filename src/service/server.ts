@@ -7,7 +7,7 @@
  */
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { connect } from "node:net";
-import type { PeerCertificate } from "node:tls";
+import { createSecureContext, type PeerCertificate, type SecureContextOptions } from "node:tls";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
@@ -24,6 +24,23 @@ import {
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
+import {
+  type AddAddressRequest,
+  type AddAddressResponse,
+  type AddRouteRequest,
+  type AddRouteResponse,
+  EchoAdminService,
+  type GetDecisionStatsRequest,
+  type GetDecisionStatsResponse,
+  type GetNetworkResponse,
+  type ReloadResponse,
+  type RemoveAddressRequest,
+  type RemoveAddressResponse,
+  type RemoveRouteRequest,
+  type RemoveRouteResponse,
+  type SetPromiscuousRequest,
+  type SetPromiscuousResponse,
+} from "../gen/icmpfwd/v1/admin.js";
 import type {
   GetStatsRequest,
   GetStatsResponse,
@@ -34,7 +51,7 @@ import type {
   WatchStatsRequest,
 } from "../gen/icmpfwd/v1/forwarder.js";
 import { type Authenticator, authorize, type Principal } from "./auth.js";
-import { type ServiceError, toGrpcError } from "./errors.js";
+import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
 import type { ConnectCall } from "./session.js";
 import { serviceDefinition } from "./wire.js";
 
@@ -54,11 +71,30 @@ export const DEFAULT_SERVER_OPTIONS: ChannelOptions = {
 
 /** The service name health and reflection report. */
 export const SERVICE_NAME = "icmpfwd.v1.EchoForwarder";
+/** The operator service (proto/icmpfwd/v1/admin.proto). */
+export const ADMIN_SERVICE_NAME = "icmpfwd.v1.EchoAdmin";
 
 /** The proto the reflection service describes (shipped in the package: `files` has proto/). */
 export const PROTO_PATH = fileURLToPath(
   new URL("../../proto/icmpfwd/v1/forwarder.proto", import.meta.url),
 );
+export const ADMIN_PROTO_PATH = fileURLToPath(
+  new URL("../../proto/icmpfwd/v1/admin.proto", import.meta.url),
+);
+
+type Result<T> = T | ServiceError | Promise<T | ServiceError>;
+
+/** EchoAdmin (admin.proto): each handler answers with its response or a ServiceError. */
+export interface AdminHandlers {
+  reload(): Result<ReloadResponse>;
+  getDecisionStats(r: GetDecisionStatsRequest): Result<GetDecisionStatsResponse>;
+  getNetwork(): Result<GetNetworkResponse>;
+  addAddress(r: AddAddressRequest): Result<AddAddressResponse>;
+  removeAddress(r: RemoveAddressRequest): Result<RemoveAddressResponse>;
+  addRoute(r: AddRouteRequest): Result<AddRouteResponse>;
+  removeRoute(r: RemoveRouteRequest): Result<RemoveRouteResponse>;
+  setPromiscuous(r: SetPromiscuousRequest): Result<SetPromiscuousResponse>;
+}
 
 export interface Handlers {
   connect(call: ConnectCall, principal: Principal): void;
@@ -66,6 +102,7 @@ export interface Handlers {
   watchStats(call: ServerWritableStream<WatchStatsRequest, GetStatsResponse>): void;
   listSessions(): ListSessionsResponse;
   ping(call: ServerWritableStream<PingRequest, PingEvent>): void;
+  admin: AdminHandlers;
 }
 
 export interface TlsFiles {
@@ -154,18 +191,55 @@ function implementation(h: Handlers, auth: Authenticator): UntypedServiceImpleme
   return { ...admin, ...connectOnly };
 }
 
+/** A unary handler over a Result-returning function; a thrown error is INTERNAL. */
+function unary<Req, Res>(
+  fn: (req: Req) => Result<Res>,
+): (call: ServerUnaryCall<Req, Res>, done: sendUnaryData<Res>) => void {
+  return (call, done) => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (r) => (isServiceError(r) ? done(toGrpcError(r), null) : done(null, r)),
+        (e: unknown) =>
+          done(
+            toGrpcError(serviceError("internal", e instanceof Error ? e.message : String(e))),
+            null,
+          ),
+      );
+  };
+}
+
+function adminImplementation(h: AdminHandlers, auth: Authenticator): UntypedServiceImplementation {
+  return guarded(
+    auth,
+    {
+      reload: unary(() => h.reload()),
+      getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
+      getNetwork: unary(() => h.getNetwork()),
+      addAddress: unary((r: AddAddressRequest) => h.addAddress(r)),
+      removeAddress: unary((r: RemoveAddressRequest) => h.removeAddress(r)),
+      addRoute: unary((r: AddRouteRequest) => h.addRoute(r)),
+      removeRoute: unary((r: RemoveRouteRequest) => h.removeRoute(r)),
+      setPromiscuous: unary((r: SetPromiscuousRequest) => h.setPromiscuous(r)),
+    } as never,
+    "admin",
+  );
+}
+
 let reflectionPackage: ReturnType<typeof loadSync> | null = null;
 
-/** grpc.reflection v1 and v1alpha for the EchoForwarder service, behind authentication. */
+/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin, behind authentication. */
 function addReflection(server: Server, auth: Authenticator): void {
-  reflectionPackage ??= loadSync(PROTO_PATH, {
+  reflectionPackage ??= loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
     keepCase: false,
     longs: String,
     enums: String,
     defaults: true,
     oneofs: true,
   });
-  const reflection = new ReflectionService(reflectionPackage, { services: [SERVICE_NAME] });
+  const reflection = new ReflectionService(reflectionPackage, {
+    services: [SERVICE_NAME, ADMIN_SERVICE_NAME],
+  });
   reflection.addToServer({
     addService: (def: ServiceDefinition, impl: UntypedServiceImplementation) =>
       server.addService(def, guarded(auth, impl as never, null)),
@@ -186,6 +260,30 @@ async function removeStaleSocket(path: string): Promise<void> {
   if (!live) unlinkSync(path);
 }
 
+/**
+ * TLS certificate rotation: the new key and certificates (checked first: a key that does not
+ * match its certificate is refused with the reason) apply to handshakes from now on;
+ * connections already up keep theirs, so no session is dropped. A reason string, or null.
+ */
+export function rotateTls(creds: ServerCredentials, tls: TlsFiles): string | null {
+  const options = {
+    cert: [tls.cert],
+    key: [tls.key],
+    ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa }),
+  };
+  try {
+    createSecureContext({ ...options, minVersion: "TLSv1.2" });
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const current = creds._getSecureContextOptions() ?? {};
+  // grpc-js keeps this protected; it is how its certificate providers rotate (setSecureContext).
+  (
+    creds as unknown as { updateSecureContextOptions(o: SecureContextOptions): void }
+  ).updateSecureContextOptions({ ...current, ...options });
+  return null;
+}
+
 function credentialsOf(tls: TlsFiles | undefined): ServerCredentials {
   if (tls === undefined) return ServerCredentials.createInsecure();
   const creds = ServerCredentials.createSsl(
@@ -201,6 +299,8 @@ function credentialsOf(tls: TlsFiles | undefined): ServerCredentials {
 
 export interface Listening {
   server: Server;
+  /** The credentials the server listens with (TLS rotation updates them: rotateTls). */
+  credentials: ServerCredentials;
   /** What the server listens on: `host:port` with the bound port, or `unix:/path`. */
   address: string;
   health: HealthImplementation;
@@ -215,18 +315,18 @@ export async function listen(
 ): Promise<Listening> {
   const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options });
   server.addService(serviceDefinition, implementation(handlers, security.auth));
+  server.addService(EchoAdminService, adminImplementation(handlers.admin, security.auth));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   addReflection(server, security.auth);
   const unix = listenAt.startsWith("unix:");
   if (unix) await removeStaleSocket(listenAt.slice("unix:".length));
+  const creds = credentialsOf(security.tls);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listenAt, credentialsOf(security.tls), (err, p) =>
-      err === null ? resolve(p) : reject(err),
-    );
+    server.bindAsync(listenAt, creds, (err, p) => (err === null ? resolve(p) : reject(err)));
   });
   const address = unix ? listenAt : `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}`;
-  return { server, address, health };
+  return { server, credentials: creds, address, health };
 }
 
 /** Stops accepting and waits for calls to end; after `graceMs`, cuts what is left. */

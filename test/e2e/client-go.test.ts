@@ -14,6 +14,7 @@ import {
   inCI,
   Netns,
   parsePing,
+  replySeqs,
   type Spawned,
   tempDir,
   waitFor,
@@ -35,11 +36,6 @@ async function goReady(): Promise<string | null> {
   if (!existsSync("/usr/share/gocode/src/github.com/golang/protobuf/proto/wire.go"))
     return "golang-github-golang-protobuf-1-5-dev is not installed";
   return null;
-}
-
-/** The icmp_seq of every reply ping printed, in order. */
-function replySeqs(output: string): number[] {
-  return [...output.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
 }
 
 describeNetns("the Go policy client end to end", () => {

@@ -14,6 +14,7 @@ import {
   inCI,
   Netns,
   parsePing,
+  replySeqs,
   type Spawned,
   tempDir,
   waitFor,
@@ -28,11 +29,6 @@ async function pythonReady(): Promise<string | null> {
   if (!existsSync(PYTHON)) return `${PYTHON} is missing`;
   const r = await exec(PYTHON, ["-c", "import grpc, google.protobuf"]);
   return r.code === 0 ? null : "python3-grpcio / python3-protobuf are not installed";
-}
-
-/** The icmp_seq of every reply ping printed, in order. */
-function replySeqs(output: string): number[] {
-  return [...output.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
 }
 
 describeNetns("the Python policy client end to end", () => {

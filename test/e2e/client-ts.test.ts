@@ -11,6 +11,7 @@ import {
   describeNetns,
   Netns,
   parsePing,
+  replySeqs,
   type Spawned,
   tempDir,
   waitFor,
@@ -20,10 +21,6 @@ import { type ServeProcess, startServe } from "../helpers/serve.js";
 const CLI_JS = fileURLToPath(
   new URL("../../clients/ts/dist/clients/ts/src/cli.js", import.meta.url),
 );
-
-function replySeqs(output: string): number[] {
-  return [...output.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
-}
 
 const counter = (s: Record<string, number>, k: string): number => s[k] ?? 0;
 const connections = (p: Spawned): number => p.output().split('"msg":"connected"').length - 1;

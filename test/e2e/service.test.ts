@@ -7,14 +7,9 @@
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { Action, type EchoRequest } from "../../src/gen/icmpfwd/v1/forwarder.js";
-import { describeNetns, Netns, parsePing, tempDir, waitFor } from "../helpers/netns.js";
+import { describeNetns, Netns, parsePing, replySeqs, tempDir, waitFor } from "../helpers/netns.js";
 import { type ServeProcess, startServe } from "../helpers/serve.js";
 import { TestClient } from "../integration/service/harness.js";
-
-/** The icmp_seq of every reply ping printed, in order. */
-function replySeqs(output: string): number[] {
-  return [...output.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
-}
 
 /** A client that decides each event as it arrives. */
 function decideEach(c: TestClient, decide: (e: EchoRequest) => Action | null): void {

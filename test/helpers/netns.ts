@@ -290,6 +290,11 @@ export async function tsharkFields(
     .map((l) => l.split("\t"));
 }
 
+/** The icmp_seq of every reply iputils ping printed, in order. */
+export function replySeqs(output: string): number[] {
+  return [...output.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
+}
+
 /** Parses iputils ping's summary lines. */
 export function parsePing(output: string): {
   transmitted: number;

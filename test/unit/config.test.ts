@@ -8,6 +8,8 @@ import {
   fromEnvironment,
   fromFile,
   fromFlags,
+  isLoopbackListen,
+  OPTIONS,
   resolveConfig,
 } from "../../src/config.js";
 
@@ -73,5 +75,122 @@ describe("configuration", () => {
 
   it("rejects an MTU below the IPv6 minimum", () => {
     expect(() => resolveConfig({ mtu: 1000 })).toThrow(/mtu .*1280/);
+  });
+
+  it("listens on loopback by default (gRPC and metrics)", () => {
+    const c = resolveConfig();
+    expect(c.listen).toBe("127.0.0.1:50051");
+    expect(c.metricsListen).toBe("127.0.0.1:9464");
+    expect(isLoopbackListen(c.listen)).toBe(true);
+  });
+
+  it("rejects a bad prefix naming the field and the entry", () => {
+    expect(() => resolveConfig({ routes: ["198.18.0.0/33"] })).toThrow(
+      /routes \(--route, ICMPFWD_ROUTES\)\[0\]: expected a network prefix/,
+    );
+    expect(() => resolveConfig({ kernelAddresses: ["198.18.0.1/24", "fd00:1::1/129"] })).toThrow(
+      /kernelAddresses \(--kernel-address, ICMPFWD_KERNEL_ADDRESSES\)\[1\]: expected ADDRESS\/PREFIX/,
+    );
+  });
+
+  it("rejects deadline 0 naming the field", () => {
+    expect(() => resolveConfig(fromEnvironment({ ICMPFWD_DEADLINE: "0" }))).toThrow(
+      "invalid configuration: deadline (--deadline, ICMPFWD_DEADLINE): Number must be greater than or equal to 1",
+    );
+  });
+
+  it("rejects an unknown action naming the field", () => {
+    expect(() => resolveConfig(fromFlags({ onTimeout: "drop" }))).toThrow(
+      "invalid configuration: onTimeout (--on-timeout, ICMPFWD_ON_TIMEOUT): Invalid enum value. Expected 'fallthrough' | 'consume', received 'drop'",
+    );
+  });
+
+  it("rejects an unreadable certificate, key, CA or authz file naming the field", () => {
+    const dir = mkdtempSync(join(tmpdir(), "icmpfwd-cfg-"));
+    const cert = join(dir, "cert.pem");
+    writeFileSync(cert, "x");
+    expect(() => resolveConfig({ tlsCert: join(dir, "missing.pem"), tlsKey: cert })).toThrow(
+      `invalid configuration: tlsCert (--tls-cert, ICMPFWD_TLS_CERT): cannot read ${join(dir, "missing.pem")}: ENOENT`,
+    );
+    expect(() => resolveConfig({ tlsCert: cert, tlsKey: dir })).toThrow(
+      `invalid configuration: tlsKey (--tls-key, ICMPFWD_TLS_KEY): ${dir} is a directory`,
+    );
+    expect(() =>
+      resolveConfig({ tlsCert: cert, tlsKey: cert, tlsClientCa: "/nonexistent/ca.pem" }),
+    ).toThrow(
+      /tlsClientCa \(--tls-client-ca, ICMPFWD_TLS_CLIENT_CA\): cannot read \/nonexistent\/ca\.pem: ENOENT/,
+    );
+    expect(() => resolveConfig({ authz: "/nonexistent/authz.json" })).toThrow(
+      /authz \(--authz, ICMPFWD_AUTHZ\): cannot read/,
+    );
+    expect(resolveConfig({ tlsCert: cert, tlsKey: cert }).tlsCert).toBe(cert);
+  });
+
+  it("rejects an unknown user or group naming the field", () => {
+    expect(() => resolveConfig({ user: "no-such-user-icmpfwd" })).toThrow(
+      'invalid configuration: user (--user, ICMPFWD_USER): no user named "no-such-user-icmpfwd"',
+    );
+    expect(() => resolveConfig({ group: "no-such-group-icmpfwd" })).toThrow(
+      'invalid configuration: group (--group, ICMPFWD_GROUP): no group named "no-such-group-icmpfwd"',
+    );
+    expect(resolveConfig({ user: "nobody", group: "65534" })).toMatchObject({
+      user: "nobody",
+      group: "65534",
+    });
+  });
+
+  it("validates every option: a bad value of each is refused with a message naming it", () => {
+    const bad: Record<string, unknown> = {
+      tun: "no spaces allowed",
+      tunAttach: "x".repeat(16),
+      mtu: 1279,
+      kernelAddresses: ["198.18.0.1"],
+      addresses: [],
+      routes: ["nonsense"],
+      promiscuous: "yes",
+      temporaryReply: 1,
+      configureKernel: "on",
+      defaultTtl: 0,
+      icmpRateLimit: 0,
+      icmpBurst: 0.5,
+      ipv4ReassemblyTimeoutMs: 0,
+      ipv6ReassemblyTimeoutMs: 3_600_001,
+      reassemblyHighThreshold: 0,
+      reassemblyLowThreshold: -1,
+      maxReassembledDatagramSize: 100,
+      pcap: "",
+      statsFile: "",
+      statsIntervalMs: 10,
+      logLevel: "verbose",
+      listen: "localhost",
+      deadline: 10_001,
+      onTimeout: "reply",
+      onNoClient: "drop",
+      onOverload: "",
+      onDisconnect: "REPLY",
+      drainTimeout: -1,
+      maxInFlight: 0,
+      maxBatch: 4097,
+      syntheticWindow: -5,
+      observerQueue: 0,
+      token: "short",
+      insecureToken: "true",
+      tlsCert: "/nonexistent/cert.pem",
+      tlsKey: "/nonexistent/key.pem",
+      tlsClientCa: "/nonexistent/ca.pem",
+      authz: "/nonexistent/authz.json",
+      user: "no-such-user-icmpfwd",
+      group: "no-such-group-icmpfwd",
+      metricsListen: "9464",
+      tracing: "jaeger",
+      traceSampleRatio: 1.5,
+    };
+    expect(Object.keys(bad).sort()).toEqual(OPTIONS.map((o) => o.key).sort());
+    for (const o of OPTIONS) {
+      const flag = o.flag.replace(/[-]/g, "\\-");
+      expect(() => resolveConfig({ [o.key]: bad[o.key] }), o.key).toThrow(
+        new RegExp(`${o.key} \\(${flag}, ${envName(o.key)}\\)`),
+      );
+    }
   });
 });

@@ -4,6 +4,7 @@
  */
 import {
   type ChannelCredentials,
+  type ChannelOptions,
   Client,
   type ClientDuplexStream,
   credentials,
@@ -140,6 +141,8 @@ export interface ClientOptions {
   credentials?: ChannelCredentials;
   /** Sent as `authorization: Bearer TOKEN`. */
   token?: string;
+  /** grpc-js channel options (e.g. a connection of its own). */
+  channelOptions?: ChannelOptions;
 }
 const encode = (m: ClientMessage): Buffer => Buffer.from(ClientMessage.encode(m).finish());
 
@@ -159,7 +162,11 @@ export class TestClient {
   observerDrops = 0n;
 
   constructor(address: string, o: ClientOptions = {}) {
-    this.client = new Client(address, o.credentials ?? credentials.createInsecure());
+    this.client = new Client(
+      address,
+      o.credentials ?? credentials.createInsecure(),
+      o.channelOptions,
+    );
     const md = new Metadata();
     if (o.token !== undefined) md.set("authorization", `Bearer ${o.token}`);
     this.call = this.client.makeBidiStreamRequest(

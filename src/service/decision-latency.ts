@@ -1,0 +1,132 @@
+/**
+ * Recent receive-to-verdict times, overall and per decide session, for EchoAdmin's
+ * GetDecisionStats (what `icmpfwd top` shows as p50 / p99). It sits in the dispatcher's
+ * telemetry hook, in front of the OpenTelemetry hooks when those are on: each verdict costs one
+ * write into a fixed ring; percentiles are computed only when asked.
+ */
+import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { OutcomeAction, OutcomeCause } from "./outcomes.js";
+import type { DecidingSession, RequestTelemetry, RequestTrace } from "./request-telemetry.js";
+
+/** The last `capacity` samples: when each was taken and its value. */
+export class SampleRing {
+  private readonly at: Float64Array;
+  private readonly values: Float64Array;
+  private next = 0;
+  private count = 0;
+
+  constructor(readonly capacity: number) {
+    this.at = new Float64Array(capacity);
+    this.values = new Float64Array(capacity);
+  }
+
+  add(atMs: number, value: number): void {
+    this.at[this.next] = atMs;
+    this.values[this.next] = value;
+    this.next = (this.next + 1) % this.capacity;
+    if (this.count < this.capacity) this.count++;
+  }
+
+  /** The values taken at or after `sinceMs`, sorted ascending. */
+  since(sinceMs: number): Float64Array {
+    const out: number[] = [];
+    for (let i = 0; i < this.count; i++) if (this.at[i] >= sinceMs) out.push(this.values[i]);
+    return Float64Array.from(out).sort();
+  }
+}
+
+export interface LatencySummary {
+  decisions: number;
+  /** Milliseconds; 0 without decisions. */
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** Nearest-rank percentile of sorted values (0 for none). */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1];
+}
+
+export function summarize(sorted: Float64Array): LatencySummary {
+  return {
+    decisions: sorted.length,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted.length === 0 ? 0 : sorted[sorted.length - 1],
+  };
+}
+
+/** Samples kept: overall, and per session. */
+const ALL_SAMPLES = 16384;
+const SESSION_SAMPLES = 4096;
+/** Sessions remembered; the oldest go first (ended sessions are dropped when stats are read). */
+const MAX_SESSIONS = 1024;
+
+export class DecisionLatencies implements RequestTelemetry {
+  private readonly all = new SampleRing(ALL_SAMPLES);
+  private readonly bySession = new Map<string, SampleRing>();
+
+  constructor(
+    /** The OpenTelemetry hooks, when on; every call is passed on. */
+    readonly inner: RequestTelemetry | null,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  requestStarted(fields: EchoRequestFields, temporary: boolean): RequestTrace | null {
+    return this.inner === null ? null : this.inner.requestStarted(fields, temporary);
+  }
+
+  decisionStarted(trace: RequestTrace, session: DecidingSession): void {
+    this.inner?.decisionStarted(trace, session);
+  }
+
+  requestEnded(
+    trace: RequestTrace | null,
+    action: OutcomeAction,
+    cause: OutcomeCause,
+    session: DecidingSession | null,
+    decisionMs: number,
+  ): void {
+    if (decisionMs >= 0) this.record(session?.sessionId ?? "", decisionMs);
+    this.inner?.requestEnded(trace, action, cause, session, decisionMs);
+  }
+
+  streamLink(): unknown {
+    return this.inner?.streamLink();
+  }
+
+  record(sessionId: string, ms: number): void {
+    const now = this.nowMs();
+    this.all.add(now, ms);
+    let ring = this.bySession.get(sessionId);
+    if (ring === undefined) {
+      if (this.bySession.size >= MAX_SESSIONS) {
+        const oldest = this.bySession.keys().next();
+        if (!oldest.done) this.bySession.delete(oldest.value);
+      }
+      ring = new SampleRing(SESSION_SAMPLES);
+      this.bySession.set(sessionId, ring);
+    }
+    ring.add(now, ms);
+  }
+
+  /** Over the last `windowMs`. */
+  overall(windowMs: number): LatencySummary {
+    return summarize(this.all.since(this.nowMs() - windowMs));
+  }
+
+  session(sessionId: string, windowMs: number): LatencySummary {
+    const ring = this.bySession.get(sessionId);
+    return summarize(
+      ring === undefined ? new Float64Array(0) : ring.since(this.nowMs() - windowMs),
+    );
+  }
+
+  /** Forgets sessions that are not in `open`. */
+  retain(open: ReadonlySet<string>): void {
+    for (const id of this.bySession.keys()) if (!open.has(id)) this.bySession.delete(id);
+  }
+}
