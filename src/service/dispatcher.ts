@@ -5,10 +5,10 @@
  * its outcome, exactly once; anything later is rejected and counted (DESIGN.md §4).
  */
 import { Action } from "../gen/icmpfwd/v1/forwarder.js";
-import { isTcpipError, type TcpipError } from "../netstack/errors.js";
+import type { TcpipError } from "../netstack/errors.js";
 import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
-import { copyEchoRequest, type EchoRequestCopy } from "../netstack/icmp/synthetic.js";
+import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
 import { Decision } from "../netstack/transport.js";
 import { type DeadlineEntry, Deadlines, type Scheduler, systemScheduler } from "./deadlines.js";
 import { EndedRequests } from "./ended-requests.js";
@@ -125,7 +125,7 @@ export class SessionSlot implements FlowOwner {
 
 /** One Echo Request waiting for its outcome; it is also the handler's answer (a Decision). */
 export class PendingRequest extends Decision implements DeadlineEntry {
-  heapIndex = -1;
+  queueIndex = -1;
 
   constructor(
     readonly id: number,
@@ -386,12 +386,21 @@ export class Dispatcher {
         if (this.flows.set(p.flow, action, now + ms, slot)) this.counters.flowEvictions++;
       }
       if (action === "consume" && this.synthetic.limits.windowMs > 0) {
-        // The request is still live: copy what a later synthetic reply needs.
-        const copy = copyEchoRequest(p.request);
-        if (!isTcpipError(copy)) {
-          this.counters.syntheticEvicted += this.synthetic.add(p.id, slot.index, copy, now);
-          this.counters.syntheticRecorded++;
-        }
+        // The request is still live: the store copies what a later synthetic reply needs, from
+        // the fields already read (no second pass over the packet, no copy per request).
+        const f = p.fields;
+        const req = p.request;
+        const copy: EchoRequestCopy = {
+          nicId: req.nicId(),
+          family: f.family,
+          source: f.source,
+          destination: f.destination,
+          tos: f.tos,
+          icmp: f.message,
+          localAddressBroadcast: req.packetInfo().localAddressBroadcast,
+        };
+        this.counters.syntheticEvicted += this.synthetic.add(p.id, slot.index, copy, now);
+        this.counters.syntheticRecorded++;
       }
       slot.decided++;
       this.finish(p, action, "verdict");
