@@ -16,6 +16,7 @@ import type { RejectionKind } from "./errors.js";
 import type { SessionFilter } from "./filter.js";
 import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-table.js";
 import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
+import { PendingTable } from "./pending-table.js";
 import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
 import type { EventSource, Verdicts } from "./wire.js";
 
@@ -110,7 +111,12 @@ export class SessionSlot implements FlowOwner {
   closed = false;
   /** Verdicts of this session that gave a request its outcome. */
   decided = 0;
-  readonly requests = new Set<PendingRequest>();
+  /**
+   * Its in-flight requests, oldest first, linked through the requests themselves (a Set's
+   * add/delete per request churned its table).
+   */
+  first: PendingRequest | null = null;
+  last: PendingRequest | null = null;
 
   constructor(
     readonly filter: SessionFilter,
@@ -121,11 +127,21 @@ export class SessionSlot implements FlowOwner {
   canTake(): boolean {
     return this.writable && !this.draining && !this.closed && this.inFlight < this.maxInFlight;
   }
+
+  /** Its in-flight requests, oldest first (a copy). */
+  inFlightRequests(): PendingRequest[] {
+    const out: PendingRequest[] = [];
+    for (let p = this.first; p !== null; p = p.nextInSession) out.push(p);
+    return out;
+  }
 }
 
 /** One Echo Request waiting for its outcome; it is also the handler's answer (a Decision). */
 export class PendingRequest extends Decision implements DeadlineEntry {
   queueIndex = -1;
+  /** Neighbours in its session's list of in-flight requests. */
+  previousInSession: PendingRequest | null = null;
+  nextInSession: PendingRequest | null = null;
 
   constructor(
     readonly id: number,
@@ -170,7 +186,7 @@ export class Dispatcher {
   private readonly maxPending: number;
   private readonly maxFlowMs: number;
   private readonly minRedispatchBudgetMs: number;
-  private readonly pending = new Map<number, PendingRequest>();
+  private readonly pending: PendingTable<PendingRequest>;
   private readonly deadlines: Deadlines<PendingRequest>;
   private readonly ended = new EndedRequests(1 << 16);
   private readonly flows: FlowVerdicts<SessionSlot>;
@@ -190,6 +206,7 @@ export class Dispatcher {
     this.policy = Object.freeze({ ...o.policy });
     this.temporaryReply = o.temporaryReply ?? false;
     this.maxPending = o.maxPending ?? 65536;
+    this.pending = new PendingTable(this.maxPending);
     this.maxFlowMs = o.maxFlowMs ?? 600_000;
     this.minRedispatchBudgetMs = o.minRedispatchBudgetMs ?? 1;
     this.scheduler = o.scheduler ?? systemScheduler;
@@ -288,7 +305,7 @@ export class Dispatcher {
       now + this.deadlineMs,
       choice,
     );
-    this.pending.set(p.id, p);
+    this.pending.add(p);
     this.deadlines.add(p);
     this.assign(p, choice);
     return p;
@@ -512,7 +529,7 @@ export class Dispatcher {
     this.flows.clearOwner(slot);
     this.affinity.clearOwner(slot);
     const now = this.scheduler.nowMs();
-    for (const p of [...slot.requests]) {
+    for (const p of slot.inFlightRequests()) {
       const next =
         p.deadlineMs - now >= this.minRedispatchBudgetMs
           ? this.choose(p.fields, p.temporary, p.flow)
@@ -564,19 +581,31 @@ export class Dispatcher {
   private assign(p: PendingRequest, slot: SessionSlot): void {
     p.session = slot;
     slot.inFlight++;
-    slot.requests.add(p);
+    p.previousInSession = slot.last;
+    p.nextInSession = null;
+    if (slot.last === null) slot.first = p;
+    else slot.last.nextInSession = p;
+    slot.last = p;
     slot.sink.send(p);
   }
 
   private detach(p: PendingRequest): void {
     const s = p.session;
     s.inFlight--;
-    s.requests.delete(p);
+    const before = p.previousInSession;
+    const after = p.nextInSession;
+    if (before === null) s.first = after;
+    else before.nextInSession = after;
+    if (after === null) s.last = before;
+    else after.previousInSession = before;
+    // No links left behind: a finished request must not keep its neighbours reachable.
+    p.previousInSession = null;
+    p.nextInSession = null;
   }
 
   /** The one place a pending request ends. */
   private finish(p: PendingRequest, action: OutcomeAction, cause: OutcomeCause): void {
-    this.pending.delete(p.id);
+    this.pending.delete(p);
     this.deadlines.remove(p);
     this.detach(p);
     const s = p.session;
