@@ -26,13 +26,25 @@ export interface SyntheticLimits {
   maxBytes: number;
 }
 
-/** ICMP messages up to this size live in their slot's inline bytes; longer ones get their own copy. */
-const INLINE_BYTES = 128;
-/** Address bytes per slot: source then destination, 16 bytes each (IPv4 uses the first 4). */
-const ADDRESS_BYTES = 32;
+/**
+ * One slot: a 64-byte head — id (f64 0), expiry (f64 1), session (i32 4), NIC (i32 5), ICMP
+ * length (i32 6), TOS (byte 28), flags (byte 29), source (bytes 32–47), destination (48–63) —
+ * then the ICMP message inline when it fits. One slot is one contiguous run of memory: a
+ * record spread over a dozen arrays cost a cache miss per array on every add (issue #7).
+ */
+const SLOT_BYTES = 192;
+const HEAD_BYTES = 64;
+/** ICMP messages up to this size live in their slot; longer ones get a copy of their own. */
+const INLINE_BYTES = SLOT_BYTES - HEAD_BYTES;
+const F64_PER_SLOT = SLOT_BYTES / 8;
+const I32_PER_SLOT = SLOT_BYTES / 4;
+const TOS = 28;
+const FLAGS = 29;
+const SOURCE = 32;
+const DESTINATION = 48;
 const FLAG_V6 = 1;
 const FLAG_BROADCAST = 2;
-/** Slots allocated at first; the arrays double up to maxRecords. */
+/** Slots allocated at first; the slab doubles up to maxRecords. */
 const INITIAL_SLOTS = 1024;
 
 export class SyntheticRecords {
@@ -45,19 +57,12 @@ export class SyntheticRecords {
   private orderSlots: number[] = [];
   private head = 0;
   private heldBytes = 0;
-  // Per slot; a slot is free again once its record is deleted.
+  // A slot is free again once its record is deleted (its id is then 0).
   private capacity = 0;
   private free: number[] = [];
-  /** The id each slot holds (0: free). */
-  private ids = new Float64Array(0);
-  private sessions = new Int32Array(0);
-  private expires = new Float64Array(0);
-  private nics = new Int32Array(0);
-  private tos = new Uint8Array(0);
-  private flags = new Uint8Array(0);
-  private lengths = new Int32Array(0);
-  private addresses = new Uint8Array(0);
-  private inline = new Uint8Array(0);
+  private f64 = new Float64Array(0);
+  private i32 = new Int32Array(0);
+  private bytes8 = new Uint8Array(0);
   private readonly outOfLine = new Map<number, Uint8Array>();
 
   constructor(readonly limits: SyntheticLimits) {}
@@ -71,9 +76,9 @@ export class SyntheticRecords {
   }
 
   /**
-   * Keeps a copy of request `id` (`copy` may hold views into the live packet: its bytes are
-   * copied here); returns how many older copies were evicted (before their window ended) to
-   * stay within the bounds.
+   * Keeps a copy of request `id` (not held yet; `copy` may hold views into the live packet:
+   * its bytes are copied here); returns how many older copies were evicted (before their
+   * window ended) to stay within the bounds.
    */
   add(id: number, session: number, copy: EchoRequestCopy, nowMs: number): number {
     this.expire(nowMs);
@@ -88,19 +93,22 @@ export class SyntheticRecords {
     }
     if (size > this.limits.maxBytes || this.limits.maxRecords < 1) return evicted;
     const slot = this.allocate();
-    this.ids[slot] = id;
-    this.sessions[slot] = session;
-    this.expires[slot] = nowMs + this.limits.windowMs;
-    this.nics[slot] = copy.nicId;
-    this.tos[slot] = copy.tos;
-    this.flags[slot] =
+    const f = slot * F64_PER_SLOT;
+    const w = slot * I32_PER_SLOT;
+    const b = slot * SLOT_BYTES;
+    this.f64[f] = id;
+    this.f64[f + 1] = nowMs + this.limits.windowMs;
+    this.i32[w + 4] = session;
+    this.i32[w + 5] = copy.nicId;
+    this.i32[w + 6] = size;
+    const bytes = this.bytes8;
+    bytes[b + TOS] = copy.tos;
+    bytes[b + FLAGS] =
       (copy.family === "ipv6" ? FLAG_V6 : 0) | (copy.localAddressBroadcast ? FLAG_BROADCAST : 0);
-    this.lengths[slot] = size;
-    // Byte loops: TypedArray.set costs more than the copy itself for a few dozen bytes.
-    const a = slot * ADDRESS_BYTES;
-    copyInto(this.addresses, a, copy.source);
-    copyInto(this.addresses, a + ADDRESS_BYTES / 2, copy.destination);
-    if (size <= INLINE_BYTES) copyInto(this.inline, slot * INLINE_BYTES, copy.icmp);
+    // Byte loops for the addresses: TypedArray.set costs more than copying 4 or 16 bytes.
+    copyInto(bytes, b + SOURCE, copy.source);
+    copyInto(bytes, b + DESTINATION, copy.destination);
+    if (size <= INLINE_BYTES) bytes.set(copy.icmp, b + HEAD_BYTES);
     else this.outOfLine.set(slot, copy.icmp.slice());
     this.slots.set(id, slot);
     this.order.push(id);
@@ -114,25 +122,26 @@ export class SyntheticRecords {
     this.expire(nowMs);
     const slot = this.slots.get(id);
     if (slot < 0) return null;
-    const v6 = (this.flags[slot] & FLAG_V6) !== 0;
-    const a = slot * ADDRESS_BYTES;
-    const addressLength = v6 ? 16 : 4;
-    const length = this.lengths[slot];
+    const b = slot * SLOT_BYTES;
+    const w = slot * I32_PER_SLOT;
+    const flags = this.bytes8[b + FLAGS];
+    const addressLength = (flags & FLAG_V6) !== 0 ? 16 : 4;
+    const length = this.i32[w + 6];
     const icmp =
       length <= INLINE_BYTES
-        ? this.inline.slice(slot * INLINE_BYTES, slot * INLINE_BYTES + length)
+        ? this.bytes8.slice(b + HEAD_BYTES, b + HEAD_BYTES + length)
         : (this.outOfLine.get(slot) as Uint8Array).slice();
     return {
-      session: this.sessions[slot],
-      expiresAtMs: this.expires[slot],
+      session: this.i32[w + 4],
+      expiresAtMs: this.f64[slot * F64_PER_SLOT + 1],
       copy: {
-        nicId: this.nics[slot],
-        family: v6 ? "ipv6" : "ipv4",
-        source: this.addresses.slice(a, a + addressLength),
-        destination: this.addresses.slice(a + 16, a + 16 + addressLength),
-        tos: this.tos[slot],
+        nicId: this.i32[w + 5],
+        family: (flags & FLAG_V6) !== 0 ? "ipv6" : "ipv4",
+        source: this.bytes8.slice(b + SOURCE, b + SOURCE + addressLength),
+        destination: this.bytes8.slice(b + DESTINATION, b + DESTINATION + addressLength),
+        tos: this.bytes8[b + TOS],
         icmp,
-        localAddressBroadcast: (this.flags[slot] & FLAG_BROADCAST) !== 0,
+        localAddressBroadcast: (flags & FLAG_BROADCAST) !== 0,
       },
     };
   }
@@ -148,8 +157,9 @@ export class SyntheticRecords {
     while (this.head < this.order.length) {
       const id = this.order[this.head];
       const slot = this.orderSlots[this.head];
-      const held = this.ids[slot] === id;
-      if (held && this.expires[slot] > nowMs) break;
+      const f = slot * F64_PER_SLOT;
+      const held = this.f64[f] === id;
+      if (held && this.f64[f + 1] > nowMs) break;
       this.head++;
       if (held) this.release(id, slot);
     }
@@ -161,7 +171,7 @@ export class SyntheticRecords {
     while (this.head < this.order.length) {
       const id = this.order[this.head];
       const slot = this.orderSlots[this.head++];
-      if (this.ids[slot] === id) {
+      if (this.f64[slot * F64_PER_SLOT] === id) {
         this.release(id, slot);
         break;
       }
@@ -171,9 +181,10 @@ export class SyntheticRecords {
 
   private release(id: number, slot: number): void {
     this.slots.delete(id);
-    this.ids[slot] = 0;
-    this.heldBytes -= this.lengths[slot];
-    if (this.lengths[slot] > INLINE_BYTES) this.outOfLine.delete(slot);
+    this.f64[slot * F64_PER_SLOT] = 0;
+    const length = this.i32[slot * I32_PER_SLOT + 6];
+    this.heldBytes -= length;
+    if (length > INLINE_BYTES) this.outOfLine.delete(slot);
     this.free.push(slot);
   }
 
@@ -186,7 +197,7 @@ export class SyntheticRecords {
     }
   }
 
-  /** A free slot; the arrays grow (doubling, at most to maxRecords) when none is left. */
+  /** A free slot; the slab grows (doubling, at most to maxRecords) when none is left. */
   private allocate(): number {
     const slot = this.free.pop();
     if (slot !== undefined) return slot;
@@ -200,19 +211,12 @@ export class SyntheticRecords {
       this.slots.size + 1,
       Math.min(this.limits.maxRecords, Math.max(INITIAL_SLOTS, this.capacity * 2)),
     );
-    const widen = <A extends Int32Array | Float64Array | Uint8Array>(old: A, wider: A): A => {
-      wider.set(old);
-      return wider;
-    };
-    this.ids = widen(this.ids, new Float64Array(n));
-    this.sessions = widen(this.sessions, new Int32Array(n));
-    this.expires = widen(this.expires, new Float64Array(n));
-    this.nics = widen(this.nics, new Int32Array(n));
-    this.tos = widen(this.tos, new Uint8Array(n));
-    this.flags = widen(this.flags, new Uint8Array(n));
-    this.lengths = widen(this.lengths, new Int32Array(n));
-    this.addresses = widen(this.addresses, new Uint8Array(n * ADDRESS_BYTES));
-    this.inline = widen(this.inline, new Uint8Array(n * INLINE_BYTES));
+    const slab = new ArrayBuffer(n * SLOT_BYTES);
+    const bytes = new Uint8Array(slab);
+    bytes.set(this.bytes8);
+    this.bytes8 = bytes;
+    this.f64 = new Float64Array(slab);
+    this.i32 = new Int32Array(slab);
     this.capacity = n;
   }
 }
@@ -222,80 +226,93 @@ function copyInto(to: Uint8Array, at: number, from: Uint8Array): void {
 }
 
 /**
- * Request id (a positive integer) → slot: open addressing with linear probing in typed arrays.
- * A Map with this much insert/delete churn rehashed itself over and over (issue #7).
+ * Request id (a positive integer) → slot: Robin Hood hashing on the id itself, keys and values
+ * side by side in one array. Ids come nearly in order, so almost every entry sits in its home
+ * bucket: an insert, a lookup and a deletion (backward shift, which stops at the first entry
+ * at home) each touch one or two neighbouring buckets. A Map with this much insert/delete
+ * churn rehashed itself over and over (issue #7).
  */
 class IdIndex {
-  private keys = new Float64Array(1024);
-  private values = new Int32Array(1024);
+  /** [id, value] per bucket; id 0: empty. */
+  private table = new Float64Array(2 * 1024);
   private mask = 1023;
-  private shift = 22;
   private count = 0;
-
-  /**
-   * Fibonacci hashing: the held ids are mostly one contiguous range, which `id & mask` would
-   * lay out as one long probe run (and a deletion walks the whole run).
-   */
-  private home(id: number): number {
-    return Math.imul(id, 0x9e3779b1) >>> this.shift;
-  }
 
   get size(): number {
     return this.count;
   }
 
+  /** How far bucket `i` (occupied) is from its entry's home. */
+  private distance(i: number): number {
+    return (i - (this.table[2 * i] & this.mask)) & this.mask;
+  }
+
   /** The slot of `id`, or -1. */
   get(id: number): number {
     if (!(id > 0)) return -1;
-    for (let i = this.home(id); ; i = (i + 1) & this.mask) {
-      const k = this.keys[i];
-      if (k === id) return this.values[i];
-      if (k === 0) return -1;
+    const t = this.table;
+    const m = this.mask;
+    for (let i = id & m, d = 0; ; i = (i + 1) & m, d++) {
+      const k = t[2 * i];
+      if (k === id) return t[2 * i + 1];
+      // Robin Hood order: past an entry nearer its home than we are, `id` cannot be.
+      if (k === 0 || this.distance(i) < d) return -1;
     }
   }
 
   /** Adds `id` (not present yet). */
   set(id: number, value: number): void {
-    if ((this.count + 1) * 2 > this.keys.length) this.resize(this.keys.length * 2);
-    let i = this.home(id);
-    while (this.keys[i] !== 0) i = (i + 1) & this.mask;
-    this.keys[i] = id;
-    this.values[i] = value;
+    if ((this.count + 1) * 2 > this.mask + 1) this.resize(2 * (this.mask + 1));
+    const t = this.table;
+    const m = this.mask;
+    let key = id;
+    let v = value;
+    for (let i = key & m, d = 0; ; i = (i + 1) & m, d++) {
+      const k = t[2 * i];
+      if (k === 0) {
+        t[2 * i] = key;
+        t[2 * i + 1] = v;
+        break;
+      }
+      const dk = this.distance(i);
+      if (dk < d) {
+        // Take the bucket from the richer entry and carry it on.
+        t[2 * i] = key;
+        const carried = t[2 * i + 1];
+        t[2 * i + 1] = v;
+        key = k;
+        v = carried;
+        d = dk;
+      }
+    }
     this.count++;
   }
 
   delete(id: number): void {
     if (!(id > 0)) return;
+    const t = this.table;
     const m = this.mask;
-    let i = this.home(id);
-    for (;;) {
-      const k = this.keys[i];
-      if (k === 0) return;
+    let i = id & m;
+    for (let d = 0; ; i = (i + 1) & m, d++) {
+      const k = t[2 * i];
       if (k === id) break;
-      i = (i + 1) & m;
+      if (k === 0 || this.distance(i) < d) return;
     }
-    // Backward-shift deletion: later entries of the probe run move up, so no tombstones.
-    for (let j = (i + 1) & m; this.keys[j] !== 0; j = (j + 1) & m) {
-      const home = this.home(this.keys[j]);
-      // Move entry j into the hole at i unless its home lies cyclically in (i, j].
-      if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        this.keys[i] = this.keys[j];
-        this.values[i] = this.values[j];
-        i = j;
-      }
+    // Backward shift: the entries after it move one bucket nearer home, up to one at home.
+    for (let j = (i + 1) & m; t[2 * j] !== 0 && this.distance(j) > 0; j = (j + 1) & m) {
+      t[2 * i] = t[2 * j];
+      t[2 * i + 1] = t[2 * j + 1];
+      i = j;
     }
-    this.keys[i] = 0;
+    t[2 * i] = 0;
     this.count--;
   }
 
-  private resize(n: number): void {
-    const keys = this.keys;
-    const values = this.values;
-    this.keys = new Float64Array(n);
-    this.values = new Int32Array(n);
-    this.mask = n - 1;
-    this.shift = 32 - Math.log2(n);
+  private resize(buckets: number): void {
+    const old = this.table;
+    this.table = new Float64Array(2 * buckets);
+    this.mask = buckets - 1;
     this.count = 0;
-    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) this.set(keys[i], values[i]);
+    for (let i = 0; i < old.length; i += 2) if (old[i] !== 0) this.set(old[i], old[i + 1]);
   }
 }
