@@ -71,8 +71,8 @@ export type Synthesizer = (
 
 /** What the dispatcher needs from the transport side of a session. */
 export interface SessionSink {
-  /** Queue the event of a request just assigned to this session. */
-  send(request: PendingRequest): void;
+  /** Queue the event of a request just assigned to this session; `nowMs` is the time now. */
+  send(request: PendingRequest, nowMs: number): void;
   /** Tell the client a verdict (or message) was refused. */
   reject(requestId: bigint, kind: RejectionKind, message: string): void;
   /** The session drains and has nothing left in flight: it may end its stream. */
@@ -307,7 +307,7 @@ export class Dispatcher {
     );
     this.pending.add(p);
     this.deadlines.add(p);
-    this.assign(p, choice);
+    this.assign(p, choice, now);
     return p;
   }
 
@@ -370,6 +370,8 @@ export class Dispatcher {
 
   /** Applies a batch of verdicts from `slot`, in order; refusals go back to its sink. */
   decide(slot: SessionSlot, verdicts: Verdicts): void {
+    // One clock read per batch: it is applied in one go.
+    const now = this.scheduler.nowMs();
     for (let i = 0; i < verdicts.length; i++) {
       const id = verdicts.ids[i];
       const action = outcomeActionOf(verdicts.actions[i]);
@@ -396,7 +398,6 @@ export class Dispatcher {
         );
         continue;
       }
-      const now = this.scheduler.nowMs();
       const flowMs = verdicts.flowMs[i];
       if (flowMs > 0) {
         const ms = Math.min(flowMs, this.maxFlowMs);
@@ -539,7 +540,7 @@ export class Dispatcher {
       } else {
         this.detach(p);
         this.counters.redispatched++;
-        this.assign(p, next);
+        this.assign(p, next, now);
       }
     }
   }
@@ -578,7 +579,7 @@ export class Dispatcher {
     return best;
   }
 
-  private assign(p: PendingRequest, slot: SessionSlot): void {
+  private assign(p: PendingRequest, slot: SessionSlot, now: number): void {
     p.session = slot;
     slot.inFlight++;
     p.previousInSession = slot.last;
@@ -586,7 +587,7 @@ export class Dispatcher {
     if (slot.last === null) slot.first = p;
     else slot.last.nextInSession = p;
     slot.last = p;
-    slot.sink.send(p);
+    slot.sink.send(p, now);
   }
 
   private detach(p: PendingRequest): void {

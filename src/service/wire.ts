@@ -63,15 +63,26 @@ export function decodeClientMessage(bytes: Uint8Array): ClientInput {
 // ---- varints ----
 
 function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
+  // Comparisons, not a division loop: every event field goes through here.
+  if (n < 0x80) return 1;
+  if (n < 0x4000) return 2;
+  if (n < 0x200000) return 3;
+  if (n < 0x10000000) return 4;
+  let size = 5;
+  for (n = Math.floor(n / 0x800000000); n > 0; n = Math.floor(n / 128)) size++;
   return size;
 }
 
 function writeVarint(buf: Uint8Array, pos: number, n: number): number {
+  // Below 2^31 (ids, seconds, nanos, lengths…) in integer steps; above it, in float ones.
+  if (n <= 0x7fffffff) {
+    while (n >= 0x80) {
+      buf[pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    buf[pos++] = n;
+    return pos;
+  }
   while (n >= 0x80) {
     buf[pos++] = (n % 128) | 0x80;
     n = Math.floor(n / 128);
