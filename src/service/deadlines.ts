@@ -27,9 +27,15 @@ export interface DeadlineEntry {
 }
 
 export class Deadlines<T extends DeadlineEntry> {
-  /** Entries by deadline from `head`; a removed one leaves null (the ends are always live). */
-  private queue: (T | null)[] = [];
+  /**
+   * Entries by deadline in [head, tail); a removed one leaves null (the ends are always live).
+   * A fixed array that is compacted in place and grown by hand, never by push(): an outgrown
+   * backing store would be left in the old generation still pointing at young requests, which
+   * then survive scavenges (issue #7). A replaced array is cleared first for the same reason.
+   */
+  private queue: (T | null)[] = new Array<T | null>(1024).fill(null);
   private head = 0;
+  private tail = 0;
   private live = 0;
   private timer: unknown = null;
   /** When the armed timer fires (its target deadline). */
@@ -51,21 +57,23 @@ export class Deadlines<T extends DeadlineEntry> {
   }
 
   add(entry: T): void {
+    if (this.tail === this.queue.length) this.makeRoom();
     const q = this.queue;
-    let i = q.length;
+    let i = this.tail;
     // One deadline for every request on a monotonic clock: entries come in deadline order and
     // are appended. An earlier one (another clock) is inserted in place.
     while (i > this.head && (q[i - 1] as T).deadlineMs > entry.deadlineMs) {
       i--;
       while (i > this.head && q[i - 1] === null) i--;
     }
-    if (i === q.length) {
-      entry.queueIndex = i;
-      q.push(entry);
-    } else {
-      q.splice(i, 0, entry);
-      this.reindex(i);
+    for (let j = this.tail; j > i; j--) {
+      const moved = q[j - 1];
+      q[j] = moved;
+      if (moved !== null) moved.queueIndex = j;
     }
+    q[i] = entry;
+    entry.queueIndex = i;
+    this.tail++;
     this.live++;
     if (entry.deadlineMs < this.timerAtMs) this.arm();
   }
@@ -79,20 +87,32 @@ export class Deadlines<T extends DeadlineEntry> {
     entry.queueIndex = -1;
     this.live--;
     if (this.live === 0) {
-      q.length = 0;
+      // Every slot is null again.
       this.head = 0;
+      this.tail = 0;
       // An early timer is harmless (it re-arms); only an empty queue must not keep one.
       this.disarm();
       return;
     }
     while (q[this.head] === null) this.head++;
-    while (q[q.length - 1] === null) q.pop();
-    // Holes (and the spent front) outnumber the entries: squeeze them out, O(1) amortized.
-    if (q.length - this.live > this.live + 1024) {
-      this.queue = q.filter((e) => e !== null);
-      this.head = 0;
-      this.reindex(0);
+    while (q[this.tail - 1] === null) this.tail--;
+  }
+
+  /** The array is full to its end: squeeze the holes out in place, or grow it when few. */
+  private makeRoom(): void {
+    const q = this.queue;
+    const target = this.live * 2 <= q.length ? q : new Array<T | null>(q.length * 2).fill(null);
+    let n = 0;
+    for (let i = this.head; i < this.tail; i++) {
+      const e = q[i];
+      if (e === null) continue;
+      q[i] = null;
+      target[n] = e;
+      e.queueIndex = n++;
     }
+    this.queue = target;
+    this.head = 0;
+    this.tail = n;
   }
 
   /** Expires every entry whose deadline is at or before now. */
@@ -102,14 +122,6 @@ export class Deadlines<T extends DeadlineEntry> {
       const top = this.queue[this.head] as T;
       this.remove(top);
       this.onExpired(top);
-    }
-  }
-
-  private reindex(from: number): void {
-    const q = this.queue;
-    for (let i = from; i < q.length; i++) {
-      const e = q[i];
-      if (e !== null) e.queueIndex = i;
     }
   }
 

@@ -199,7 +199,7 @@ export class EventBatch {
   /** Events in the batch. */
   count = 0;
 
-  constructor(private sizeHint = 4096) {
+  constructor(private sizeHint = 512) {
     this.buf = Buffer.allocUnsafe(sizeHint);
   }
 
@@ -289,8 +289,10 @@ export class EventBatch {
     this.buf[start] = TAG.serverMessageRequests;
     writeVarint(this.buf, start + 1, bytes);
     const out = this.buf.subarray(start, this.pos);
-    // The stream keeps `out`: the next batch gets a buffer of its own, sized like this one.
-    this.sizeHint = Math.max(this.sizeHint, this.pos);
+    // The stream keeps `out`: the next batch gets a buffer of its own, sized like this one
+    // with some room, not like the largest ever: below 4 KiB, Buffer.allocUnsafe carves it
+    // from Node's shared pool instead of allocating an ArrayBuffer per message.
+    this.sizeHint = Math.max(256, this.pos + (this.pos >> 2));
     this.buf = Buffer.allocUnsafe(this.sizeHint);
     this.pos = HEADROOM;
     this.count = 0;
