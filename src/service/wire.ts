@@ -289,10 +289,10 @@ export class EventBatch {
     this.buf[start] = TAG.serverMessageRequests;
     writeVarint(this.buf, start + 1, bytes);
     const out = this.buf.subarray(start, this.pos);
-    // The stream keeps `out`: the next batch gets a buffer of its own, sized like this one
-    // with some room, not like the largest ever: below 4 KiB, Buffer.allocUnsafe carves it
-    // from Node's shared pool instead of allocating an ArrayBuffer per message.
-    this.sizeHint = Math.max(256, this.pos + (this.pos >> 2));
+    // The stream keeps `out`: the next batch gets a buffer of its own, sized like the recent
+    // ones (a maximum that decays), not like the largest ever: below 4 KiB, Buffer.allocUnsafe
+    // carves it from Node's shared pool instead of allocating an ArrayBuffer per message.
+    this.sizeHint = Math.max(256, this.pos + (this.pos >> 2), (this.sizeHint * 3) >> 2);
     this.buf = Buffer.allocUnsafe(this.sizeHint);
     this.pos = HEADROOM;
     this.count = 0;
