@@ -15,7 +15,7 @@
  * notes. BENCH_SERVICE_COUNT (default 200000 per row) and BENCH_SERVICE_SECONDS (default 5 per
  * row) bound each row.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { isMainThread, Worker, workerData } from "node:worker_threads";
 import {
@@ -54,6 +54,11 @@ export interface ServiceBenchRow {
   p999Ms: number;
   /** decisions/s over the bare stream's at the same streams and batch (service rows). */
   ratioVsBare: number | null;
+  /**
+   * CPU time of the server's thread per decision, in µs (null where /proc is missing): the
+   * cost, steadier than decisions/s when other processes share the CPU.
+   */
+  serverCpuUs: number | null;
 }
 
 interface Bounds {
@@ -109,6 +114,18 @@ async function loadBuilt(): Promise<Built> {
 const ICMPV4_PROTOCOL_NUMBER = 1;
 
 const now = (): bigint => process.hrtime.bigint();
+
+/** CPU seconds this (the main) thread has used so far, from /proc; null elsewhere. */
+function threadCpuSeconds(): number | null {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "latin1");
+    // utime and stime, in clock ticks (100 per second), are fields 14 and 15 after the name.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -288,9 +305,12 @@ async function measure(
   b: Bounds,
 ): Promise<Measured> {
   // The service spreads what arrives in one tick over its sessions: offer it a batch for each
-  // stream at once, so every message carries `batch` events, as the bare stream's do.
+  // stream at once, so every message carries `batch` events, as the bare stream's do. Both get
+  // the same window (8 batches per stream in flight): with 4 streams the bare stream's was a
+  // quarter of the service's, which then queued 4× deeper (latency) and kept 4× more requests
+  // alive (GC) for the same throughput.
   const group = mechanism === "service" ? batch * streams : batch;
-  const o = { batch: group, window: Math.max(256, 8 * group), rate };
+  const o = { batch: group, window: Math.max(256, 8 * batch * streams), rate };
   const warm = await drive(offer, ready, rec, {
     ...o,
     count: Math.min(20_000, Math.ceil(b.count / 5)),
@@ -300,7 +320,9 @@ async function measure(
   const settled = Date.now() + 5000;
   while (rec.settled < warm.offered && Date.now() < settled) await yieldToLoop();
   rec.reset();
+  const cpu0 = threadCpuSeconds();
   const r = await drive(offer, ready, rec, { ...o, ...b });
+  const cpu1 = threadCpuSeconds();
   const p = rec.percentiles();
   return {
     mechanism,
@@ -315,6 +337,10 @@ async function measure(
     p50Ms: p.p50,
     p99Ms: p.p99,
     p999Ms: p.p999,
+    serverCpuUs:
+      cpu0 === null || cpu1 === null || rec.decided === 0
+        ? null
+        : ((cpu1 - cpu0) / rec.decided) * 1e6,
   };
 }
 
@@ -503,6 +529,7 @@ export function printServiceTable(rows: readonly ServiceBenchRow[]): void {
     "p99",
     "p99.9",
     "ratio vs bare",
+    "cpu/decision",
     "decided",
     "overload",
   ];
@@ -513,6 +540,7 @@ export function printServiceTable(rows: readonly ServiceBenchRow[]): void {
     `${r.p99Ms.toFixed(3)} ms`,
     `${r.p999Ms.toFixed(3)} ms`,
     r.ratioVsBare === null ? "–" : r.ratioVsBare.toFixed(2),
+    r.serverCpuUs === null ? "–" : `${r.serverCpuUs.toFixed(1)} µs`,
     `${r.decided}/${r.requests}`,
     String(r.overloaded),
   ]);
