@@ -15,6 +15,7 @@
  * notes. BENCH_SERVICE_COUNT (default 200000 per row) and BENCH_SERVICE_SECONDS (default 5 per
  * row) bound each row.
  */
+
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { isMainThread, Worker, workerData } from "node:worker_threads";
@@ -26,6 +27,15 @@ import {
   type ServerDuplexStream,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type ReadableSpan,
+  type SpanExporter,
+  TraceIdRatioBasedSampler,
+} from "@opentelemetry/sdk-trace-base";
 import type {
   Action,
   ClientMessage,
@@ -33,6 +43,7 @@ import type {
   ServerMessage,
 } from "../../src/gen/icmpfwd/v1/forwarder.js";
 import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
+import type { RequestTelemetry } from "../../src/service/request-telemetry.js";
 import { v4Echo } from "../helpers/packets.js";
 import type { BenchMeasurement, BenchModule } from "./flood.js";
 
@@ -88,6 +99,7 @@ interface Built {
   service: typeof import("../../src/service/index.js");
   server: typeof import("../../src/service/server.js");
   wire: typeof import("../../src/service/wire.js");
+  spans: typeof import("../../src/telemetry/request-spans.js");
 }
 
 const DIST = fileURLToPath(new URL("../../dist/", import.meta.url));
@@ -107,6 +119,7 @@ async function loadBuilt(): Promise<Built> {
     service: await load("service/index.js"),
     server: await load("service/server.js"),
     wire: await load("service/wire.js"),
+    spans: await load("telemetry/request-spans.js"),
   };
 }
 
@@ -344,20 +357,52 @@ async function measure(
   };
 }
 
+/** Spans to nowhere: what tracing costs the service, without an exporter's network time. */
+class DiscardingExporter implements SpanExporter {
+  spans = 0;
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.spans += spans.length;
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+/**
+ * Tracing as `icmpfwd serve` sets it up (head sampling at `ratio`, batched export), or null
+ * when tracing is off.
+ */
+function tracingAt(
+  lib: Built,
+  ratio: number | null,
+): { telemetry: RequestTelemetry; provider: BasicTracerProvider } | null {
+  if (ratio === null) return null;
+  const provider = new BasicTracerProvider({
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+    spanProcessors: [new BatchSpanProcessor(new DiscardingExporter(), { maxQueueSize: 8192 })],
+  });
+  return {
+    telemetry: new lib.spans.OtelRequestTelemetry(provider.getTracer("bench"), null),
+    provider,
+  };
+}
+
 async function serviceRow(
   lib: Built,
   streams: number,
   batch: number,
   rate: number | null,
   b: Bounds,
+  traceRatio: number | null = null,
 ): Promise<Measured> {
   const link = new lib.channel.ChannelEndpoint();
   const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
+  const tracing = tracingAt(lib, traceRatio);
   const service = await lib.service.EchoService.start({
     listen: "127.0.0.1:0",
     deadlineMs: 10_000,
     policy: lib.service.FAIL_OPEN,
     limits: { maxBatch: batch, maxInFlightCap: 1 << 20 },
+    telemetry: tracing?.telemetry,
   });
   const rec = new Recorder(b.count);
   const inner = service.forwarder.handlePacket;
@@ -397,6 +442,7 @@ async function serviceRow(
     await clients.terminate();
     await service.close();
     stack.close();
+    await tracing?.provider.shutdown();
   }
 }
 
@@ -513,6 +559,23 @@ export async function runServiceBench(b: Bounds = boundsFromEnv()): Promise<Serv
       name: name("service", streams, batch, rate),
       ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
     });
+  }
+  // What tracing costs (issue #11): 1 stream × 16, off / 1% / 100% sampled, same bare baseline.
+  if (only === undefined || only === "tracing") {
+    const bare = await bareRow(lib, 1, 16, null, b);
+    rows.push({ ...bare, name: "bare 1 stream, batch 16 (tracing rows)", ratioVsBare: null });
+    for (const [label, ratio] of [
+      ["off", null],
+      ["1% sampled", 0.01],
+      ["100% sampled", 1],
+    ] as const) {
+      const svc = await serviceRow(lib, 1, 16, null, b, ratio);
+      rows.push({
+        ...svc,
+        name: `service 1 stream, batch 16, tracing ${label}`,
+        ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
+      });
+    }
   }
   return rows;
 }
