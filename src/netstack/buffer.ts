@@ -34,6 +34,30 @@ export interface ReplyHook {
 /** Private to the netstack: the key under which a packet carries its reply hook. */
 export const replyHookSlot: unique symbol = Symbol("icmpfwd.replyHook");
 
+/** Bytes carved per pool; larger requests get an ArrayBuffer of their own. */
+const POOL_BYTES = 64 * 1024;
+const POOLED_MAX = 4096;
+let pool = new ArrayBuffer(POOL_BYTES);
+let poolUsed = 0;
+
+/**
+ * `new Uint8Array(n)` for the per-packet path: a small array is a view carved from a shared
+ * pool, as Buffer.allocUnsafe does but zeroed (pool bytes are handed out once, never reused).
+ * An ArrayBuffer of its own per packet cost more than the rest of the Echo path (issue #7). The
+ * view's `buffer` is the pool: use `byteOffset`/`length`, never `buffer` alone.
+ */
+export function allocateBytes(n: number): Uint8Array {
+  if (n > POOLED_MAX) return new Uint8Array(n);
+  if (poolUsed + n > POOL_BYTES) {
+    pool = new ArrayBuffer(POOL_BYTES);
+    poolUsed = 0;
+  }
+  const bytes = new Uint8Array(pool, poolUsed, n);
+  // 8-byte aligned, so every view may be read as wider words.
+  poolUsed = (poolUsed + n + 7) & ~7;
+  return bytes;
+}
+
 export class PacketBuffer {
   /** The NIC the packet arrived on (0 for locally generated packets). */
   nicId = 0;

@@ -5,10 +5,10 @@
  * its outcome, exactly once; anything later is rejected and counted (DESIGN.md §4).
  */
 import { Action } from "../gen/icmpfwd/v1/forwarder.js";
-import { isTcpipError, type TcpipError } from "../netstack/errors.js";
+import type { TcpipError } from "../netstack/errors.js";
 import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
-import { copyEchoRequest, type EchoRequestCopy } from "../netstack/icmp/synthetic.js";
+import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
 import { Decision } from "../netstack/transport.js";
 import { type DeadlineEntry, Deadlines, type Scheduler, systemScheduler } from "./deadlines.js";
 import { EndedRequests } from "./ended-requests.js";
@@ -16,6 +16,7 @@ import type { RejectionKind } from "./errors.js";
 import type { SessionFilter } from "./filter.js";
 import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-table.js";
 import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
+import { PendingTable } from "./pending-table.js";
 import type { DecidingSession, RequestTelemetry, RequestTrace } from "./request-telemetry.js";
 import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
 import type { EventSource, Verdicts } from "./wire.js";
@@ -71,8 +72,8 @@ export type Synthesizer = (
 
 /** What the dispatcher needs from the transport side of a session. */
 export interface SessionSink {
-  /** Queue the event of a request just assigned to this session. */
-  send(request: PendingRequest): void;
+  /** Queue the event of a request just assigned to this session; `nowMs` is the time now. */
+  send(request: PendingRequest, nowMs: number): void;
   /** Tell the client a verdict (or message) was refused. */
   reject(requestId: bigint, kind: RejectionKind, message: string): void;
   /** The session drains and has nothing left in flight: it may end its stream. */
@@ -114,7 +115,12 @@ export class SessionSlot implements FlowOwner {
   closed = false;
   /** Verdicts of this session that gave a request its outcome. */
   decided = 0;
-  readonly requests = new Set<PendingRequest>();
+  /**
+   * Its in-flight requests, oldest first, linked through the requests themselves (a Set's
+   * add/delete per request churned its table).
+   */
+  first: PendingRequest | null = null;
+  last: PendingRequest | null = null;
 
   constructor(
     readonly filter: SessionFilter,
@@ -126,11 +132,21 @@ export class SessionSlot implements FlowOwner {
   canTake(): boolean {
     return this.writable && !this.draining && !this.closed && this.inFlight < this.maxInFlight;
   }
+
+  /** Its in-flight requests, oldest first (a copy). */
+  inFlightRequests(): PendingRequest[] {
+    const out: PendingRequest[] = [];
+    for (let p = this.first; p !== null; p = p.nextInSession) out.push(p);
+    return out;
+  }
 }
 
 /** One Echo Request waiting for its outcome; it is also the handler's answer (a Decision). */
 export class PendingRequest extends Decision implements DeadlineEntry {
-  heapIndex = -1;
+  queueIndex = -1;
+  /** Neighbours in its session's list of in-flight requests. */
+  previousInSession: PendingRequest | null = null;
+  nextInSession: PendingRequest | null = null;
   trace: RequestTrace | null = null;
 
   constructor(
@@ -176,7 +192,7 @@ export class Dispatcher {
   private readonly maxPending: number;
   private readonly maxFlowMs: number;
   private readonly minRedispatchBudgetMs: number;
-  private readonly pending = new Map<number, PendingRequest>();
+  private readonly pending: PendingTable<PendingRequest>;
   private readonly deadlines: Deadlines<PendingRequest>;
   private readonly ended = new EndedRequests(1 << 16);
   private readonly flows: FlowVerdicts<SessionSlot>;
@@ -198,6 +214,7 @@ export class Dispatcher {
     this.policy = Object.freeze({ ...o.policy });
     this.temporaryReply = o.temporaryReply ?? false;
     this.maxPending = o.maxPending ?? 65536;
+    this.pending = new PendingTable(this.maxPending);
     this.maxFlowMs = o.maxFlowMs ?? 600_000;
     this.minRedispatchBudgetMs = o.minRedispatchBudgetMs ?? 1;
     this.scheduler = o.scheduler ?? systemScheduler;
@@ -320,9 +337,9 @@ export class Dispatcher {
       choice,
     );
     p.trace = trace;
-    this.pending.set(p.id, p);
+    this.pending.add(p);
     this.deadlines.add(p);
-    this.assign(p, choice);
+    this.assign(p, choice, now);
     return p;
   }
 
@@ -392,6 +409,8 @@ export class Dispatcher {
 
   /** Applies a batch of verdicts from `slot`, in order; refusals go back to its sink. */
   decide(slot: SessionSlot, verdicts: Verdicts): void {
+    // One clock read per batch: it is applied in one go.
+    const now = this.scheduler.nowMs();
     for (let i = 0; i < verdicts.length; i++) {
       const id = verdicts.ids[i];
       const action = outcomeActionOf(verdicts.actions[i]);
@@ -418,19 +437,27 @@ export class Dispatcher {
         );
         continue;
       }
-      const now = this.scheduler.nowMs();
       const flowMs = verdicts.flowMs[i];
       if (flowMs > 0) {
         const ms = Math.min(flowMs, this.maxFlowMs);
         if (this.flows.set(p.flow, action, now + ms, slot)) this.counters.flowEvictions++;
       }
       if (action === "consume" && this.synthetic.limits.windowMs > 0) {
-        // The request is still live: copy what a later synthetic reply needs.
-        const copy = copyEchoRequest(p.request);
-        if (!isTcpipError(copy)) {
-          this.counters.syntheticEvicted += this.synthetic.add(p.id, slot.index, copy, now);
-          this.counters.syntheticRecorded++;
-        }
+        // The request is still live: the store copies what a later synthetic reply needs, from
+        // the fields already read (no second pass over the packet, no copy per request).
+        const f = p.fields;
+        const req = p.request;
+        const copy: EchoRequestCopy = {
+          nicId: req.nicId(),
+          family: f.family,
+          source: f.source,
+          destination: f.destination,
+          tos: f.tos,
+          icmp: f.message,
+          localAddressBroadcast: req.packetInfo().localAddressBroadcast,
+        };
+        this.counters.syntheticEvicted += this.synthetic.add(p.id, slot.index, copy, now);
+        this.counters.syntheticRecorded++;
       }
       slot.decided++;
       this.finish(p, action, "verdict");
@@ -542,7 +569,7 @@ export class Dispatcher {
     this.flows.clearOwner(slot);
     this.affinity.clearOwner(slot);
     const now = this.scheduler.nowMs();
-    for (const p of [...slot.requests]) {
+    for (const p of slot.inFlightRequests()) {
       const next =
         p.deadlineMs - now >= this.minRedispatchBudgetMs
           ? this.choose(p.fields, p.temporary, p.flow)
@@ -552,7 +579,7 @@ export class Dispatcher {
       } else {
         this.detach(p);
         this.counters.redispatched++;
-        this.assign(p, next);
+        this.assign(p, next, now);
       }
     }
   }
@@ -591,24 +618,36 @@ export class Dispatcher {
     return best;
   }
 
-  private assign(p: PendingRequest, slot: SessionSlot): void {
+  private assign(p: PendingRequest, slot: SessionSlot, now: number): void {
     p.session = slot;
     slot.inFlight++;
-    slot.requests.add(p);
+    p.previousInSession = slot.last;
+    p.nextInSession = null;
+    if (slot.last === null) slot.first = p;
+    else slot.last.nextInSession = p;
+    slot.last = p;
     // Before send(): the event carries the decide span's traceparent.
     if (p.trace !== null) this.telemetry?.decisionStarted(p.trace, slot.meta);
-    slot.sink.send(p);
+    slot.sink.send(p, now);
   }
 
   private detach(p: PendingRequest): void {
     const s = p.session;
     s.inFlight--;
-    s.requests.delete(p);
+    const before = p.previousInSession;
+    const after = p.nextInSession;
+    if (before === null) s.first = after;
+    else before.nextInSession = after;
+    if (after === null) s.last = before;
+    else after.previousInSession = before;
+    // No links left behind: a finished request must not keep its neighbours reachable.
+    p.previousInSession = null;
+    p.nextInSession = null;
   }
 
   /** The one place a pending request ends. */
   private finish(p: PendingRequest, action: OutcomeAction, cause: OutcomeCause): void {
-    this.pending.delete(p.id);
+    this.pending.delete(p);
     this.deadlines.remove(p);
     this.detach(p);
     const s = p.session;

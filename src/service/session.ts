@@ -105,9 +105,8 @@ export class ConnectSession implements SessionSink, ObserverSink {
 
   // ---- SessionSink (called by the dispatcher) ----
 
-  send(p: EventSource): void {
-    const d = this.dispatcher;
-    this.batch.add(p, this.payloadBytes, d.scheduler.nowMs(), d.wallOffsetMs);
+  send(p: EventSource, nowMs: number): void {
+    this.batch.add(p, this.payloadBytes, nowMs, this.dispatcher.wallOffsetMs);
     if (this.batch.count >= this.limits.maxBatch || this.batch.bytes >= this.limits.maxBatchBytes) {
       this.flush();
     } else if (!this.flushQueued) {
@@ -124,7 +123,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
       return false;
     }
     this.queuedCopies++;
-    this.send(e);
+    this.send(e, this.dispatcher.scheduler.nowMs());
     return true;
   }
 

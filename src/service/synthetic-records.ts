@@ -1,9 +1,13 @@
 /**
  * What the dispatcher keeps of consumed requests so a proxy can answer them later (DESIGN.md §4,
- * proxy-owned replies): a copy of each request consumed by a verdict (copyEchoRequest, taken
+ * proxy-owned replies): the fields and ICMP bytes of each request consumed by a verdict (taken
  * while the request is live), for the synthetic-reply window. Bounded by count and by bytes;
  * past either bound the oldest copies go first (counted by the dispatcher). Insertion order is
  * expiry order (one window for all), so expired copies leave from the front.
+ *
+ * Every consumed request lands here and most live for the whole window, so the copies are kept
+ * in slots of preallocated typed arrays, not one object graph per request: tens of thousands of
+ * long-lived small objects made every garbage collection copy and mark them (issue #7).
  */
 import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
 
@@ -22,18 +26,49 @@ export interface SyntheticLimits {
   maxBytes: number;
 }
 
+/**
+ * One slot: a 64-byte head — id (f64 0), expiry (f64 1), session (i32 4), NIC (i32 5), ICMP
+ * length (i32 6), TOS (byte 28), flags (byte 29), source (bytes 32–47), destination (48–63) —
+ * then the ICMP message inline when it fits. One slot is one contiguous run of memory: a
+ * record spread over a dozen arrays cost a cache miss per array on every add (issue #7).
+ */
+const SLOT_BYTES = 192;
+const HEAD_BYTES = 64;
+/** ICMP messages up to this size live in their slot; longer ones get a copy of their own. */
+const INLINE_BYTES = SLOT_BYTES - HEAD_BYTES;
+const F64_PER_SLOT = SLOT_BYTES / 8;
+const I32_PER_SLOT = SLOT_BYTES / 4;
+const TOS = 28;
+const FLAGS = 29;
+const SOURCE = 32;
+const DESTINATION = 48;
+const FLAG_V6 = 1;
+const FLAG_BROADCAST = 2;
+/** Slots allocated at first; the slab doubles up to maxRecords. */
+const INITIAL_SLOTS = 1024;
+
 export class SyntheticRecords {
-  private readonly records = new Map<number, SyntheticRecord>();
-  // Ids in insertion (= expiry) order. A Map's "first key" would walk every deleted slot before
-  // it: O(n) per eviction once the store is full, so the order lives in this queue instead.
+  /** Request id → slot. */
+  private readonly slots = new IdIndex();
+  // Ids and their slots in insertion (= expiry) order; an entry whose slot holds another id
+  // (or none) was deleted. A Map's "first key" would walk every deleted slot before it: O(n)
+  // per eviction once the store is full, so the order lives in this queue instead.
   private order: number[] = [];
+  private orderSlots: number[] = [];
   private head = 0;
   private heldBytes = 0;
+  // A slot is free again once its record is deleted (its id is then 0).
+  private capacity = 0;
+  private free: number[] = [];
+  private f64 = new Float64Array(0);
+  private i32 = new Int32Array(0);
+  private bytes8 = new Uint8Array(0);
+  private readonly outOfLine = new Map<number, Uint8Array>();
 
   constructor(readonly limits: SyntheticLimits) {}
 
   get size(): number {
-    return this.records.size;
+    return this.slots.size;
   }
 
   get bytes(): number {
@@ -41,7 +76,8 @@ export class SyntheticRecords {
   }
 
   /**
-   * Keeps the copy of request `id`; returns how many older copies were evicted (before their
+   * Keeps a copy of request `id` (not held yet; `copy` may hold views into the live packet:
+   * its bytes are copied here); returns how many older copies were evicted (before their
    * window ended) to stay within the bounds.
    */
   add(id: number, session: number, copy: EchoRequestCopy, nowMs: number): number {
@@ -49,41 +85,83 @@ export class SyntheticRecords {
     let evicted = 0;
     const size = copy.icmp.length;
     while (
-      this.records.size > 0 &&
-      (this.records.size >= this.limits.maxRecords || this.heldBytes + size > this.limits.maxBytes)
+      this.slots.size > 0 &&
+      (this.slots.size >= this.limits.maxRecords || this.heldBytes + size > this.limits.maxBytes)
     ) {
       this.deleteOldest();
       evicted++;
     }
-    if (size > this.limits.maxBytes) return evicted;
-    this.records.set(id, { session, copy, expiresAtMs: nowMs + this.limits.windowMs });
+    if (size > this.limits.maxBytes || this.limits.maxRecords < 1) return evicted;
+    const slot = this.allocate();
+    const f = slot * F64_PER_SLOT;
+    const w = slot * I32_PER_SLOT;
+    const b = slot * SLOT_BYTES;
+    this.f64[f] = id;
+    this.f64[f + 1] = nowMs + this.limits.windowMs;
+    this.i32[w + 4] = session;
+    this.i32[w + 5] = copy.nicId;
+    this.i32[w + 6] = size;
+    const bytes = this.bytes8;
+    bytes[b + TOS] = copy.tos;
+    bytes[b + FLAGS] =
+      (copy.family === "ipv6" ? FLAG_V6 : 0) | (copy.localAddressBroadcast ? FLAG_BROADCAST : 0);
+    // Byte loops for the addresses: TypedArray.set costs more than copying 4 or 16 bytes.
+    copyInto(bytes, b + SOURCE, copy.source);
+    copyInto(bytes, b + DESTINATION, copy.destination);
+    if (size <= INLINE_BYTES) bytes.set(copy.icmp, b + HEAD_BYTES);
+    else this.outOfLine.set(slot, copy.icmp.slice());
+    this.slots.set(id, slot);
     this.order.push(id);
+    this.orderSlots.push(slot);
     this.heldBytes += size;
     return evicted;
   }
 
-  /** The record of `id` (null when absent or expired); it stays until take(). */
+  /** The record of `id` (null when absent or expired), as fresh copies; it stays until delete(). */
   get(id: number, nowMs: number): SyntheticRecord | null {
     this.expire(nowMs);
-    return this.records.get(id) ?? null;
+    const slot = this.slots.get(id);
+    if (slot < 0) return null;
+    const b = slot * SLOT_BYTES;
+    const w = slot * I32_PER_SLOT;
+    const flags = this.bytes8[b + FLAGS];
+    const addressLength = (flags & FLAG_V6) !== 0 ? 16 : 4;
+    const length = this.i32[w + 6];
+    const icmp =
+      length <= INLINE_BYTES
+        ? this.bytes8.slice(b + HEAD_BYTES, b + HEAD_BYTES + length)
+        : (this.outOfLine.get(slot) as Uint8Array).slice();
+    return {
+      session: this.i32[w + 4],
+      expiresAtMs: this.f64[slot * F64_PER_SLOT + 1],
+      copy: {
+        nicId: this.i32[w + 5],
+        family: (flags & FLAG_V6) !== 0 ? "ipv6" : "ipv4",
+        source: this.bytes8.slice(b + SOURCE, b + SOURCE + addressLength),
+        destination: this.bytes8.slice(b + DESTINATION, b + DESTINATION + addressLength),
+        tos: this.bytes8[b + TOS],
+        icmp,
+        localAddressBroadcast: (flags & FLAG_BROADCAST) !== 0,
+      },
+    };
   }
 
   /** Removes the record of `id` (a synthetic reply was sent: once). */
   delete(id: number): void {
-    const r = this.records.get(id);
-    if (r === undefined) return;
-    this.records.delete(id);
-    this.heldBytes -= r.copy.icmp.length;
+    const slot = this.slots.get(id);
+    if (slot >= 0) this.release(id, slot);
   }
 
   /** Drops the copies whose window has ended. */
   expire(nowMs: number): void {
     while (this.head < this.order.length) {
       const id = this.order[this.head];
-      const r = this.records.get(id);
-      if (r !== undefined && r.expiresAtMs > nowMs) break;
+      const slot = this.orderSlots[this.head];
+      const f = slot * F64_PER_SLOT;
+      const held = this.f64[f] === id;
+      if (held && this.f64[f + 1] > nowMs) break;
       this.head++;
-      if (r !== undefined) this.delete(id);
+      if (held) this.release(id, slot);
     }
     this.compact();
   }
@@ -91,20 +169,150 @@ export class SyntheticRecords {
   /** Removes the oldest record still held (ids already taken are skipped). */
   private deleteOldest(): void {
     while (this.head < this.order.length) {
-      const id = this.order[this.head++];
-      if (this.records.has(id)) {
-        this.delete(id);
+      const id = this.order[this.head];
+      const slot = this.orderSlots[this.head++];
+      if (this.f64[slot * F64_PER_SLOT] === id) {
+        this.release(id, slot);
         break;
       }
     }
     this.compact();
   }
 
+  private release(id: number, slot: number): void {
+    this.slots.delete(id);
+    this.f64[slot * F64_PER_SLOT] = 0;
+    const length = this.i32[slot * I32_PER_SLOT + 6];
+    this.heldBytes -= length;
+    if (length > INLINE_BYTES) this.outOfLine.delete(slot);
+    this.free.push(slot);
+  }
+
   /** Drops the consumed front of the queue once it is most of it. */
   private compact(): void {
     if (this.head > 4096 && this.head * 2 > this.order.length) {
       this.order = this.order.slice(this.head);
+      this.orderSlots = this.orderSlots.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /** A free slot; the slab grows (doubling, at most to maxRecords) when none is left. */
+  private allocate(): number {
+    const slot = this.free.pop();
+    if (slot !== undefined) return slot;
+    // No free slot: every slot handed out so far is held, so the next unused one is `size`.
+    if (this.slots.size >= this.capacity) this.grow();
+    return this.slots.size;
+  }
+
+  private grow(): void {
+    const n = Math.max(
+      this.slots.size + 1,
+      Math.min(this.limits.maxRecords, Math.max(INITIAL_SLOTS, this.capacity * 2)),
+    );
+    const slab = new ArrayBuffer(n * SLOT_BYTES);
+    const bytes = new Uint8Array(slab);
+    bytes.set(this.bytes8);
+    this.bytes8 = bytes;
+    this.f64 = new Float64Array(slab);
+    this.i32 = new Int32Array(slab);
+    this.capacity = n;
+  }
+}
+
+function copyInto(to: Uint8Array, at: number, from: Uint8Array): void {
+  for (let i = 0; i < from.length; i++) to[at + i] = from[i];
+}
+
+/**
+ * Request id (a positive integer) → slot: Robin Hood hashing on the id itself, keys and values
+ * side by side in one array. Ids come nearly in order, so almost every entry sits in its home
+ * bucket: an insert, a lookup and a deletion (backward shift, which stops at the first entry
+ * at home) each touch one or two neighbouring buckets. A Map with this much insert/delete
+ * churn rehashed itself over and over (issue #7).
+ */
+class IdIndex {
+  /** [id, value] per bucket; id 0: empty. */
+  private table = new Float64Array(2 * 1024);
+  private mask = 1023;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** How far bucket `i` (occupied) is from its entry's home. */
+  private distance(i: number): number {
+    return (i - (this.table[2 * i] & this.mask)) & this.mask;
+  }
+
+  /** The slot of `id`, or -1. */
+  get(id: number): number {
+    if (!(id > 0)) return -1;
+    const t = this.table;
+    const m = this.mask;
+    for (let i = id & m, d = 0; ; i = (i + 1) & m, d++) {
+      const k = t[2 * i];
+      if (k === id) return t[2 * i + 1];
+      // Robin Hood order: past an entry nearer its home than we are, `id` cannot be.
+      if (k === 0 || this.distance(i) < d) return -1;
+    }
+  }
+
+  /** Adds `id` (not present yet). */
+  set(id: number, value: number): void {
+    if ((this.count + 1) * 2 > this.mask + 1) this.resize(2 * (this.mask + 1));
+    const t = this.table;
+    const m = this.mask;
+    let key = id;
+    let v = value;
+    for (let i = key & m, d = 0; ; i = (i + 1) & m, d++) {
+      const k = t[2 * i];
+      if (k === 0) {
+        t[2 * i] = key;
+        t[2 * i + 1] = v;
+        break;
+      }
+      const dk = this.distance(i);
+      if (dk < d) {
+        // Take the bucket from the richer entry and carry it on.
+        t[2 * i] = key;
+        const carried = t[2 * i + 1];
+        t[2 * i + 1] = v;
+        key = k;
+        v = carried;
+        d = dk;
+      }
+    }
+    this.count++;
+  }
+
+  delete(id: number): void {
+    if (!(id > 0)) return;
+    const t = this.table;
+    const m = this.mask;
+    let i = id & m;
+    for (let d = 0; ; i = (i + 1) & m, d++) {
+      const k = t[2 * i];
+      if (k === id) break;
+      if (k === 0 || this.distance(i) < d) return;
+    }
+    // Backward shift: the entries after it move one bucket nearer home, up to one at home.
+    for (let j = (i + 1) & m; t[2 * j] !== 0 && this.distance(j) > 0; j = (j + 1) & m) {
+      t[2 * i] = t[2 * j];
+      t[2 * i + 1] = t[2 * j + 1];
+      i = j;
+    }
+    t[2 * i] = 0;
+    this.count--;
+  }
+
+  private resize(buckets: number): void {
+    const old = this.table;
+    this.table = new Float64Array(2 * buckets);
+    this.mask = buckets - 1;
+    this.count = 0;
+    for (let i = 0; i < old.length; i += 2) if (old[i] !== 0) this.set(old[i], old[i + 1]);
   }
 }

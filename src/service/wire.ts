@@ -66,15 +66,26 @@ export function decodeClientMessage(bytes: Uint8Array): ClientInput {
 // ---- varints ----
 
 function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
+  // Comparisons, not a division loop: every event field goes through here.
+  if (n < 0x80) return 1;
+  if (n < 0x4000) return 2;
+  if (n < 0x200000) return 3;
+  if (n < 0x10000000) return 4;
+  let size = 5;
+  for (n = Math.floor(n / 0x800000000); n > 0; n = Math.floor(n / 128)) size++;
   return size;
 }
 
 function writeVarint(buf: Uint8Array, pos: number, n: number): number {
+  // Below 2^31 (ids, seconds, nanos, lengths…) in integer steps; above it, in float ones.
+  if (n <= 0x7fffffff) {
+    while (n >= 0x80) {
+      buf[pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    buf[pos++] = n;
+    return pos;
+  }
   while (n >= 0x80) {
     buf[pos++] = (n % 128) | 0x80;
     n = Math.floor(n / 128);
@@ -194,7 +205,7 @@ export class EventBatch {
   /** Events in the batch. */
   count = 0;
 
-  constructor(private sizeHint = 4096) {
+  constructor(private sizeHint = 512) {
     this.buf = Buffer.allocUnsafe(sizeHint);
   }
 
@@ -293,8 +304,10 @@ export class EventBatch {
     this.buf[start] = TAG.serverMessageRequests;
     writeVarint(this.buf, start + 1, bytes);
     const out = this.buf.subarray(start, this.pos);
-    // The stream keeps `out`: the next batch gets a buffer of its own, sized like this one.
-    this.sizeHint = Math.max(this.sizeHint, this.pos);
+    // The stream keeps `out`: the next batch gets a buffer of its own, sized like the recent
+    // ones (a maximum that decays), not like the largest ever: below 4 KiB, Buffer.allocUnsafe
+    // carves it from Node's shared pool instead of allocating an ArrayBuffer per message.
+    this.sizeHint = Math.max(256, this.pos + (this.pos >> 2), (this.sizeHint * 3) >> 2);
     this.buf = Buffer.allocUnsafe(this.sizeHint);
     this.pos = HEADROOM;
     this.count = 0;

@@ -15,7 +15,8 @@
  * notes. BENCH_SERVICE_COUNT (default 200000 per row) and BENCH_SERVICE_SECONDS (default 5 per
  * row) bound each row.
  */
-import { existsSync } from "node:fs";
+
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { isMainThread, Worker, workerData } from "node:worker_threads";
 import {
@@ -26,6 +27,15 @@ import {
   type ServerDuplexStream,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type ReadableSpan,
+  type SpanExporter,
+  TraceIdRatioBasedSampler,
+} from "@opentelemetry/sdk-trace-base";
 import type {
   Action,
   ClientMessage,
@@ -33,6 +43,7 @@ import type {
   ServerMessage,
 } from "../../src/gen/icmpfwd/v1/forwarder.js";
 import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
+import type { RequestTelemetry } from "../../src/service/request-telemetry.js";
 import { v4Echo } from "../helpers/packets.js";
 import type { BenchMeasurement, BenchModule } from "./flood.js";
 
@@ -54,6 +65,11 @@ export interface ServiceBenchRow {
   p999Ms: number;
   /** decisions/s over the bare stream's at the same streams and batch (service rows). */
   ratioVsBare: number | null;
+  /**
+   * CPU time of the server's thread per decision, in µs (null where /proc is missing): the
+   * cost, steadier than decisions/s when other processes share the CPU.
+   */
+  serverCpuUs: number | null;
 }
 
 interface Bounds {
@@ -83,6 +99,7 @@ interface Built {
   service: typeof import("../../src/service/index.js");
   server: typeof import("../../src/service/server.js");
   wire: typeof import("../../src/service/wire.js");
+  spans: typeof import("../../src/telemetry/request-spans.js");
 }
 
 const DIST = fileURLToPath(new URL("../../dist/", import.meta.url));
@@ -102,6 +119,7 @@ async function loadBuilt(): Promise<Built> {
     service: await load("service/index.js"),
     server: await load("service/server.js"),
     wire: await load("service/wire.js"),
+    spans: await load("telemetry/request-spans.js"),
   };
 }
 
@@ -109,6 +127,18 @@ async function loadBuilt(): Promise<Built> {
 const ICMPV4_PROTOCOL_NUMBER = 1;
 
 const now = (): bigint => process.hrtime.bigint();
+
+/** CPU seconds this (the main) thread has used so far, from /proc; null elsewhere. */
+function threadCpuSeconds(): number | null {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "latin1");
+    // utime and stime, in clock ticks (100 per second), are fields 14 and 15 after the name.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -288,9 +318,12 @@ async function measure(
   b: Bounds,
 ): Promise<Measured> {
   // The service spreads what arrives in one tick over its sessions: offer it a batch for each
-  // stream at once, so every message carries `batch` events, as the bare stream's do.
+  // stream at once, so every message carries `batch` events, as the bare stream's do. Both get
+  // the same window (8 batches per stream in flight): with 4 streams the bare stream's was a
+  // quarter of the service's, which then queued 4× deeper (latency) and kept 4× more requests
+  // alive (GC) for the same throughput.
   const group = mechanism === "service" ? batch * streams : batch;
-  const o = { batch: group, window: Math.max(256, 8 * group), rate };
+  const o = { batch: group, window: Math.max(256, 8 * batch * streams), rate };
   const warm = await drive(offer, ready, rec, {
     ...o,
     count: Math.min(20_000, Math.ceil(b.count / 5)),
@@ -300,7 +333,9 @@ async function measure(
   const settled = Date.now() + 5000;
   while (rec.settled < warm.offered && Date.now() < settled) await yieldToLoop();
   rec.reset();
+  const cpu0 = threadCpuSeconds();
   const r = await drive(offer, ready, rec, { ...o, ...b });
+  const cpu1 = threadCpuSeconds();
   const p = rec.percentiles();
   return {
     mechanism,
@@ -315,6 +350,39 @@ async function measure(
     p50Ms: p.p50,
     p99Ms: p.p99,
     p999Ms: p.p999,
+    serverCpuUs:
+      cpu0 === null || cpu1 === null || rec.decided === 0
+        ? null
+        : ((cpu1 - cpu0) / rec.decided) * 1e6,
+  };
+}
+
+/** Spans to nowhere: what tracing costs the service, without an exporter's network time. */
+class DiscardingExporter implements SpanExporter {
+  spans = 0;
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.spans += spans.length;
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+/**
+ * Tracing as `icmpfwd serve` sets it up (head sampling at `ratio`, batched export), or null
+ * when tracing is off.
+ */
+function tracingAt(
+  lib: Built,
+  ratio: number | null,
+): { telemetry: RequestTelemetry; provider: BasicTracerProvider } | null {
+  if (ratio === null) return null;
+  const provider = new BasicTracerProvider({
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+    spanProcessors: [new BatchSpanProcessor(new DiscardingExporter(), { maxQueueSize: 8192 })],
+  });
+  return {
+    telemetry: new lib.spans.OtelRequestTelemetry(provider.getTracer("bench"), null),
+    provider,
   };
 }
 
@@ -324,14 +392,17 @@ async function serviceRow(
   batch: number,
   rate: number | null,
   b: Bounds,
+  traceRatio: number | null = null,
 ): Promise<Measured> {
   const link = new lib.channel.ChannelEndpoint();
   const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
+  const tracing = tracingAt(lib, traceRatio);
   const service = await lib.service.EchoService.start({
     listen: "127.0.0.1:0",
     deadlineMs: 10_000,
     policy: lib.service.FAIL_OPEN,
     limits: { maxBatch: batch, maxInFlightCap: 1 << 20 },
+    telemetry: tracing?.telemetry,
   });
   const rec = new Recorder(b.count);
   const inner = service.forwarder.handlePacket;
@@ -371,6 +442,7 @@ async function serviceRow(
     await clients.terminate();
     await service.close();
     stack.close();
+    await tracing?.provider.shutdown();
   }
 }
 
@@ -488,6 +560,23 @@ export async function runServiceBench(b: Bounds = boundsFromEnv()): Promise<Serv
       ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
     });
   }
+  // What tracing costs (issue #11): 1 stream × 16, off / 1% / 100% sampled, same bare baseline.
+  if (only === undefined || only === "tracing") {
+    const bare = await bareRow(lib, 1, 16, null, b);
+    rows.push({ ...bare, name: "bare 1 stream, batch 16 (tracing rows)", ratioVsBare: null });
+    for (const [label, ratio] of [
+      ["off", null],
+      ["1% sampled", 0.01],
+      ["100% sampled", 1],
+    ] as const) {
+      const svc = await serviceRow(lib, 1, 16, null, b, ratio);
+      rows.push({
+        ...svc,
+        name: `service 1 stream, batch 16, tracing ${label}`,
+        ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
+      });
+    }
+  }
   return rows;
 }
 
@@ -503,6 +592,7 @@ export function printServiceTable(rows: readonly ServiceBenchRow[]): void {
     "p99",
     "p99.9",
     "ratio vs bare",
+    "cpu/decision",
     "decided",
     "overload",
   ];
@@ -513,6 +603,7 @@ export function printServiceTable(rows: readonly ServiceBenchRow[]): void {
     `${r.p99Ms.toFixed(3)} ms`,
     `${r.p999Ms.toFixed(3)} ms`,
     r.ratioVsBare === null ? "–" : r.ratioVsBare.toFixed(2),
+    r.serverCpuUs === null ? "–" : `${r.serverCpuUs.toFixed(1)} µs`,
     `${r.decided}/${r.requests}`,
     String(r.overloaded),
   ]);

@@ -110,7 +110,7 @@ describeNetns("the Go policy client end to end", () => {
   async function ping(count: number): Promise<{ out: string; received: number }> {
     const r = await ns.exec(
       "ping",
-      ["-n", "-c", String(count), "-i", "0.05", "-W", "1", "198.18.0.2"],
+      ["-n", "-c", String(count), "-i", "0.05", "-W", "2", "198.18.0.2"],
       { timeoutMs: 30_000 },
     );
     const p = parsePing(r.stdout);

@@ -88,7 +88,7 @@ describeNetns("the Python policy client end to end", () => {
   ): Promise<{ out: string; received: number; rttAvgMs: number | null }> {
     const r = await ns.exec(
       "ping",
-      ["-n", "-c", String(count), "-i", "0.05", "-W", "1", ...extra, "198.18.0.2"],
+      ["-n", "-c", String(count), "-i", "0.05", "-W", "2", ...extra, "198.18.0.2"],
       { timeoutMs: 30_000 },
     );
     const p = parsePing(r.stdout);

@@ -56,7 +56,7 @@ describeNetns("the TypeScript policy client end to end", () => {
   }
 
   async function ping(count: number, dst = "198.18.0.2") {
-    const r = await ns.exec("ping", ["-n", "-c", String(count), "-i", "0.05", "-W", "1", dst]);
+    const r = await ns.exec("ping", ["-n", "-c", String(count), "-i", "0.05", "-W", "2", dst]);
     return { ...parsePing(r.stdout), seqs: replySeqs(r.stdout) };
   }
 

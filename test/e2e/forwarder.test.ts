@@ -62,7 +62,7 @@ describeNetns("Forwarder end to end with the kernel's ping", () => {
   const sent6 = () => stack.stats.icmp.v6.packetsSent.echoReply;
 
   async function ping(args: string[]) {
-    const r = await ns.exec("ping", ["-n", "-W", "1", ...args]);
+    const r = await ns.exec("ping", ["-n", "-W", "2", ...args]);
     return { ...parsePing(r.stdout), out: r.stdout };
   }
 

@@ -46,7 +46,7 @@ describeNetns("operating a running service", () => {
   const ping = async (dst: string, count = 2, v6 = false): Promise<number> => {
     const r = await ns.exec(
       "ping",
-      [...(v6 ? ["-6"] : []), "-n", "-q", "-c", String(count), "-i", "0.2", "-W", "1", dst],
+      [...(v6 ? ["-6"] : []), "-n", "-q", "-c", String(count), "-i", "0.2", "-W", "2", dst],
       { timeoutMs: 10_000 },
     );
     return parsePing(r.stdout).received;

@@ -228,7 +228,7 @@ describeNetns("icmpfwd serve options", () => {
     ]);
     try {
       const ping = async (args: string[]) =>
-        parsePing((await ns.exec("ping", ["-n", "-W", "1", "-i", "0.02", ...args])).stdout);
+        parsePing((await ns.exec("ping", ["-n", "-W", "2", "-i", "0.02", ...args])).stdout);
       expect((await ping(["-c", "3", "198.18.200.7"])).received).toBe(0);
       // Positive control in the same run: the NIC's own address is answered.
       expect((await ping(["-c", "3", "198.18.0.2"])).received).toBe(3);
@@ -252,7 +252,7 @@ describeNetns("icmpfwd serve options", () => {
       "--temporary-reply",
     ]);
     try {
-      const r = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.02", "-W", "1", "198.18.200.7"]);
+      const r = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.02", "-W", "2", "198.18.200.7"]);
       expect(parsePing(r.stdout).received).toBe(3);
       expect(r.stdout).toContain("bytes from 198.18.200.7");
       const s = await serve.waitStats((x) => x["icmp.v4.packetsSent.echoReply"] === 3, "3 replies");

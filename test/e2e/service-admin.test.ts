@@ -46,7 +46,7 @@ describeNetns("proxy-owned replies and the CLI end to end", () => {
     const socket = await start();
     const s0 = serve as ServeProcess;
     // Positive control first: no client, the netstack answers at once.
-    const control = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.05", "-W", "1", "198.18.0.2"]);
+    const control = await ns.exec("ping", ["-n", "-c", "3", "-i", "0.05", "-W", "2", "198.18.0.2"]);
     expect(parsePing(control.stdout).received).toBe(3);
     expect(Math.max(...rtts(control.stdout))).toBeLessThan(200);
 
@@ -100,7 +100,7 @@ describeNetns("proxy-owned replies and the CLI end to end", () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/198\.18\.0\.2 is the netstack's own address/);
 
-    await ns.exec("ping", ["-n", "-c", "2", "-i", "0.05", "-W", "1", "198.18.0.2"]);
+    await ns.exec("ping", ["-n", "-c", "2", "-i", "0.05", "-W", "2", "198.18.0.2"]);
     const stats = await cli(["stats", "--json"]);
     expect(stats.code).toBe(0);
     const j = JSON.parse(stats.stdout) as { counters: Record<string, number> };

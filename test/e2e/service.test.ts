@@ -59,7 +59,7 @@ describeNetns("the decision service end to end", () => {
     client = await TestClient.connect(`unix:${socket}`);
     decideEach(client, (e) => (e.sequence % 2 === 0 ? Action.ACTION_REPLY : Action.ACTION_CONSUME));
     const kernelBefore = await ns.nstat("IcmpInEchos");
-    const r = await ns.exec("ping", ["-n", "-c", "20", "-i", "0.05", "-W", "1", "198.18.0.2"]);
+    const r = await ns.exec("ping", ["-n", "-c", "20", "-i", "0.05", "-W", "2", "198.18.0.2"]);
     const p = parsePing(r.stdout);
     expect(p.transmitted).toBe(20);
     expect(p.received).toBe(10);
@@ -75,7 +75,7 @@ describeNetns("the decision service end to end", () => {
     expect(await ns.nstat("IcmpInEchos")).toBe(kernelBefore);
 
     // IPv6, same policy, same session.
-    const r6 = await ns.exec("ping", ["-6", "-n", "-c", "6", "-i", "0.05", "-W", "1", "fd00:1::2"]);
+    const r6 = await ns.exec("ping", ["-6", "-n", "-c", "6", "-i", "0.05", "-W", "2", "fd00:1::2"]);
     expect(replySeqs(r6.stdout)).toEqual([2, 4, 6]);
     const s6 = await serve.waitVerdicts(26);
     expect(counter(s6, "service.outcomes.consume.verdict")).toBe(13);

@@ -50,7 +50,7 @@ describeNetns("TUN in a worker thread", () => {
 
     // Traffic into the worker's reader, so its poll handle is busy when the worker goes away.
     await ns.sh(`ip addr add 198.18.0.1/24 dev ${name}`);
-    await ns.exec("ping", ["-n", "-c", "2", "-i", "0.05", "-W", "1", "198.18.0.2"]);
+    await ns.exec("ping", ["-n", "-c", "2", "-i", "0.05", "-W", "2", "198.18.0.2"]);
     await waitFor(() => packets >= 2, { what: "the worker to read the Echo Requests" });
 
     const exitCode = await worker.terminate();
@@ -95,7 +95,7 @@ describeNetns("TUN in a worker thread", () => {
       // 3,000 requests queued at once: the worker is still reading them when it is terminated
       // after 200, so its poll callback races the teardown. Bounded in count and time.
       const ping = ns.spawn("timeout", [
-        ...["-s", "INT", "10", "ping", "-n", "-q", "-f", "-l", "3000", "-c", "3000", "-W", "1"],
+        ...["-s", "INT", "10", "ping", "-n", "-q", "-f", "-l", "3000", "-c", "3000", "-W", "2"],
         "198.18.0.2",
       ]);
       const { code, signal } = await exited;

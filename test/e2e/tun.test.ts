@@ -118,7 +118,7 @@ describeNetns("TUN endpoint", () => {
     expect((await exec("ip", ["link", "show", "dev", "icmpfwd-t1"])).code).not.toBe(0);
 
     // Nobody answers: ping exits 1, which is fine; the requests are what we look at.
-    await ns.exec("ping", ["-n", "-c", "3", "-i", "0.05", "-W", "1", FAR]);
+    await ns.exec("ping", ["-n", "-c", "3", "-i", "0.05", "-W", "2", FAR]);
     const requests = await waitFor(
       () => {
         const r = rx.icmp4(isRequestToFar);
@@ -182,7 +182,7 @@ describeNetns("TUN endpoint", () => {
 
     const ping = await ns.exec(
       "timeout",
-      ["-s", "INT", "30", "ping", "-n", "-q", "-f", "-l", "10000", "-c", "10000", "-W", "1", FAR],
+      ["-s", "INT", "30", "ping", "-n", "-q", "-f", "-l", "10000", "-c", "10000", "-W", "2", FAR],
       { timeoutMs: 45_000 },
     );
     expect(ping.stdout).toMatch(/10000 packets transmitted/);
@@ -233,7 +233,7 @@ describeNetns("TUN endpoint", () => {
     const { tun, rx } = await openTun(name, { attach: true });
     // Without an mtu option, attaching keeps the administrator's MTU.
     expect(tun.mtu).toBe(1500);
-    await ns.exec("ping", ["-n", "-c", "1", "-W", "1", FAR]);
+    await ns.exec("ping", ["-n", "-c", "1", "-W", "2", FAR]);
     await waitFor(() => rx.icmp4(isRequestToFar).length === 1, {
       what: "the Echo Request through the attached device",
     });

@@ -3,6 +3,9 @@
  * diff, refusals), run-time address and route changes against a recording kernel side, the
  * decision-latency percentiles, and `icmpfwd top`'s model and drop reasons.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   DROP_COUNTERS,
@@ -23,6 +26,13 @@ import { netstackDrops } from "../../src/telemetry/metrics.js";
 import { testStack } from "../helpers/stack.js";
 
 const base = (o: Record<string, unknown> = {}): Config => resolveConfig(o);
+// Files the configuration names must be readable (config.ts checks); their contents come
+// from each test's loader.
+const files = mkdtempSync(join(tmpdir(), "icmpfwd-reload-"));
+const CERT = join(files, "c.pem");
+const KEY = join(files, "k.pem");
+const AUTHZ = join(files, "authz.json");
+for (const f of [CERT, KEY, AUTHZ]) writeFileSync(f, "");
 const noFiles = (c: Config): SecurityOptions => ({ token: c.token });
 
 describe("reload plan", () => {
@@ -75,7 +85,7 @@ describe("reload plan", () => {
   it("turning TLS on needs a restart", () => {
     const r = planReload(
       { config: base(), security: {} },
-      base({ tlsCert: "/c.pem", tlsKey: "/k.pem" }),
+      base({ tlsCert: CERT, tlsKey: KEY }),
       noFiles,
     ) as ReloadRefusal;
     expect(r.reason).toBe(
@@ -84,19 +94,17 @@ describe("reload plan", () => {
   });
 
   it("a certificate rotated under the same path is a change with new contents", () => {
-    const c = base({ tlsCert: "/c.pem", tlsKey: "/k.pem" });
+    const c = base({ tlsCert: CERT, tlsKey: KEY });
     const p = planReload(
       { config: c, security: { tls: { cert: Buffer.from("old"), key: Buffer.from("k") } } },
       c,
       () => ({ tls: { cert: Buffer.from("new"), key: Buffer.from("k") } }),
     ) as ReloadPlan;
-    expect(p.changes).toEqual([
-      { key: "tlsCert", from: "/c.pem", to: "/c.pem", contentsChanged: true },
-    ]);
+    expect(p.changes).toEqual([{ key: "tlsCert", from: CERT, to: CERT, contentsChanged: true }]);
   });
 
   it("a file that does not load refuses the reload with its error", () => {
-    const r = planReload({ config: base(), security: {} }, base({ authz: "/nope.json" }), () => {
+    const r = planReload({ config: base(), security: {} }, base({ authz: AUTHZ }), () => {
       throw new Error("--authz: cannot read /nope.json");
     });
     expect(isRefusal(r) && r).toEqual({

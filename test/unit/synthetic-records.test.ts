@@ -46,3 +46,110 @@ describe("the synthetic-reply store", () => {
     expect(s.get(19_900, 20_000)).toBeNull();
   });
 });
+
+describe("the synthetic-reply store's slots", () => {
+  it("gives back exact copies (IPv4 and IPv6, inline and long messages), not views", () => {
+    const s = new SyntheticRecords({ windowMs: 1e9, maxRecords: 10, maxBytes: 1 << 20 });
+    const v6: EchoRequestCopy = {
+      nicId: 7,
+      family: "ipv6",
+      source: Uint8Array.from({ length: 16 }, (_, i) => i),
+      destination: Uint8Array.from({ length: 16 }, (_, i) => 100 + i),
+      tos: 0xb8,
+      icmp: Uint8Array.from({ length: 1400 }, (_, i) => i & 0xff),
+      localAddressBroadcast: false,
+    };
+    const v4: EchoRequestCopy = {
+      ...copy(40),
+      tos: 3,
+      icmp: Uint8Array.from({ length: 40 }, (_, i) => 200 - i),
+      localAddressBroadcast: true,
+    };
+    s.add(1, 4, v6, 0);
+    s.add(2, 5, v4, 0);
+    // The store copied: changing the originals changes nothing held.
+    v6.icmp.fill(0);
+    v4.source[0] = 0;
+    const r6 = s.get(1, 0);
+    const r4 = s.get(2, 0);
+    expect(r6?.session).toBe(4);
+    expect(r6?.copy).toEqual({
+      ...v6,
+      icmp: Uint8Array.from({ length: 1400 }, (_, i) => i & 0xff),
+    });
+    expect(r4?.session).toBe(5);
+    expect(r4?.copy).toEqual({ ...v4, source: Uint8Array.of(198, 18, 0, 1) });
+    expect(s.bytes).toBe(1440);
+    s.delete(1);
+    expect(s.get(1, 0)).toBeNull();
+    expect(s.bytes).toBe(40);
+  });
+
+  it("agrees with a plain model over random adds, deletes, expiries and evictions", () => {
+    // A deterministic generator, so a failure repeats.
+    let seed = 12345;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const limits = { windowMs: 500, maxRecords: 600, maxBytes: 50_000 };
+    const s = new SyntheticRecords(limits);
+    // The model: records in insertion order.
+    let model: { id: number; size: number; at: number }[] = [];
+    const bytes = () => model.reduce((a, r) => a + r.size, 0);
+    const expireModel = (now: number) => {
+      model = model.filter((r) => r.at + limits.windowMs > now);
+    };
+    let evictions = 0;
+    let nextId = 1;
+    let now = 0;
+    for (let step = 0; step < 20_000; step++) {
+      now += rand(3) === 0 ? 1 : 0;
+      const op = rand(10);
+      if (op < 6) {
+        // Ids go out of order a little, as verdicts do.
+        const id = nextId + rand(5);
+        nextId += 5;
+        const size = rand(20) === 0 ? 200 + rand(2000) : 8 + rand(100);
+        expireModel(now);
+        let evicted = 0;
+        let held = bytes();
+        while (
+          model.length > 0 &&
+          (model.length >= limits.maxRecords || held + size > limits.maxBytes)
+        ) {
+          held -= (model.shift() as { size: number }).size;
+          evicted++;
+        }
+        evictions += evicted;
+        model.push({ id, size, at: now });
+        const c = copy(size);
+        c.icmp[0] = id & 0xff;
+        expect(s.add(id, id % 7, c, now)).toBe(evicted);
+      } else if (op < 8 && model.length > 0) {
+        const r = model[rand(model.length)];
+        s.delete(r.id);
+        model = model.filter((m) => m !== r);
+      } else {
+        const id = rand(nextId + 10);
+        expireModel(now);
+        const m = model.find((r) => r.id === id);
+        const got = s.get(id, now);
+        expect(got === null).toBe(m === undefined);
+        if (m !== undefined && got !== null) {
+          expect(got.copy.icmp.length).toBe(m.size);
+          expect(got.copy.icmp[0]).toBe(id & 0xff);
+          expect(got.session).toBe(id % 7);
+        }
+      }
+      if (step % 1000 === 0) {
+        expireModel(now);
+        s.expire(now);
+        expect(s.size).toBe(model.length);
+        expect(s.bytes).toBe(bytes());
+      }
+    }
+    // The bounds were reached often enough to matter.
+    expect(evictions).toBeGreaterThan(1000);
+  });
+});

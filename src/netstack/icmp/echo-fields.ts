@@ -25,6 +25,8 @@ export interface EchoRequestFields {
   /** The ICMP payload after the 8-byte Echo header: a view, valid while the request is live. */
   readonly payload: Uint8Array;
   readonly payloadLength: number;
+  /** The whole ICMP Echo message (8-byte header and payload): a view, valid while live. */
+  readonly message: Uint8Array;
 }
 
 /**
@@ -55,6 +57,7 @@ export function echoRequestFields(req: ForwarderRequest): EchoRequestFields | nu
       tos: ip.tos,
       payload,
       payloadLength: payload.length,
+      message: msg,
     };
   }
   const icmp = new ICMPv6Header(msg);
@@ -71,5 +74,6 @@ export function echoRequestFields(req: ForwarderRequest): EchoRequestFields | nu
     tos: ip.trafficClass,
     payload,
     payloadLength: payload.length,
+    message: msg,
   };
 }

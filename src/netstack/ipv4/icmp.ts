@@ -1,5 +1,5 @@
 import { isV4Multicast } from "../address.js";
-import { IPV4_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
+import { allocateBytes, IPV4_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
 import { BuiltInEchoReply, deliverEchoRequest } from "../echo.js";
 import { isTcpipError } from "../errors.js";
 import { checksum } from "../header/checksum.js";
@@ -107,7 +107,7 @@ function handleEchoRequest(
   // The reply is built from a copy taken now: the handler may keep or change the request.
   // It takes the request's IP header (TOS, ID, flags) with the processed options, then the
   // ICMP message.
-  const reply = new Uint8Array(replyHeaderLength + msg.length);
+  const reply = allocateBytes(replyHeaderLength + msg.length);
   reply.set(pkt.data.subarray(0, replyHeaderLength), 0);
   reply.set(msg, replyHeaderLength);
   const hook = new BuiltInEchoReply(() =>

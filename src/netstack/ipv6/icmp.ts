@@ -1,5 +1,10 @@
 import { isV6Multicast } from "../address.js";
-import { ICMPV6_PROTOCOL_NUMBER, IPV6_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
+import {
+  allocateBytes,
+  ICMPV6_PROTOCOL_NUMBER,
+  IPV6_PROTOCOL_NUMBER,
+  type PacketBuffer,
+} from "../buffer.js";
 import { BuiltInEchoReply, deliverEchoRequest } from "../echo.js";
 import { isTcpipError } from "../errors.js";
 import { checksum, pseudoHeaderChecksum } from "../header/checksum.js";
@@ -108,7 +113,8 @@ function handleEchoRequest(
   msg: Uint8Array,
 ): void {
   // Copies taken now: the handler may keep or change the request.
-  const icmp = msg.slice();
+  const icmp = allocateBytes(msg.length);
+  icmp.set(msg);
   const src = ip.sourceAddress.slice();
   const dst = ip.destinationAddress.slice();
   const trafficClass = ip.trafficClass;

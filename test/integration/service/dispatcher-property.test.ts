@@ -221,11 +221,11 @@ async function run(
       case "verdict": {
         // A session that holds something (or, for a stale verdict, ever held something).
         const able = sessions.filter((x) =>
-          o.stale ? x.received.length > 0 : x.slot.requests.size > 0,
+          o.stale ? x.received.length > 0 : x.slot.inFlight > 0,
         );
         if (able.length === 0) break;
         const s = able[o.session % able.length];
-        const held = [...s.slot.requests];
+        const held = s.slot.inFlightRequests();
         const from = o.stale || held.length === 0 ? s.received : held;
         const p = from[o.pick % from.length];
         const v: Verdict = {
