@@ -97,6 +97,13 @@ export function isV6Multicast(a: Address): boolean {
   return a.length === 16 && a[0] === 0xff;
 }
 
+/** A unicast address outside the loopback range: not unspecified, loopback, multicast or broadcast. */
+export function isUnicastOutsideLoopback(a: Address): boolean {
+  return isIPv4(a)
+    ? !(isV4Unspecified(a) || isV4Loopback(a) || isV4Multicast(a) || isV4Broadcast(a))
+    : !(isV6Unspecified(a) || isV6Loopback(a) || isV6Multicast(a));
+}
+
 /** fe80::/10 */
 export function isV6LinkLocalUnicast(a: Address): boolean {
   return a.length === 16 && a[0] === 0xfe && (a[1] & 0xc0) === 0x80;

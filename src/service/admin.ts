@@ -17,13 +17,7 @@ import {
   type Address,
   formatAddress,
   isIPv4,
-  isV4Broadcast,
-  isV4Loopback,
-  isV4Multicast,
-  isV4Unspecified,
-  isV6Loopback,
-  isV6Multicast,
-  isV6Unspecified,
+  isUnicastOutsideLoopback,
   parseAddress,
 } from "../netstack/address.js";
 import { isTcpipError } from "../netstack/errors.js";
@@ -93,14 +87,7 @@ export function planPing(req: PingRequest, stack: Stack): PingPlan | ServiceErro
       `destination: "${req.destination}" is not an IP address`,
     );
   const v4 = isIPv4(destination);
-  if (
-    v4
-      ? isV4Unspecified(destination) ||
-        isV4Loopback(destination) ||
-        isV4Multicast(destination) ||
-        isV4Broadcast(destination)
-      : isV6Unspecified(destination) || isV6Loopback(destination) || isV6Multicast(destination)
-  )
+  if (!isUnicastOutsideLoopback(destination))
     return serviceError(
       "invalidArgument",
       `destination: ${text} is not a unicast address outside the loopback range`,

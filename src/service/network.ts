@@ -10,14 +10,7 @@ import type { GetNetworkResponse } from "../gen/icmpfwd/v1/admin.js";
 import {
   type Address,
   formatAddress,
-  isIPv4,
-  isV4Broadcast,
-  isV4Loopback,
-  isV4Multicast,
-  isV4Unspecified,
-  isV6Loopback,
-  isV6Multicast,
-  isV6Unspecified,
+  isUnicastOutsideLoopback,
   parseAddress,
   parseAddressWithPrefix,
   Subnet,
@@ -49,10 +42,7 @@ export interface NetworkChange {
 const LINK_LOCAL_V6 = Subnet.parse("fe80::/10") as Subnet;
 
 function unicastProblem(a: Address): string | null {
-  const bad = isIPv4(a)
-    ? isV4Unspecified(a) || isV4Loopback(a) || isV4Multicast(a) || isV4Broadcast(a)
-    : isV6Unspecified(a) || isV6Loopback(a) || isV6Multicast(a);
-  return bad ? "is not a unicast address outside the loopback range" : null;
+  return isUnicastOutsideLoopback(a) ? null : "is not a unicast address outside the loopback range";
 }
 
 export class NetworkControl {
