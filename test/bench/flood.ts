@@ -8,6 +8,7 @@
  */
 import { execFile, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 
 export interface ExecResult {
   code: number | null;
@@ -139,6 +140,33 @@ export interface FloodResult {
   repliesPerSecond: number;
 }
 
+/** CPU seconds (user + system) of this process's main thread so far, from /proc; null elsewhere. */
+export function mainThreadCpuSeconds(): number | null {
+  return procCpuSeconds(`${process.pid}/task/${process.pid}`);
+}
+
+/** CPU seconds (user + system, all threads) of process `pid` so far; null when it is gone. */
+export function procCpuSeconds(pid: number | string): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    // utime and stime, in clock ticks (100 per second), are fields 14 and 15 after the name.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** Runs `body`, returning its value and the main thread's CPU seconds it took (null if unknown). */
+export async function withThreadCpu<T>(
+  body: () => Promise<T>,
+): Promise<{ value: T; cpuSeconds: number | null }> {
+  const c0 = mainThreadCpuSeconds();
+  const value = await body();
+  const c1 = mainThreadCpuSeconds();
+  return { value, cpuSeconds: c0 === null || c1 === null ? null : c1 - c0 };
+}
+
 export function floodOptionsFromEnv(): FloodOptions {
   const num = (key: string, fallback: number): number => {
     const v = process.env[key];
@@ -201,6 +229,13 @@ export interface BenchMeasurement extends FloodResult {
   mechanism: string;
   /** Anything worth a glance: where it ran, packets per batch, … */
   notes: string;
+  /**
+   * CPU seconds the mechanism's own process (or, in-process, this Node thread) spent during the
+   * flood; null where it cannot be attributed (the kernel's). Reported per 100k replies.
+   */
+  cpuSeconds?: number | null;
+  /** What cpuSeconds covers ("main thread", "verdict process", …). */
+  cpuWhat?: string;
 }
 
 /** One row of the printed table: a measurement and its ratio to this run's kernel baseline. */

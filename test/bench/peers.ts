@@ -17,6 +17,7 @@ import {
   BenchNetns,
   type FloodOptions,
   flood,
+  procCpuSeconds,
 } from "./flood.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -55,6 +56,11 @@ async function startReady(
   return { child, out: () => out };
 }
 
+/** CPU seconds the program has used so far (`ip netns exec` execs it: same pid). */
+function cpuOf(p: { child: ChildProcess }): number | null {
+  return p.child.pid === undefined ? null : procCpuSeconds(p.child.pid);
+}
+
 async function stopAndRead(p: {
   child: ChildProcess;
   out: () => string;
@@ -86,10 +92,14 @@ async function nfqueueRow(
     );
     await b.sh("iptables -A INPUT -p icmp --icmp-type echo-request -j NFQUEUE --queue-num 0");
     const p = await startReady(b, binary, [String(batch)]);
+    const cpu0 = cpuOf(p);
     const r = await flood(a, "198.19.1.2", o);
+    const cpu1 = cpuOf(p);
     const stats = await stopAndRead(p);
     return {
       ...r,
+      cpuSeconds: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0,
+      cpuWhat: "verdict process (the kernel's reply not included)",
       mechanism:
         batch > 1
           ? `NFQUEUE, C verdicts batched ×${batch} (kernel replies)`
@@ -138,11 +148,15 @@ export const gvisorBench: BenchModule = {
     try {
       const p = await startReady(ns, binary, ["-tun", "gvisor0", "-addr", "198.18.0.2"]);
       await ns.sh("ip addr add 198.18.0.1/24 dev gvisor0 && ip link set gvisor0 up");
+      const cpu0 = cpuOf(p);
       const r = await flood(ns, "198.18.0.2", o);
+      const cpu1 = cpuOf(p);
       const stats = await stopAndRead(p);
       return [
         {
           ...r,
+          cpuSeconds: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0,
+          cpuWhat: "gVisor process, all threads",
           mechanism: "gVisor netstack (Go, fdbased TUN)",
           notes: `gVisor counted ${stats.echoReplies ?? "?"} Echo Replies`,
         },

@@ -72,7 +72,7 @@ export interface ServiceBenchRow {
   serverCpuUs: number | null;
 }
 
-interface Bounds {
+export interface Bounds {
   count: number;
   seconds: number;
 }
@@ -90,7 +90,7 @@ function boundsFromEnv(): Bounds {
 }
 
 /** The built modules this benchmark measures, typed by their sources. */
-interface Built {
+export interface Built {
   config: typeof import("../../src/config.js");
   gen: typeof import("../../src/gen/icmpfwd/v1/forwarder.js");
   channel: typeof import("../../src/link/channel.js");
@@ -104,7 +104,7 @@ interface Built {
 
 const DIST = fileURLToPath(new URL("../../dist/", import.meta.url));
 
-async function loadBuilt(): Promise<Built> {
+export async function loadBuilt(): Promise<Built> {
   const load = (path: string) => {
     const file = `${DIST}${path}`;
     if (!existsSync(file)) throw new Error(`${file} is missing: run npm run build first`);
@@ -124,7 +124,7 @@ async function loadBuilt(): Promise<Built> {
 }
 
 /** The IP protocol number of ICMPv4, whose handler the benchmark wraps. */
-const ICMPV4_PROTOCOL_NUMBER = 1;
+export const ICMPV4_PROTOCOL_NUMBER = 1;
 
 const now = (): bigint => process.hrtime.bigint();
 
@@ -143,7 +143,7 @@ const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Latency samples (ns) and the load loop both mechanisms share. */
-class Recorder {
+export class Recorder {
   readonly latencies: Float64Array;
   decided = 0;
   /** Requests that got a default action at once (overload): not decisions, not waited for. */
@@ -206,7 +206,7 @@ class Recorder {
  * for decisions (closed loop) or a 1 ms timer (paced) rather than spinning, so it leaves the
  * CPU to the server and the clients.
  */
-async function drive(
+export async function drive(
   offer: (n: number) => void,
   ready: () => boolean,
   rec: Recorder,
@@ -233,12 +233,18 @@ async function drive(
   return { offered, seconds: Number(now() - start) / 1e9 };
 }
 
-interface ClientsJob {
+export interface ClientsJob {
   role: "bench-clients";
   address: string;
   streams: number;
   /** Say Hello (the service) or just open the stream (the bare server). */
   hello: boolean;
+  /** The verdict every request gets (default CONSUME). */
+  action?: "consume" | "reply";
+  /** Hello's max_in_flight (default 2^20). */
+  maxInFlight?: number;
+  /** Say Hello, then stop reading the stream and never answer (a stalled client). */
+  stall?: boolean;
 }
 
 /**
@@ -253,7 +259,9 @@ async function runClients(job: ClientsJob): Promise<void> {
       "grpc.use_local_subchannel_pool": 1,
     });
     const call = client.connect();
-    decideAll(call, gen.Action.ACTION_CONSUME);
+    if (job.stall) call.pause();
+    else
+      decideAll(call, job.action === "reply" ? gen.Action.ACTION_REPLY : gen.Action.ACTION_CONSUME);
     if (job.hello) {
       call.write({
         message: {
@@ -263,7 +271,7 @@ async function runClients(job: ClientsJob): Promise<void> {
             clientName: `bench-${i}`,
             mode: Mode.MODE_DECIDE,
             filter: undefined,
-            maxInFlight: 1 << 20,
+            maxInFlight: job.maxInFlight ?? 1 << 20,
             payloadBytes: 0,
           },
         },
@@ -275,7 +283,7 @@ async function runClients(job: ClientsJob): Promise<void> {
 }
 
 /** Starts the clients in a worker (which loads this file through tsx). */
-function startClients(job: Omit<ClientsJob, "role">): Worker {
+export function startClients(job: Omit<ClientsJob, "role">): Worker {
   const src = `import("tsx/esm/api").then((api) => { api.register(); return import(${JSON.stringify(import.meta.url)}); })`;
   const w = new Worker(src, { eval: true, workerData: { role: "bench-clients", ...job } });
   w.on("error", (e) => console.error("bench clients:", e));
@@ -302,7 +310,9 @@ function decideAll(call: ClientDuplexStream<ClientMessage, ServerMessage>, actio
 }
 
 /** Packets of 256 flows, so affinity spreads them over 4 sessions. */
-const PACKETS = Array.from({ length: 1024 }, (_, i) => v4Echo({ ident: i % 256, sequence: i }));
+export const PACKETS = Array.from({ length: 1024 }, (_, i) =>
+  v4Echo({ ident: i % 256, sequence: i }),
+);
 
 type Measured = Omit<ServiceBenchRow, "ratioVsBare" | "name">;
 
@@ -542,8 +552,11 @@ export async function runServiceBench(b: Bounds = boundsFromEnv()): Promise<Serv
     [4, 1, null],
     [4, 16, null],
     [4, 128, null],
-    // Added latency at a moderate load: 10k requests/s arriving one per loop turn at most.
+    // Added latency, open loop (offered at a fixed rate whatever the decisions do): 1k, 10k and
+    // 50k requests/s, in groups of at most 16 per 1 ms loop turn.
+    [1, 16, 1_000],
     [1, 16, 10_000],
+    [1, 16, 50_000],
   ];
   // BENCH_SERVICE_ONLY=1x128 runs only the cases with 1 stream and batch 128 (profiling).
   const only = process.env.BENCH_SERVICE_ONLY;
@@ -615,11 +628,15 @@ export function printServiceTable(rows: readonly ServiceBenchRow[]): void {
   for (const row of body) console.log(line(row));
 }
 
+/** The last run's rows, for run.ts's targets and JSON. */
+export const serviceResults: ServiceBenchRow[] = [];
+
 /** For run.ts: decisions/s in the replies/s column; percentiles and the ratio in the notes. */
 export const serviceBench: BenchModule = {
   name: "service",
   async run(): Promise<BenchMeasurement[]> {
     const rows = await runServiceBench();
+    serviceResults.push(...rows);
     printServiceTable(rows);
     return rows.map((r) => ({
       mechanism: r.name,
@@ -628,6 +645,8 @@ export const serviceBench: BenchModule = {
       rttAvgMs: null,
       wallSeconds: r.seconds,
       repliesPerSecond: r.decisionsPerSecond,
+      cpuSeconds: r.serverCpuUs === null ? null : (r.serverCpuUs * r.decided) / 1e6,
+      cpuWhat: "server thread",
       notes: `decisions/s; added latency p50 ${r.p50Ms.toFixed(3)} / p99 ${r.p99Ms.toFixed(3)} / p99.9 ${r.p999Ms.toFixed(3)} ms${r.ratioVsBare === null ? "" : `; ${r.ratioVsBare.toFixed(2)}× bare`}`,
     }));
   },

@@ -11,12 +11,14 @@ import {
   type FloodOptions,
   type FloodResult,
   flood,
+  withThreadCpu,
 } from "./flood.js";
 
 export interface StackBenchResult extends FloodResult {
   /** Echo Requests the netstack counted (proves it, not the kernel, answered). */
   netstackRequests: number;
   netstackReplies: number;
+  cpuSeconds: number | null;
 }
 
 /** The built program (`npm run bench` builds first): what `icmpfwd serve` runs, not tsx's transform. */
@@ -34,11 +36,12 @@ export async function benchStackResponder(o: FloodOptions): Promise<StackBenchRe
     tun = TunEndpoint.open({ name: "icmpfwd0", mtu: 1500, netns: ns.path });
     await ns.sh("ip addr add 198.18.0.1/24 dev icmpfwd0");
     const stack = buildStack(resolveConfig({}), tun);
-    const r = await flood(ns, "198.18.0.2", o);
+    const { value: r, cpuSeconds } = await withThreadCpu(() => flood(ns, "198.18.0.2", o));
     const s = stack.stats.icmp.v4;
     stack.close();
     return {
       ...r,
+      cpuSeconds,
       netstackRequests: s.packetsReceived.echoRequest,
       netstackReplies: s.packetsSent.echoReply,
     };
@@ -55,6 +58,7 @@ export const stackResponderBench: BenchModule = {
     return [
       {
         ...r,
+        cpuWhat: "main thread",
         mechanism: "icmpfwd netstack, built-in Echo Reply (in-process)",
         notes: `netstack counted ${r.netstackRequests} requests / ${r.netstackReplies} replies`,
       },

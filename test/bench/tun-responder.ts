@@ -16,6 +16,8 @@ import {
   BenchNetns,
   type FloodOptions,
   flood,
+  procCpuSeconds,
+  withThreadCpu,
 } from "./flood.js";
 
 const TUN_NAME = "icmpfwd-bench";
@@ -91,9 +93,11 @@ async function benchInProcess(o: FloodOptions): Promise<BenchMeasurement> {
   try {
     responder = startResponder(TUN_NAME, ns.path);
     await ns.sh(`ip addr add ${KERNEL_SIDE}/24 dev ${TUN_NAME}`);
-    const r = await flood(ns, RESPONDER, o);
+    const { value: r, cpuSeconds } = await withThreadCpu(() => flood(ns, RESPONDER, o));
     return {
       ...r,
+      cpuSeconds,
+      cpuWhat: "main thread",
       mechanism: "N-API addon, uv_poll, ≤64/batch, bare JS responder (in-process)",
       notes: describeStats(responder.stats(), "in-process"),
     };
@@ -124,12 +128,15 @@ async function benchChild(o: FloodOptions): Promise<BenchMeasurement> {
     }
     await ns.sh(`ip addr add ${KERNEL_SIDE}/24 dev ${TUN_NAME}`);
     const r = await flood(ns, RESPONDER, o);
+    const cpuSeconds = child.pid === undefined ? null : procCpuSeconds(child.pid);
     child.kill("SIGTERM");
     await exited;
     const line = out.split("\n").find((l) => l.startsWith("{"));
     const stats = line ? (JSON.parse(line) as ResponderStats) : null;
     return {
       ...r,
+      cpuSeconds,
+      cpuWhat: "responder process (incl. start-up)",
       mechanism: "N-API addon, uv_poll, ≤64/batch, bare JS responder (child process)",
       notes: stats ? describeStats(stats, "child process") : "child process",
     };

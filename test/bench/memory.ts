@@ -1,0 +1,225 @@
+/**
+ * (g) Memory: RSS and V8 heap (after a full GC) of the service's process
+ *  - before and after BENCH_MEMORY_REQUESTS (default 10⁶) Echo Requests decided by one grpc-js
+ *    client (CONSUME, in a worker thread) through the in-memory link, closed loop;
+ *  - with a client that says Hello (max_in_flight 1024) and then stops reading: requests beyond
+ *    its window fall through at once (on-overload), so it holds at most max_in_flight requests.
+ * No network namespace is needed: packets only cross the in-memory link; gRPC is on 127.0.0.1:0.
+ * Bounded: BENCH_MEMORY_SECONDS (default 120) per part.
+ */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
+import type { BenchMeasurement, BenchModule } from "./flood.js";
+import {
+  type Built,
+  drive,
+  ICMPV4_PROTOCOL_NUMBER,
+  loadBuilt,
+  PACKETS,
+  Recorder,
+  startClients,
+} from "./service.js";
+
+export interface MemoryResult {
+  name: string;
+  requests: number;
+  decided: number;
+  seconds: number;
+  rssBeforeMB: number;
+  rssAfterMB: number;
+  heapBeforeMB: number;
+  heapAfterMB: number;
+  /** Stalled-client part: the most requests the service held for it at once, and its window. */
+  maxHeld?: number;
+  maxInFlight?: number;
+  fellThrough?: number;
+}
+
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+const MB = 1024 * 1024;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function settledMemory(): Promise<{ rss: number; heap: number }> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(50);
+  }
+  const m = process.memoryUsage();
+  return { rss: m.rss / MB, heap: m.heapUsed / MB };
+}
+
+async function withService<T>(
+  lib: Built,
+  body: (ctx: {
+    service: Awaited<ReturnType<Built["service"]["EchoService"]["start"]>>;
+    link: InstanceType<Built["channel"]["ChannelEndpoint"]>;
+    stack: ReturnType<Built["serve"]["buildStack"]>;
+  }) => Promise<T>,
+): Promise<T> {
+  const link = new lib.channel.ChannelEndpoint();
+  const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
+  const service = await lib.service.EchoService.start({
+    listen: "127.0.0.1:0",
+    deadlineMs: 10_000,
+    policy: lib.service.FAIL_OPEN,
+    limits: { maxBatch: 16, maxInFlightCap: 1 << 20 },
+  });
+  try {
+    return await body({ service, link, stack });
+  } finally {
+    await service.close();
+    stack.close();
+  }
+}
+
+async function steadyState(lib: Built, requests: number, seconds: number): Promise<MemoryResult> {
+  return withService(lib, async ({ service, link, stack }) => {
+    // Latency samples are not the point here: a small recorder, allocated before the baseline.
+    const rec = new Recorder(1024);
+    const inner = service.forwarder.handlePacket;
+    const timed: TransportProtocolHandler = (id, pkt) => {
+      const t0 = process.hrtime.bigint();
+      const r = inner(id, pkt);
+      if (typeof r === "boolean") {
+        rec.skip();
+        return r;
+      }
+      if (r instanceof lib.transport.Decision) {
+        r.onSettled(() => rec.record(t0));
+        return r;
+      }
+      return r.then((v) => {
+        rec.record(t0);
+        return v;
+      });
+    };
+    stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, timed);
+    const clients = startClients({ address: service.address, streams: 1, hello: true });
+    try {
+      while (service.dispatcher.sessions.length < 1) await sleep(5);
+      let next = 0;
+      const offer = (n: number): void => {
+        const group: Uint8Array[] = [];
+        for (let k = 0; k < n; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
+        link.inject(...group);
+      };
+      const ready = () => service.dispatcher.sessions.some((x) => x.canTake());
+      const o = { batch: 16, window: 256, rate: null };
+      // Warm up (JIT, connection, pools) before the baseline.
+      await drive(offer, ready, rec, { ...o, count: Math.min(50_000, requests), seconds: 10 });
+      rec.reset();
+      const before = await settledMemory();
+      const r = await drive(offer, ready, rec, { ...o, count: requests, seconds });
+      const after = await settledMemory();
+      return {
+        name: `service, ${requests.toLocaleString("en")} requests, 1 client`,
+        requests: r.offered,
+        decided: rec.decided,
+        seconds: r.seconds,
+        rssBeforeMB: before.rss,
+        rssAfterMB: after.rss,
+        heapBeforeMB: before.heap,
+        heapAfterMB: after.heap,
+      };
+    } finally {
+      await clients.terminate();
+    }
+  });
+}
+
+async function stalledClient(lib: Built, requests: number, seconds: number): Promise<MemoryResult> {
+  const maxInFlight = 1024;
+  return withService(lib, async ({ service, link, stack }) => {
+    stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, service.forwarder.handlePacket);
+    const clients = startClients({
+      address: service.address,
+      streams: 1,
+      hello: true,
+      stall: true,
+      maxInFlight,
+    });
+    try {
+      while (service.dispatcher.sessions.length < 1) await sleep(5);
+      const before = await settledMemory();
+      const start = process.hrtime.bigint();
+      const until = start + BigInt(seconds * 1e9);
+      let next = 0;
+      let maxHeld = 0;
+      while (next < requests && process.hrtime.bigint() < until) {
+        const group: Uint8Array[] = [];
+        for (let k = 0; k < 64; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
+        link.inject(...group);
+        // The built-in replies of the requests that fell through: drain the link's queue.
+        while (link.read() !== undefined);
+        maxHeld = Math.max(maxHeld, service.dispatcher.pendingCount);
+        if (next % 4096 === 0) await new Promise((r) => setImmediate(r));
+      }
+      const secs = Number(process.hrtime.bigint() - start) / 1e9;
+      const after = await settledMemory();
+      maxHeld = Math.max(maxHeld, service.dispatcher.pendingCount);
+      const c = service.counters();
+      const fellThrough = Object.entries(c)
+        .filter(([k]) => k.startsWith("service.outcomes.fallthrough."))
+        .reduce((n, [, v]) => n + v, 0);
+      return {
+        name: `service, a client that stops reading (max_in_flight ${maxInFlight}), ${next.toLocaleString("en")} requests`,
+        requests: next,
+        decided: 0,
+        seconds: secs,
+        rssBeforeMB: before.rss,
+        rssAfterMB: after.rss,
+        heapBeforeMB: before.heap,
+        heapAfterMB: after.heap,
+        maxHeld,
+        maxInFlight,
+        fellThrough,
+      };
+    } finally {
+      await clients.terminate();
+    }
+  });
+}
+
+export function memoryBoundsFromEnv(): { requests: number; seconds: number } {
+  return {
+    requests: Number(process.env.BENCH_MEMORY_REQUESTS ?? 1_000_000),
+    seconds: Number(process.env.BENCH_MEMORY_SECONDS ?? 120),
+  };
+}
+
+export async function runMemoryBench(): Promise<MemoryResult[]> {
+  const lib = await loadBuilt();
+  const b = memoryBoundsFromEnv();
+  return [
+    await steadyState(lib, b.requests, b.seconds),
+    await stalledClient(lib, Math.min(b.requests, 200_000), Math.min(b.seconds, 30)),
+  ];
+}
+
+/** The last run's results, for run.ts's memory table and targets. */
+export const memoryResults: MemoryResult[] = [];
+
+export const memoryBench: BenchModule = {
+  name: "memory",
+  async run(): Promise<BenchMeasurement[]> {
+    const rows = await runMemoryBench();
+    memoryResults.push(...rows);
+    return rows.map((r) => ({
+      mechanism: `memory: ${r.name}`,
+      transmitted: r.requests,
+      received: r.decided,
+      rttAvgMs: null,
+      wallSeconds: r.seconds,
+      repliesPerSecond: r.decided / r.seconds,
+      cpuSeconds: null,
+      notes:
+        `RSS ${r.rssBeforeMB.toFixed(1)} → ${r.rssAfterMB.toFixed(1)} MB, heap ${r.heapBeforeMB.toFixed(1)} → ${r.heapAfterMB.toFixed(1)} MB` +
+        (r.maxHeld === undefined
+          ? ""
+          : `; held at most ${r.maxHeld}; ${r.fellThrough} fell through`),
+    }));
+  },
+};
