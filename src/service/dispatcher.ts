@@ -429,12 +429,7 @@ export class Dispatcher {
         continue;
       }
       if (p.session !== slot) {
-        this.reject(
-          slot.sink,
-          verdicts.requestId(i),
-          "foreignRequest",
-          `request ${id} was sent to another session`,
-        );
+        this.rejectForeign(slot, verdicts.requestId(i), id);
         continue;
       }
       const flowMs = verdicts.flowMs[i];
@@ -460,7 +455,7 @@ export class Dispatcher {
         this.counters.syntheticRecorded++;
       }
       slot.decided++;
-      this.finish(p, action, "verdict");
+      this.finish(p, action, "verdict", now - p.receivedAtMs);
     }
   }
 
@@ -506,13 +501,7 @@ export class Dispatcher {
       this.reject(slot.sink, requestId, "syntheticNotAllowed", `request ${requestId}: ${why}`);
     const p = this.pending.get(id);
     if (p !== undefined) {
-      if (p.session !== slot)
-        this.reject(
-          slot.sink,
-          requestId,
-          "foreignRequest",
-          `request ${id} was sent to another session`,
-        );
+      if (p.session !== slot) this.rejectForeign(slot, requestId, id);
       else notAllowed("not consumed yet: send ACTION_CONSUME first");
       return;
     }
@@ -525,12 +514,7 @@ export class Dispatcher {
         `no consumed request ${requestId} is remembered`,
       );
     } else if (e.session !== slot.index) {
-      this.reject(
-        slot.sink,
-        requestId,
-        "foreignRequest",
-        `request ${id} was sent to another session`,
-      );
+      this.rejectForeign(slot, requestId, id);
     } else if (e.syntheticSent) {
       notAllowed("a synthetic reply was already sent (once per request)");
     } else if (!e.consumedByVerdict) {
@@ -645,19 +629,24 @@ export class Dispatcher {
     p.nextInSession = null;
   }
 
-  /** The one place a pending request ends. */
-  private finish(p: PendingRequest, action: OutcomeAction, cause: OutcomeCause): void {
+  /**
+   * The one place a pending request ends. `decisionMs`: receive to verdict, measured with the
+   * verdict batch's clock read (-1 without a verdict).
+   */
+  private finish(
+    p: PendingRequest,
+    action: OutcomeAction,
+    cause: OutcomeCause,
+    decisionMs = -1,
+  ): void {
     this.pending.delete(p);
     this.deadlines.remove(p);
     this.detach(p);
     const s = p.session;
     this.ended.record(p.id, s.index, action, cause);
     const consumed = this.carryOut(p.request, p.fields.family, p.temporary, action, cause);
-    const t = this.telemetry;
-    if (t !== null) {
-      const ms = cause === "verdict" ? this.scheduler.nowMs() - p.receivedAtMs : -1;
-      t.requestEnded(p.trace, action, cause, s.meta, ms);
-    }
+    if (this.telemetry !== null)
+      this.telemetry.requestEnded(p.trace, action, cause, s.meta, decisionMs);
     p.settle(consumed);
     if (s.draining && !s.closed && s.inFlight === 0) s.sink.idle();
     if (this.pending.size === 0 && this.idleWaiters.length > 0) {
@@ -703,18 +692,23 @@ export class Dispatcher {
     }
   }
 
+  /** Refuses a message about a request that was sent to another session. */
+  private rejectForeign(slot: SessionSlot, requestId: bigint, id: number): void {
+    this.reject(
+      slot.sink,
+      requestId,
+      "foreignRequest",
+      `request ${id} was sent to another session`,
+    );
+  }
+
   private rejectEnded(slot: SessionSlot, requestId: bigint, id: number): void {
     // NaN (an id beyond 2^53) fails both comparisons: unknown.
     const e = id > 0 && id < this.nextId ? this.ended.find(id) : null;
     if (e === null) {
       this.reject(slot.sink, requestId, "unknownRequest", `no request ${requestId} is pending`);
     } else if (e.session !== slot.index) {
-      this.reject(
-        slot.sink,
-        requestId,
-        "foreignRequest",
-        `request ${id} was sent to another session`,
-      );
+      this.rejectForeign(slot, requestId, id);
     } else if (e.timedOut) {
       this.reject(
         slot.sink,
