@@ -7,18 +7,12 @@
  */
 import type { EchoRequestFields } from "../../src/netstack/icmp/echo-fields.js";
 import type { OutcomeAction, OutcomeCause } from "../../src/service/index.js";
+import { OUTCOME_ACTIONS, OUTCOME_CAUSES } from "../../src/service/outcomes.js";
 import type { RequestTelemetry, RequestTrace } from "../../src/service/request-telemetry.js";
 
-export const ACTIONS: readonly OutcomeAction[] = ["reply", "consume", "fallthrough"];
-export const CAUSES: readonly OutcomeCause[] = [
-  "verdict",
-  "flow",
-  "timeout",
-  "noClient",
-  "overload",
-  "disconnect",
-  "forwarderOverflow",
-];
+// The outcome indexes stored per key are indexes into the service's own lists.
+export const ACTIONS: readonly OutcomeAction[] = OUTCOME_ACTIONS;
+export const CAUSES: readonly OutcomeCause[] = OUTCOME_CAUSES;
 
 interface KeyedTrace extends RequestTrace {
   readonly key: number;
