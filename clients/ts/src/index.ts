@@ -24,6 +24,7 @@ import {
   type Verdict,
   type Welcome,
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { formatAddress as formatIp } from "../../../src/netstack/address.js";
 import {
   type DecisionSpan,
   endDecisionSpan,
@@ -181,29 +182,8 @@ export function traceIdOf(traceparent: string): string | null {
 }
 
 export function formatAddress(b: Uint8Array): string {
-  if (b.length === 4) return Array.from(b).join(".");
-  if (b.length !== 16) return Buffer.from(b).toString("hex");
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((b[i] << 8) | b[i + 1]);
-  // The longest run of two or more zero words becomes "::" (RFC 5952).
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(":");
-  if (best < 0) return hex(words);
-  return `${hex(words.slice(0, best))}::${hex(words.slice(best + bestLen))}`;
+  // The service's own formatter (RFC 5952); anything not 4 or 16 bytes is shown as hex.
+  return b.length === 4 || b.length === 16 ? formatIp(b) : Buffer.from(b).toString("hex");
 }
 
 const msOf = (t: { seconds: bigint; nanos: number } | undefined): number | undefined =>
