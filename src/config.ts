@@ -14,22 +14,25 @@ const prefixed = z.string().refine((s) => parseAddressWithPrefix(s) !== null, {
 const subnet = z.string().refine((s) => Subnet.parse(s) !== null, {
   message: "expected a network prefix, e.g. 198.18.128.0/17",
 });
-/** `host:port` (IPv6 hosts in brackets; port 0 = any free port) or `unix:/absolute/path`. */
-const listenAddress = z.string().refine(
-  (s) => {
-    if (s.startsWith("unix:")) return s.length > "unix:/".length && s[5] === "/";
-    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
-    return m !== null && Number(m[2]) <= 65535;
-  },
-  { message: "expected HOST:PORT (e.g. 127.0.0.1:50051, [::1]:50051) or unix:/path" },
-);
-const hostPort = z.string().refine(
-  (s) => {
-    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
-    return m !== null && Number(m[2]) <= 65535;
-  },
-  { message: "expected HOST:PORT (e.g. 127.0.0.1:9464) or off" },
-);
+/** `host:port` (IPv6 hosts in brackets, which are dropped; port 0 = any free port), or null. */
+export function parseHostPort(s: string): { host: string; port: number } | null {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+  if (m === null || Number(m[2]) > 65535) return null;
+  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+}
+/** `host:port` or `unix:/absolute/path`. */
+const listenAddress = z
+  .string()
+  .refine(
+    (s) =>
+      s.startsWith("unix:")
+        ? s.length > "unix:/".length && s[5] === "/"
+        : parseHostPort(s) !== null,
+    { message: "expected HOST:PORT (e.g. 127.0.0.1:50051, [::1]:50051) or unix:/path" },
+  );
+const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
+  message: "expected HOST:PORT (e.g. 127.0.0.1:9464) or off",
+});
 const policyAction = z.enum(["fallthrough", "consume"]);
 
 /** The first problem reading a file (missing, unreadable, a directory); null when it reads. */

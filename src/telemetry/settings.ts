@@ -4,6 +4,8 @@
  * with icmpfwd's flags on top. A bad value is a start-up error naming the variable or flag.
  */
 
+import { parseHostPort } from "../config.js";
+
 export type TraceExporterKind = "otlp" | "console";
 export type MetricExporterKind = "prometheus" | "otlp" | "console";
 export type OtlpProtocol = "http/protobuf" | "http/json" | "grpc";
@@ -88,10 +90,9 @@ function samplerOf(env: Env, flagRatio: number | undefined): SamplerSetting {
 }
 
 function hostPort(flag: string, v: string): { host: string; port: number } {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
-  if (m === null || Number(m[2]) > 65535)
-    throw new TelemetrySettingsError(`${flag}: "${v}" is not HOST:PORT or off`);
-  return { host: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+  const hp = parseHostPort(v);
+  if (hp === null) throw new TelemetrySettingsError(`${flag}: "${v}" is not HOST:PORT or off`);
+  return hp;
 }
 
 /**
