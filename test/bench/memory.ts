@@ -9,7 +9,6 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
 import type { BenchMeasurement, BenchModule } from "./flood.js";
 import {
   type Built,
@@ -19,6 +18,7 @@ import {
   PACKETS,
   Recorder,
   startClients,
+  timedHandler,
 } from "./service.js";
 
 export interface MemoryResult {
@@ -79,24 +79,10 @@ async function steadyState(lib: Built, requests: number, seconds: number): Promi
   return withService(lib, async ({ service, link, stack }) => {
     // Latency samples are not the point here: a small recorder, allocated before the baseline.
     const rec = new Recorder(1024);
-    const inner = service.forwarder.handlePacket;
-    const timed: TransportProtocolHandler = (id, pkt) => {
-      const t0 = process.hrtime.bigint();
-      const r = inner(id, pkt);
-      if (typeof r === "boolean") {
-        rec.skip();
-        return r;
-      }
-      if (r instanceof lib.transport.Decision) {
-        r.onSettled(() => rec.record(t0));
-        return r;
-      }
-      return r.then((v) => {
-        rec.record(t0);
-        return v;
-      });
-    };
-    stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, timed);
+    stack.setTransportProtocolHandler(
+      ICMPV4_PROTOCOL_NUMBER,
+      timedHandler(lib, service.forwarder.handlePacket, rec),
+    );
     const clients = startClients({ address: service.address, streams: 1, hello: true });
     try {
       while (service.dispatcher.sessions.length < 1) await sleep(5);

@@ -283,6 +283,30 @@ async function runClients(job: ClientsJob): Promise<void> {
 }
 
 /** Starts the clients in a worker (which loads this file through tsx). */
+/** `inner`, with each request's receive-to-outcome time recorded in `rec`. */
+export function timedHandler(
+  lib: Built,
+  inner: TransportProtocolHandler,
+  rec: Recorder,
+): TransportProtocolHandler {
+  return (id, pkt) => {
+    const t0 = now();
+    const r = inner(id, pkt);
+    if (typeof r === "boolean") {
+      rec.skip();
+      return r;
+    }
+    if (r instanceof lib.transport.Decision) {
+      r.onSettled(() => rec.record(t0));
+      return r;
+    }
+    return r.then((v) => {
+      rec.record(t0);
+      return v;
+    });
+  };
+}
+
 export function startClients(job: Omit<ClientsJob, "role">): Worker {
   const src = `import("tsx/esm/api").then((api) => { api.register(); return import(${JSON.stringify(import.meta.url)}); })`;
   const w = new Worker(src, { eval: true, workerData: { role: "bench-clients", ...job } });
@@ -415,24 +439,10 @@ async function serviceRow(
     telemetry: tracing?.telemetry,
   });
   const rec = new Recorder(b.count);
-  const inner = service.forwarder.handlePacket;
-  const timed: TransportProtocolHandler = (id, pkt) => {
-    const t0 = now();
-    const r = inner(id, pkt);
-    if (typeof r === "boolean") {
-      rec.skip();
-      return r;
-    }
-    if (r instanceof lib.transport.Decision) {
-      r.onSettled(() => rec.record(t0));
-      return r;
-    }
-    return r.then((v) => {
-      rec.record(t0);
-      return v;
-    });
-  };
-  stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, timed);
+  stack.setTransportProtocolHandler(
+    ICMPV4_PROTOCOL_NUMBER,
+    timedHandler(lib, service.forwarder.handlePacket, rec),
+  );
   const clients = startClients({ address: service.address, streams, hello: true });
   try {
     while (service.dispatcher.sessions.length < streams) await yieldToLoop();
