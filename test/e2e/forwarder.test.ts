@@ -62,8 +62,8 @@ describeNetns("Forwarder end to end with the kernel's ping", () => {
   const sent6 = () => stack.stats.icmp.v6.packetsSent.echoReply;
 
   async function ping(args: string[]) {
-    const r = await ns.exec("ping", ["-n", "-W", "2", ...args]);
-    return { ...parsePing(r.stdout), out: r.stdout };
+    const r = await ns.ping(["-n", "-W", "2", ...args]);
+    return { ...parsePing(r.stdout), received: r.received, out: r.stdout };
   }
 
   it("a consuming handler sees every request and none is answered; reply() answers all", async () => {

@@ -160,6 +160,32 @@ export class Netns {
     return exec("ip", ["netns", "exec", this.name, cmd, ...args], opts);
   }
 
+  /**
+   * The kernel's ping, counting replies at the kernel rather than trusting ping's summary.
+   * Once a reply has come back, iputils ping waits only max(2 x the largest RTT, the interval)
+   * after its last probe (ping_common.c schedule_exit), so with -i 0.01 on a loaded machine a
+   * last reply 10 ms late is summarised as lost although it arrived. `received` is the
+   * namespace kernel's Echo Reply counter (IcmpInEchoReps / Icmp6InEchoReplies) after ping,
+   * given up to 2 s for late ones when ping saw some replies but not all.
+   */
+  async ping(
+    args: readonly string[],
+    opts: { timeoutMs?: number } = {},
+  ): Promise<ExecResult & { transmitted: number; received: number }> {
+    const v6 = args.includes("-6") || args.some((a) => !a.startsWith("-") && a.includes(":"));
+    const counter = v6 ? "Icmp6InEchoReplies" : "IcmpInEchoReps";
+    const before = await this.nstat(counter);
+    const r = await this.exec("ping", args, opts);
+    const summary = parsePing(r.stdout);
+    let received = (await this.nstat(counter)) - before;
+    const deadline = Date.now() + 2000;
+    while (summary.received > 0 && received < summary.transmitted && Date.now() < deadline) {
+      await sleep(50);
+      received = (await this.nstat(counter)) - before;
+    }
+    return { ...r, transmitted: summary.transmitted, received };
+  }
+
   /** Runs a shell command line in the namespace; throws when it fails. */
   async sh(cmdline: string, timeoutMs?: number): Promise<string> {
     return run("ip", ["netns", "exec", this.name, "sh", "-c", cmdline], timeoutMs);
