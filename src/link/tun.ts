@@ -1,7 +1,10 @@
 /**
  * The TUN link endpoint: a layer-3 device (IFF_TUN | IFF_NO_PI) through the project's N-API
  * addon. Reads arrive in batches (one JS call per loop wake-up, zero-copy views into one slab per
- * batch); writes are one write(2) per packet. See notes/tun-binding.md for the why.
+ * batch); writes are one write(2) per packet. Replies written while a read batch is being
+ * handed up wait until the whole batch has been handled and then go out together: writing each
+ * one at once let the kernel wake the pinger between our reads, so every read brought fewer
+ * packets and each packet cost more (issue #13). See notes/tun-binding.md for the rest.
  */
 import { constants as osConstants } from "node:os";
 import type { LinkEndpoint, LinkWriteError, NetworkDispatcher } from "../netstack/link-endpoint.js";
@@ -91,6 +94,9 @@ export class TunEndpoint implements LinkEndpoint {
 
   private dispatcher: NetworkDispatcher | null = null;
   private closed = false;
+  /** Set while a read batch is handed up: writes then queue in `held` until it is done. */
+  private delivering = false;
+  private held: Uint8Array[] = [];
   private readonly counters = {
     batches: 0,
     packetsRead: 0,
@@ -151,6 +157,12 @@ export class TunEndpoint implements LinkEndpoint {
         message: `packet of ${packet.length} bytes exceeds the MTU of ${this.name} (${this.mtu})`,
       };
     }
+    if (this.delivering) {
+      // The packet may be a view into this batch's slab: it stays alive, unchanged, until the
+      // flush at the end of the batch. An error then is counted in writeErrors.
+      this.held.push(packet);
+      return null;
+    }
     const n = this.native.write(packet);
     if (n >= 0) {
       this.counters.packetsWritten++;
@@ -158,6 +170,20 @@ export class TunEndpoint implements LinkEndpoint {
     }
     this.counters.writeErrors++;
     return writeError(n, this.name);
+  }
+
+  /** Writes what the batch just handled queued, in order. */
+  private flushHeld(): void {
+    const held = this.held;
+    for (let i = 0; i < held.length; i++) {
+      if (this.closed) {
+        this.counters.writeErrors += held.length - i;
+        break;
+      }
+      if (this.native.write(held[i]) >= 0) this.counters.packetsWritten++;
+      else this.counters.writeErrors++;
+    }
+    held.length = 0;
   }
 
   /** Stops reading and closes the fd; a non-persistent device is gone when this returns. */
@@ -189,7 +215,13 @@ export class TunEndpoint implements LinkEndpoint {
       packets[i] = new Uint8Array(slab, offset, length);
       offset += length;
     }
-    dispatcher.deliverNetworkPackets(packets);
+    this.delivering = true;
+    try {
+      dispatcher.deliverNetworkPackets(packets);
+    } finally {
+      this.delivering = false;
+      this.flushHeld();
+    }
   }
 
   private readerFailed(error: NativeError): void {

@@ -3,7 +3,7 @@
  * prints one table (replies/s, rtt, ratios, CPU per 100k), the memory table and the targets
  * table; writes `bench-results.json` (BENCH_JSON=path to change it) and `docs/bench.svg` from it.
  * Flood size: BENCH_COUNT (per flooder, default 200000), BENCH_SECONDS (hard bound per flooder,
- * default 30), BENCH_FLOODERS (4), BENCH_PRELOAD (16). `--quick` (a CI smoke run) lowers the
+ * default 30), BENCH_FLOODERS (4), BENCH_PRELOAD (16); BENCH_ONLY=name,… runs only those modules. `--quick` (a CI smoke run) lowers the
  * defaults to 20000 requests / 3 s per flooder, 20000 / 1 s per service row and 10⁵ requests for
  * the memory rows. A progress bar goes to stderr. Only root can create the namespaces;
  * everything runs inside them.
@@ -315,9 +315,19 @@ async function main(): Promise<void> {
     `${QUICK ? "QUICK smoke run; " : ""}flood: ${o.flooders} × ping -f -l ${o.preload} -c ${o.count}, at most ${o.seconds} s each`,
   );
   console.log(`machine: ${host.nproc} × ${host.cpu}, Linux ${host.kernel}`);
-  const progress = new Progress(modules.reduce((n, m) => n + m.weight, 0));
+  // BENCH_ONLY=kernel,forwarder runs only those modules (comparing one change; its targets
+  // whose rows were not run print "not measured").
+  const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());
+  const unknown = only?.filter((n) => !modules.some((m) => m.module.name === n)) ?? [];
+  if (unknown.length > 0) {
+    throw new Error(
+      `BENCH_ONLY: unknown module ${unknown.join(", ")} (known: ${modules.map((m) => m.module.name).join(", ")})`,
+    );
+  }
+  const selected = modules.filter((m) => only === undefined || only.includes(m.module.name));
+  const progress = new Progress(selected.reduce((n, m) => n + m.weight, 0));
   const measured: { module: BenchModule; rows: Awaited<ReturnType<BenchModule["run"]>> }[] = [];
-  for (const { module, weight } of modules) {
+  for (const { module, weight } of selected) {
     progress.begin(module.name);
     measured.push({ module, rows: await module.run(o) });
     progress.end(weight);
