@@ -1,12 +1,12 @@
 /**
  * The TUN link endpoint: a layer-3 device (IFF_TUN | IFF_NO_PI) through the project's N-API
  * addon. Reads arrive in batches (one JS call per loop wake-up, zero-copy views into one slab per
- * batch); writes are one write(2) per packet. Replies written while a read batch is being
- * handed up wait until the whole batch has been handled and then go out together: writing each
- * one at once let the kernel wake the pinger between our reads, so every read brought fewer
- * packets and each packet cost more (issue #13). See notes/tun-binding.md for the rest.
+ * batch); writes are one write(2) per packet, made together at the end of the current task
+ * (a microtask): the replies to a read batch go out once the whole batch, and the handlers'
+ * microtasks it started, have run, and the replies to a verdict batch once it is applied.
+ * Writing each one at once let the kernel wake the pinger between our reads, so every read
+ * brought fewer packets and each packet cost more (issue #13). See notes/tun-binding.md.
  */
-import { constants as osConstants } from "node:os";
 import type { LinkEndpoint, LinkWriteError, NetworkDispatcher } from "../netstack/link-endpoint.js";
 import { loadTunAddon, type NativeError, type NativeTun, type TunAddon } from "./tun-addon.js";
 import { addonMissing, fromOpenError, TunError, type TunErrorKind } from "./tun-errors.js";
@@ -43,10 +43,6 @@ const MIN_MTU = 68;
 const MAX_MTU = 65535;
 const MAX_BATCH = 4096;
 
-const E = osConstants.errno;
-// Linux's "file descriptor in bad state" (the device was detached); not in os.constants.
-const EBADFD = 77;
-
 function validate(o: TunOptions): void {
   const bad = (message: string): never => {
     throw new TunError("invalidOption", message);
@@ -68,24 +64,6 @@ function validate(o: TunOptions): void {
   }
 }
 
-function writeError(errno: number, name: string): LinkWriteError {
-  const code = -errno;
-  const message = `write to ${name}: errno ${code}`;
-  switch (code) {
-    case E.EAGAIN:
-      return { kind: "wouldBlock", message: `${name}: the device queue is full (EAGAIN)` };
-    case E.EBADF:
-    case EBADFD:
-      return { kind: "closed", message: `${name} is closed or was deleted` };
-    case E.EMSGSIZE:
-      return { kind: "tooBig", message };
-    case E.EIO:
-      return { kind: "io", message: `${name}: write failed with EIO (is the link down?)` };
-    default:
-      return { kind: "io", message };
-  }
-}
-
 export class TunEndpoint implements LinkEndpoint {
   readonly name: string;
   readonly mtu: number;
@@ -94,9 +72,11 @@ export class TunEndpoint implements LinkEndpoint {
 
   private dispatcher: NetworkDispatcher | null = null;
   private closed = false;
-  /** Set while a read batch is handed up: writes then queue in `held` until it is done. */
-  private delivering = false;
+  /** Packets accepted by writePacket and not written yet; a flush is queued while non-empty. */
   private held: Uint8Array[] = [];
+  /** A flush is queued (or a read batch is being handed up and queues one when done). */
+  private flushQueued = false;
+  private readonly flush = (): void => this.flushHeld();
   private readonly counters = {
     batches: 0,
     packetsRead: 0,
@@ -157,38 +137,37 @@ export class TunEndpoint implements LinkEndpoint {
         message: `packet of ${packet.length} bytes exceeds the MTU of ${this.name} (${this.mtu})`,
       };
     }
-    if (this.delivering) {
-      // The packet may be a view into this batch's slab: it stays alive, unchanged, until the
-      // flush at the end of the batch. An error then is counted in writeErrors.
-      this.held.push(packet);
-      return null;
+    // The packet (perhaps a view into a read slab) is not touched again by the netstack; it
+    // goes out at the flush. A write(2) error then is counted in writeErrors.
+    this.held.push(packet);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flush);
     }
-    const n = this.native.write(packet);
-    if (n >= 0) {
-      this.counters.packetsWritten++;
-      return null;
-    }
-    this.counters.writeErrors++;
-    return writeError(n, this.name);
+    return null;
   }
 
-  /** Writes what the batch just handled queued, in order. */
+  /** Writes the held packets, in order. */
   private flushHeld(): void {
+    this.flushQueued = false;
     const held = this.held;
+    if (held.length === 0) return;
+    this.held = [];
     for (let i = 0; i < held.length; i++) {
       if (this.closed) {
         this.counters.writeErrors += held.length - i;
-        break;
+        return;
       }
       if (this.native.write(held[i]) >= 0) this.counters.packetsWritten++;
       else this.counters.writeErrors++;
     }
-    held.length = 0;
   }
 
   /** Stops reading and closes the fd; a non-persistent device is gone when this returns. */
   close(): void {
     if (this.closed) return;
+    // What was accepted goes out first (a drain's last replies).
+    this.flushHeld();
     this.closed = true;
     this.dispatcher = null;
     this.native.close();
@@ -215,12 +194,13 @@ export class TunEndpoint implements LinkEndpoint {
       packets[i] = new Uint8Array(slab, offset, length);
       offset += length;
     }
-    this.delivering = true;
+    // The flush is queued after the batch, behind every microtask its handlers queued.
+    const queued = this.flushQueued;
+    this.flushQueued = true;
     try {
       dispatcher.deliverNetworkPackets(packets);
     } finally {
-      this.delivering = false;
-      this.flushHeld();
+      if (!queued) queueMicrotask(this.flush);
     }
   }
 
