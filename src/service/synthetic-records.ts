@@ -44,18 +44,21 @@ const SOURCE = 32;
 const DESTINATION = 48;
 const FLAG_V6 = 1;
 const FLAG_BROADCAST = 2;
-/** Slots allocated at first; the slab doubles up to maxRecords. */
-const INITIAL_SLOTS = 1024;
+/**
+ * Slots allocated at start (fewer when maxRecords is lower); past them the slab doubles up to
+ * maxRecords. The slab's pages are committed only as slots are first used, so allocating the
+ * default 65,536 slots (12 MB) at once costs no memory up front, and no request pays for a copy
+ * of the whole slab when it grows (an 11 ms stall at 10k requests/s, issue #7).
+ */
+const PREALLOCATED_SLOTS = 65536;
 
 export class SyntheticRecords {
   /** Request id → slot. */
-  private readonly slots = new IdIndex();
+  private readonly slots: IdIndex;
   // Ids and their slots in insertion (= expiry) order; an entry whose slot holds another id
   // (or none) was deleted. A Map's "first key" would walk every deleted slot before it: O(n)
   // per eviction once the store is full, so the order lives in this queue instead.
-  private order: number[] = [];
-  private orderSlots: number[] = [];
-  private head = 0;
+  private readonly order: OrderQueue;
   private heldBytes = 0;
   // A slot is free again once its record is deleted (its id is then 0).
   private capacity = 0;
@@ -65,7 +68,12 @@ export class SyntheticRecords {
   private bytes8 = new Uint8Array(0);
   private readonly outOfLine = new Map<number, Uint8Array>();
 
-  constructor(readonly limits: SyntheticLimits) {}
+  constructor(readonly limits: SyntheticLimits) {
+    const slots = Math.max(1, Math.min(limits.maxRecords, PREALLOCATED_SLOTS));
+    this.slots = new IdIndex(slots);
+    this.order = new OrderQueue(slots);
+    this.growTo(slots);
+  }
 
   get size(): number {
     return this.slots.size;
@@ -111,8 +119,7 @@ export class SyntheticRecords {
     if (size <= INLINE_BYTES) bytes.set(copy.icmp, b + HEAD_BYTES);
     else this.outOfLine.set(slot, copy.icmp.slice());
     this.slots.set(id, slot);
-    this.order.push(id);
-    this.orderSlots.push(slot);
+    this.order.push(id, slot);
     this.heldBytes += size;
     return evicted;
   }
@@ -154,29 +161,30 @@ export class SyntheticRecords {
 
   /** Drops the copies whose window has ended. */
   expire(nowMs: number): void {
-    while (this.head < this.order.length) {
-      const id = this.order[this.head];
-      const slot = this.orderSlots[this.head];
+    const q = this.order;
+    while (q.length > 0) {
+      const id = q.frontId();
+      const slot = q.frontSlot();
       const f = slot * F64_PER_SLOT;
       const held = this.f64[f] === id;
       if (held && this.f64[f + 1] > nowMs) break;
-      this.head++;
+      q.shift();
       if (held) this.release(id, slot);
     }
-    this.compact();
   }
 
   /** Removes the oldest record still held (ids already taken are skipped). */
   private deleteOldest(): void {
-    while (this.head < this.order.length) {
-      const id = this.order[this.head];
-      const slot = this.orderSlots[this.head++];
+    const q = this.order;
+    while (q.length > 0) {
+      const id = q.frontId();
+      const slot = q.frontSlot();
+      q.shift();
       if (this.f64[slot * F64_PER_SLOT] === id) {
         this.release(id, slot);
         break;
       }
     }
-    this.compact();
   }
 
   private release(id: number, slot: number): void {
@@ -188,29 +196,20 @@ export class SyntheticRecords {
     this.free.push(slot);
   }
 
-  /** Drops the consumed front of the queue once it is most of it. */
-  private compact(): void {
-    if (this.head > 4096 && this.head * 2 > this.order.length) {
-      this.order = this.order.slice(this.head);
-      this.orderSlots = this.orderSlots.slice(this.head);
-      this.head = 0;
-    }
-  }
-
   /** A free slot; the slab grows (doubling, at most to maxRecords) when none is left. */
   private allocate(): number {
     const slot = this.free.pop();
     if (slot !== undefined) return slot;
     // No free slot: every slot handed out so far is held, so the next unused one is `size`.
-    if (this.slots.size >= this.capacity) this.grow();
+    if (this.slots.size >= this.capacity) {
+      this.growTo(
+        Math.max(this.slots.size + 1, Math.min(this.limits.maxRecords, this.capacity * 2)),
+      );
+    }
     return this.slots.size;
   }
 
-  private grow(): void {
-    const n = Math.max(
-      this.slots.size + 1,
-      Math.min(this.limits.maxRecords, Math.max(INITIAL_SLOTS, this.capacity * 2)),
-    );
+  private growTo(n: number): void {
     const slab = new ArrayBuffer(n * SLOT_BYTES);
     const bytes = new Uint8Array(slab);
     bytes.set(this.bytes8);
@@ -234,9 +233,17 @@ function copyInto(to: Uint8Array, at: number, from: Uint8Array): void {
  */
 class IdIndex {
   /** [id, value] per bucket; id 0: empty. */
-  private table = new Float64Array(2 * 1024);
-  private mask = 1023;
+  private table: Float64Array;
+  private mask: number;
   private count = 0;
+
+  /** Sized so that `entries` fit at most half full: no resize on the way there. */
+  constructor(entries: number) {
+    let buckets = 1024;
+    while (buckets < 2 * entries) buckets *= 2;
+    this.table = new Float64Array(2 * buckets);
+    this.mask = buckets - 1;
+  }
 
   get size(): number {
     return this.count;
@@ -314,5 +321,62 @@ class IdIndex {
     this.mask = buckets - 1;
     this.count = 0;
     for (let i = 0; i < old.length; i += 2) if (old[i] !== 0) this.set(old[i], old[i + 1]);
+  }
+}
+
+/**
+ * A FIFO of (id, slot) pairs in two typed rings: push at the back, shift from the front, no
+ * per-entry allocation and no array copies (a JS array sliced to drop its front kept large
+ * arrays churning through the old generation). Doubles when full.
+ */
+class OrderQueue {
+  private ids: Float64Array;
+  private slots: Int32Array;
+  private mask: number;
+  private head = 0;
+  length = 0;
+
+  constructor(entries: number) {
+    let n = 1024;
+    while (n < entries) n *= 2;
+    this.ids = new Float64Array(n);
+    this.slots = new Int32Array(n);
+    this.mask = n - 1;
+  }
+
+  push(id: number, slot: number): void {
+    if (this.length > this.mask) this.grow();
+    const i = (this.head + this.length) & this.mask;
+    this.ids[i] = id;
+    this.slots[i] = slot;
+    this.length++;
+  }
+
+  frontId(): number {
+    return this.ids[this.head];
+  }
+
+  frontSlot(): number {
+    return this.slots[this.head];
+  }
+
+  shift(): void {
+    this.head = (this.head + 1) & this.mask;
+    this.length--;
+  }
+
+  private grow(): void {
+    const n = 2 * (this.mask + 1);
+    const ids = new Float64Array(n);
+    const slots = new Int32Array(n);
+    for (let k = 0; k < this.length; k++) {
+      const i = (this.head + k) & this.mask;
+      ids[k] = this.ids[i];
+      slots[k] = this.slots[i];
+    }
+    this.ids = ids;
+    this.slots = slots;
+    this.mask = n - 1;
+    this.head = 0;
   }
 }
