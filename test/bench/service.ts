@@ -22,6 +22,7 @@ import { isMainThread, Worker, workerData } from "node:worker_threads";
 import {
   type ClientDuplexStream,
   credentials,
+  makeGenericClientConstructor,
   Server,
   ServerCredentials,
   type ServerDuplexStream,
@@ -37,7 +38,6 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import type {
-  Action,
   ClientMessage,
   EchoRequest,
   ServerMessage,
@@ -249,37 +249,107 @@ export interface ClientsJob {
 
 /**
  * The policy clients run in a worker thread, so the server's thread (the one measured) does
- * only the server's work; each answers every batch at once with CONSUME verdicts.
+ * only the server's work; each answers every batch at once with CONSUME verdicts. They read
+ * and write raw protobuf bytes (only each event's request_id is read; a verdict batch is a few
+ * varints): a client decoding every event into generated objects spent more CPU than the
+ * server it measured and its garbage collections showed up as the stream's latency.
  */
 async function runClients(job: ClientsJob): Promise<void> {
   const { gen } = await loadBuilt();
-  const { EchoForwarderClient, Mode } = gen;
+  const { ClientMessage, EchoForwarderService, Mode } = gen;
+  const Client = makeGenericClientConstructor(
+    {
+      connect: {
+        ...EchoForwarderService.connect,
+        requestSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      },
+    },
+    "EchoForwarder",
+  );
+  const action = job.action === "reply" ? gen.Action.ACTION_REPLY : gen.Action.ACTION_CONSUME;
   for (let i = 0; i < job.streams; i++) {
-    const client = new EchoForwarderClient(job.address, credentials.createInsecure(), {
+    const client = new Client(job.address, credentials.createInsecure(), {
       "grpc.use_local_subchannel_pool": 1,
     });
-    const call = client.connect();
+    const call = (client as unknown as { connect(): ClientDuplexStream<Buffer, Buffer> }).connect();
     if (job.stall) call.pause();
-    else
-      decideAll(call, job.action === "reply" ? gen.Action.ACTION_REPLY : gen.Action.ACTION_CONSUME);
-    if (job.hello) {
-      call.write({
-        message: {
-          $case: "hello",
-          value: {
-            protocolVersion: 1,
-            clientName: `bench-${i}`,
-            mode: Mode.MODE_DECIDE,
-            filter: undefined,
-            maxInFlight: job.maxInFlight ?? 1 << 20,
-            payloadBytes: 0,
+    else decideAll(call, action);
+    const first: ClientMessage = job.hello
+      ? {
+          message: {
+            $case: "hello",
+            value: {
+              protocolVersion: 1,
+              clientName: `bench-${i}`,
+              mode: Mode.MODE_DECIDE,
+              filter: undefined,
+              maxInFlight: job.maxInFlight ?? 1 << 20,
+              payloadBytes: 0,
+            },
           },
-        },
-      });
+        }
+      : { message: { $case: "drain", value: {} } };
+    call.write(Buffer.from(ClientMessage.encode(first).finish()));
+  }
+}
+
+/** A protobuf varint at `at`: [value, next position]. */
+function readVarint(b: Uint8Array, at: number): [number, number] {
+  let v = 0;
+  let mul = 1;
+  for (;;) {
+    const x = b[at++];
+    v += (x & 0x7f) * mul;
+    if (x < 0x80) return [v, at];
+    mul *= 128;
+  }
+}
+
+function writeVarint(out: number[], v: number): void {
+  while (v >= 0x80) {
+    out.push((v % 128) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+}
+
+/**
+ * The request ids of a ServerMessage carrying an EchoRequestBatch (field 2 → repeated field 1 →
+ * request_id, field 1); empty for any other message.
+ */
+function requestIds(m: Uint8Array): number[] {
+  const ids: number[] = [];
+  if (m[0] !== ((2 << 3) | 2)) return ids;
+  let [len, at] = readVarint(m, 1);
+  const end = at + len;
+  while (at < end) {
+    const tag = m[at++];
+    if (tag === ((1 << 3) | 2)) {
+      [len, at] = readVarint(m, at);
+      // request_id is the event's first field (the service and generated code write it first).
+      if (m[at] === 1 << 3) ids.push(readVarint(m, at + 1)[0]);
+      at += len;
     } else {
-      call.write({ message: { $case: "drain", value: {} } });
+      // batch field 2 (observer_drops, a varint): skip it.
+      at = readVarint(m, at)[1];
     }
   }
+  return ids;
+}
+
+/** ClientMessage{verdicts: VerdictBatch{verdicts: [{request_id, action}]}} as bytes. */
+function verdictBytes(ids: readonly number[], action: number): Buffer {
+  const body: number[] = [];
+  for (const id of ids) {
+    const v: number[] = [1 << 3];
+    writeVarint(v, id);
+    v.push(2 << 3, action);
+    body.push((1 << 3) | 2, v.length, ...v);
+  }
+  const out: number[] = [(2 << 3) | 2];
+  writeVarint(out, body.length);
+  return Buffer.from([...out, ...body]);
 }
 
 /** Starts the clients in a worker (which loads this file through tsx). */
@@ -314,21 +384,10 @@ export function startClients(job: Omit<ClientsJob, "role">): Worker {
   return w;
 }
 
-function decideAll(call: ClientDuplexStream<ClientMessage, ServerMessage>, action: Action): void {
-  call.on("data", (m: ServerMessage) => {
-    if (m.message?.$case !== "requests") return;
-    call.write({
-      message: {
-        $case: "verdicts",
-        value: {
-          verdicts: m.message.value.requests.map((e) => ({
-            requestId: e.requestId,
-            action,
-            applyToFlowMs: 0,
-          })),
-        },
-      },
-    });
+function decideAll(call: ClientDuplexStream<Buffer, Buffer>, action: number): void {
+  call.on("data", (m: Buffer) => {
+    const ids = requestIds(m);
+    if (ids.length > 0) call.write(verdictBytes(ids, action));
   });
   call.on("error", () => {});
 }
