@@ -379,7 +379,14 @@ export function timedHandler(
 
 export function startClients(job: Omit<ClientsJob, "role">): Worker {
   const src = `import("tsx/esm/api").then((api) => { api.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-  const w = new Worker(src, { eval: true, workerData: { role: "bench-clients", ...job } });
+  // The clients' own young generation stays at Node's usual size: --max-semi-space-size is
+  // process-wide and is meant for the service's thread; a worker with 128 MB of young
+  // generation made the process's RSS swing by tens of MB (the memory rows).
+  const w = new Worker(src, {
+    eval: true,
+    workerData: { role: "bench-clients", ...job },
+    resourceLimits: { maxYoungGenerationSizeMb: 32 },
+  });
   w.on("error", (e) => console.error("bench clients:", e));
   return w;
 }
