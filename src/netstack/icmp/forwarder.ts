@@ -194,12 +194,14 @@ export class Forwarder {
     if (typeof result === "boolean") return this.settle(req, result);
     s.held++;
     if (result instanceof Decision) {
-      const answer = new Decision();
+      // The handler's own Decision goes on down: callbacks run in the order registered, so the
+      // request has ended (and is counted) before the network layer acts on the answer. A
+      // second Decision and closure per request cost more than the rest of this function.
       result.onSettled((consumed) => {
         s.held--;
-        answer.settle(this.settle(req, consumed === true));
+        this.settle(req, consumed === true);
       });
-      return answer;
+      return result;
     }
     return Promise.resolve(result).then(
       (consumed) => {
