@@ -54,7 +54,9 @@ export type HandlerResult = boolean | Promise<boolean> | Decision;
 
 /**
  * A protocol's default handler (gVisor's SetTransportProtocolHandler): true = the handler
- * consumed the packet; false = the protocol's fallback continues. A promise or a Decision holds
+ * consumed the packet; false = the protocol's fallback continues. `id` is the handler's own: a
+ * fresh object whose addresses are copies (gVisor's TransportEndpointID holds values), so it
+ * stays valid after the packet is gone or rewritten into its reply. A promise or a Decision holds
  * the packet until it settles (a TypeScript addition; a rejected promise counts as false).
  */
 export type TransportProtocolHandler = (

@@ -12,7 +12,7 @@
  *   |                    Options                    |    Padding    |
  *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
  */
-import type { Address } from "../address.js";
+import { type Address, addressCopyAt } from "../address.js";
 import { checksum } from "./checksum.js";
 
 export const IPV4_MIN_SIZE = 20;
@@ -184,6 +184,10 @@ export class IPv4Header {
   setSourceAddress(a: Address): void {
     this.bytes.set(checkV4(a), this.offset + IPV4_SOURCE_ADDRESS_OFFSET);
   }
+  /** A copy of the source address bytes. */
+  copySourceAddress(): Address {
+    return addressCopyAt(this.bytes, this.offset + IPV4_SOURCE_ADDRESS_OFFSET, IPV4_ADDRESS_SIZE);
+  }
 
   /** A view of the destination address bytes. */
   get destinationAddress(): Address {
@@ -192,6 +196,11 @@ export class IPv4Header {
   }
   setDestinationAddress(a: Address): void {
     this.bytes.set(checkV4(a), this.offset + IPV4_DESTINATION_ADDRESS_OFFSET);
+  }
+  /** A copy of the destination address bytes. */
+  copyDestinationAddress(): Address {
+    const i = this.offset + IPV4_DESTINATION_ADDRESS_OFFSET;
+    return addressCopyAt(this.bytes, i, IPV4_ADDRESS_SIZE);
   }
 
   /** Sets both fields of the flags/fragment-offset word at once (gVisor's SetFlagsFragmentOffset). */

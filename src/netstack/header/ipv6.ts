@@ -10,7 +10,7 @@
  *
  * Extension headers are parsed elsewhere; `nextHeader` here is the fixed header's field.
  */
-import type { Address } from "../address.js";
+import { type Address, addressCopyAt } from "../address.js";
 
 export const IPV6_MIN_SIZE = 40;
 export const IPV6_VERSION = 6;
@@ -121,6 +121,10 @@ export class IPv6Header {
   setSourceAddress(a: Address): void {
     this.bytes.set(checkV6(a), this.offset + IPV6_SOURCE_ADDRESS_OFFSET);
   }
+  /** A copy of the source address bytes. */
+  copySourceAddress(): Address {
+    return addressCopyAt(this.bytes, this.offset + IPV6_SOURCE_ADDRESS_OFFSET, IPV6_ADDRESS_SIZE);
+  }
 
   /** A view of the destination address bytes. */
   get destinationAddress(): Address {
@@ -129,6 +133,11 @@ export class IPv6Header {
   }
   setDestinationAddress(a: Address): void {
     this.bytes.set(checkV6(a), this.offset + IPV6_DESTINATION_ADDRESS_OFFSET);
+  }
+  /** A copy of the destination address bytes. */
+  copyDestinationAddress(): Address {
+    const i = this.offset + IPV6_DESTINATION_ADDRESS_OFFSET;
+    return addressCopyAt(this.bytes, i, IPV6_ADDRESS_SIZE);
   }
 
   /** A view of the Payload Length bytes after the fixed header, clamped to the buffer. */

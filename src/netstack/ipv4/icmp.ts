@@ -77,12 +77,13 @@ const RECEIVED_COUNTER: Partial<
   [ICMPV4_INFO_REPLY]: "infoReply",
 };
 
+/** The transport id of an ICMP message; its addresses are copies (the handler's to keep). */
 function echoId(pkt: PacketBuffer, msg: Uint8Array) {
   const h = new IPv4Header(pkt.data);
   return {
-    localAddress: h.destinationAddress,
+    localAddress: h.copyDestinationAddress(),
     localPort: (msg[4] << 8) | msg[5],
-    remoteAddress: h.sourceAddress,
+    remoteAddress: h.copySourceAddress(),
     remotePort: 0,
   };
 }

@@ -96,11 +96,12 @@ const RECEIVED_COUNTER: Partial<
   [ICMPV6_MLD_DONE]: "multicastListenerDone",
 };
 
+/** The transport id of an ICMPv6 message; its addresses are copies (the handler's to keep). */
 function echoId(ip: IPv6Header, msg: Uint8Array): TransportEndpointID {
   return {
-    localAddress: ip.destinationAddress,
+    localAddress: ip.copyDestinationAddress(),
     localPort: (msg[4] << 8) | msg[5],
-    remoteAddress: ip.sourceAddress,
+    remoteAddress: ip.copySourceAddress(),
     remotePort: 0,
   };
 }
