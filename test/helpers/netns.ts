@@ -166,12 +166,14 @@ export class Netns {
    * after its last probe (ping_common.c schedule_exit), so with -i 0.01 on a loaded machine a
    * last reply 10 ms late is summarised as lost although it arrived. `received` is the
    * namespace kernel's Echo Reply counter (IcmpInEchoReps / Icmp6InEchoReplies) after ping,
-   * given up to 2 s for late ones when ping saw some replies but not all.
+   * given up to 2 s for late ones when ping saw some replies but not all. `seqs` are the
+   * icmp_seq values ping printed, in order: a reply that came after ping stopped listening is
+   * counted in `received` but not printed, so compare `seqs` with a prefix of what you expect.
    */
   async ping(
     args: readonly string[],
     opts: { timeoutMs?: number } = {},
-  ): Promise<ExecResult & { transmitted: number; received: number }> {
+  ): Promise<ExecResult & { transmitted: number; received: number; seqs: number[] }> {
     const v6 = args.includes("-6") || args.some((a) => !a.startsWith("-") && a.includes(":"));
     const counter = v6 ? "Icmp6InEchoReplies" : "IcmpInEchoReps";
     const before = await this.nstat(counter);
@@ -183,7 +185,7 @@ export class Netns {
       await sleep(50);
       received = (await this.nstat(counter)) - before;
     }
-    return { ...r, transmitted: summary.transmitted, received };
+    return { ...r, transmitted: summary.transmitted, received, seqs: replySeqs(r.stdout) };
   }
 
   /** Runs a shell command line in the namespace; throws when it fails. */
