@@ -44,12 +44,11 @@ describeNetns("operating a running service", () => {
   const icmpfwd = (...args: string[]) =>
     ns.exec(process.execPath, [MAIN_JS, ...args, "--target", target]);
   const ping = async (dst: string, count = 2, v6 = false): Promise<number> => {
-    const r = await ns.exec(
-      "ping",
+    const r = await ns.ping(
       [...(v6 ? ["-6"] : []), "-n", "-q", "-c", String(count), "-i", "0.2", "-W", "2", dst],
       { timeoutMs: 10_000 },
     );
-    return parsePing(r.stdout).received;
+    return r.received;
   };
   const kernelRoute = async (prefix: string): Promise<string> =>
     (await ns.exec("ip", ["route", "show", prefix])).stdout.trim();

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeNetns, Netns, parsePing, run, waitFor } from "../helpers/netns.js";
+import { describeNetns, Netns, run, waitFor } from "../helpers/netns.js";
 import { MAIN_JS, type ServeProcess, startServe } from "../helpers/serve.js";
 
 describeNetns("serve drops root with --user nobody --group nogroup", () => {
@@ -38,8 +38,8 @@ describeNetns("serve drops root with --user nobody --group nogroup", () => {
 
   it("the netstack still answers ping through the TUN opened as root", async () => {
     const kernelBefore = await ns.nstat("IcmpInEchos");
-    const r = await ns.exec("ping", ["-n", "-c", "5", "-i", "0.05", "-W", "2", "198.18.0.2"]);
-    expect(parsePing(r.stdout)).toMatchObject({ transmitted: 5, received: 5 });
+    const r = await ns.ping(["-n", "-c", "5", "-i", "0.05", "-W", "2", "198.18.0.2"]);
+    expect(r).toMatchObject({ transmitted: 5, received: 5 });
     const s = await serve.waitStats(
       (x) => (x["icmp.v4.packetsSent.echoReply"] ?? 0) >= 5,
       "5 replies written by the unprivileged service",

@@ -238,8 +238,8 @@ describeNetns("observability end to end", () => {
     } as const;
     const before = await scrape();
     const N = 7;
-    const r = await ns.exec("ping", ["-n", "-c", String(N), "-i", "0.05", "-W", "2", "198.18.0.2"]);
-    expect(parsePing(r.stdout).received).toBe(N);
+    const r = await ns.ping(["-n", "-c", String(N), "-i", "0.05", "-W", "2", "198.18.0.2"]);
+    expect(r.received).toBe(N);
     const after = await scrape();
     const delta = (k: keyof typeof keys): number =>
       value(after, keys[k][0], keys[k][1]) - value(before, keys[k][0], keys[k][1]);
