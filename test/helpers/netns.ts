@@ -97,12 +97,16 @@ export async function run(
   return r.stdout;
 }
 
-const live = new Set<string>();
-let exitHookInstalled = false;
+// One registry per process, not per module instance: vitest loads this module afresh for each
+// test file in the same worker, and a hook per file piled up exit listeners (Node warned at 11).
+const registry = globalThis as { icmpfwdNetns?: { live: Set<string>; hooked: boolean } };
+registry.icmpfwdNetns ??= { live: new Set<string>(), hooked: false };
+const shared = registry.icmpfwdNetns;
+const live = shared.live;
 
 function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
+  if (shared.hooked) return;
+  shared.hooked = true;
   // Last resort: a test that crashed before afterAll must not leave a namespace behind.
   process.on("exit", () => {
     for (const name of live) spawnSync("ip", ["netns", "delete", name], { stdio: "ignore" });
