@@ -103,9 +103,10 @@ export class PingEndpoint {
     // Echo Requests with our ident are taken (so the default handler is skipped) but not answered here.
     if (msg[0] !== replyType || this.onReply === null) return;
     const ttl = this.netProto === IPV4_PROTOCOL_NUMBER ? pkt.data[8] : pkt.data[7];
+    // The id's addresses are already copies of their own (see TransportProtocolHandler).
     this.onReply({
-      remoteAddress: id.remoteAddress.slice(),
-      localAddress: id.localAddress.slice(),
+      remoteAddress: id.remoteAddress,
+      localAddress: id.localAddress,
       ident: id.localPort,
       sequence: (msg[6] << 8) | msg[7],
       payload: msg.slice(8),
