@@ -65,7 +65,7 @@ export function decodeClientMessage(bytes: Uint8Array): ClientInput {
 
 // ---- varints ----
 
-function varintSize(n: number): number {
+export function varintSize(n: number): number {
   // Comparisons, not a division loop: every event field goes through here.
   if (n < 0x80) return 1;
   if (n < 0x4000) return 2;
@@ -76,7 +76,7 @@ function varintSize(n: number): number {
   return size;
 }
 
-function writeVarint(buf: Uint8Array, pos: number, n: number): number {
+export function writeVarint(buf: Uint8Array, pos: number, n: number): number {
   // Below 2^31 (ids, seconds, nanos, lengths…) in integer steps; above it, in float ones.
   if (n <= 0x7fffffff) {
     while (n >= 0x80) {
@@ -380,7 +380,7 @@ export class Verdicts {
    */
   static read(b: Uint8Array): Verdicts | null {
     if (b.length < 2 || b[0] !== TAG.clientMessageVerdicts) return null;
-    const r = new Reader(b, 1);
+    const r = new ProtoReader(b, 1);
     const batchEnd = r.lengthEnd();
     if (batchEnd !== b.length) return null;
     // Each verdict takes at least 2 bytes (tag, length), so this bounds the count.
@@ -415,8 +415,11 @@ export class Verdicts {
   }
 }
 
-/** Just enough of a protobuf reader for Verdicts.read: bytes, varints below 2^53. */
-class Reader {
+/**
+ * Just enough of a protobuf reader for Verdicts.read (and the benchmark's policy clients):
+ * bytes, varints below 2^53, length-delimited fields.
+ */
+export class ProtoReader {
   constructor(
     private readonly b: Uint8Array,
     public pos: number,

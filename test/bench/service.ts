@@ -255,7 +255,7 @@ export interface ClientsJob {
  * server it measured and its garbage collections showed up as the stream's latency.
  */
 async function runClients(job: ClientsJob): Promise<void> {
-  const { gen } = await loadBuilt();
+  const { gen, wire } = await loadBuilt();
   const { ClientMessage, EchoForwarderService, Mode } = gen;
   const Client = makeGenericClientConstructor(
     {
@@ -274,7 +274,7 @@ async function runClients(job: ClientsJob): Promise<void> {
     });
     const call = (client as unknown as { connect(): ClientDuplexStream<Buffer, Buffer> }).connect();
     if (job.stall) call.pause();
-    else decideAll(call, action);
+    else decideAll(wire, call, action);
     const first: ClientMessage = job.hello
       ? {
           message: {
@@ -294,62 +294,54 @@ async function runClients(job: ClientsJob): Promise<void> {
   }
 }
 
-/** A protobuf varint at `at`: [value, next position]. */
-function readVarint(b: Uint8Array, at: number): [number, number] {
-  let v = 0;
-  let mul = 1;
-  for (;;) {
-    const x = b[at++];
-    v += (x & 0x7f) * mul;
-    if (x < 0x80) return [v, at];
-    mul *= 128;
-  }
-}
-
-function writeVarint(out: number[], v: number): void {
-  while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-}
+/** Field tags (field number << 3 | wire type) the bench clients read and write. */
+const TAG = {
+  serverMessageRequests: (2 << 3) | 2,
+  batchRequests: (1 << 3) | 2,
+  requestId: 1 << 3,
+  clientMessageVerdicts: (2 << 3) | 2,
+  verdictBatchVerdicts: (1 << 3) | 2,
+  verdictAction: 2 << 3,
+} as const;
 
 /**
  * The request ids of a ServerMessage carrying an EchoRequestBatch (field 2 → repeated field 1 →
  * request_id, field 1); empty for any other message.
  */
-function requestIds(m: Uint8Array): number[] {
+function requestIds(wire: Built["wire"], m: Uint8Array): number[] {
   const ids: number[] = [];
-  if (m[0] !== ((2 << 3) | 2)) return ids;
-  let [len, at] = readVarint(m, 1);
-  const end = at + len;
-  while (at < end) {
-    const tag = m[at++];
-    if (tag === ((1 << 3) | 2)) {
-      [len, at] = readVarint(m, at);
-      // request_id is the event's first field (the service and generated code write it first).
-      if (m[at] === 1 << 3) ids.push(readVarint(m, at + 1)[0]);
-      at += len;
-    } else {
-      // batch field 2 (observer_drops, a varint): skip it.
-      at = readVarint(m, at)[1];
+  if (m[0] !== TAG.serverMessageRequests) return ids;
+  const r = new wire.ProtoReader(m, 1);
+  const end = r.lengthEnd();
+  while (r.pos < end) {
+    if (r.byte() !== TAG.batchRequests) {
+      r.varint(); // batch field 2, observer_drops
+      continue;
     }
+    const eventEnd = r.lengthEnd();
+    // request_id is the event's first field (the service and generated code write it first).
+    if (r.byte() === TAG.requestId) ids.push(r.varint());
+    r.pos = eventEnd;
   }
   return ids;
 }
 
 /** ClientMessage{verdicts: VerdictBatch{verdicts: [{request_id, action}]}} as bytes. */
-function verdictBytes(ids: readonly number[], action: number): Buffer {
-  const body: number[] = [];
+function verdictBytes(wire: Built["wire"], ids: readonly number[], action: number): Buffer {
+  let body = 0;
+  for (const id of ids) body += 2 + (1 + wire.varintSize(id)) + 2;
+  const out = Buffer.allocUnsafe(1 + wire.varintSize(body) + body);
+  out[0] = TAG.clientMessageVerdicts;
+  let i = wire.writeVarint(out, 1, body);
   for (const id of ids) {
-    const v: number[] = [1 << 3];
-    writeVarint(v, id);
-    v.push(2 << 3, action);
-    body.push((1 << 3) | 2, v.length, ...v);
+    out[i++] = TAG.verdictBatchVerdicts;
+    out[i++] = 1 + wire.varintSize(id) + 2;
+    out[i++] = TAG.requestId;
+    i = wire.writeVarint(out, i, id);
+    out[i++] = TAG.verdictAction;
+    out[i++] = action;
   }
-  const out: number[] = [(2 << 3) | 2];
-  writeVarint(out, body.length);
-  return Buffer.from([...out, ...body]);
+  return out;
 }
 
 /** Starts the clients in a worker (which loads this file through tsx). */
@@ -391,10 +383,14 @@ export function startClients(job: Omit<ClientsJob, "role">): Worker {
   return w;
 }
 
-function decideAll(call: ClientDuplexStream<Buffer, Buffer>, action: number): void {
+function decideAll(
+  wire: Built["wire"],
+  call: ClientDuplexStream<Buffer, Buffer>,
+  action: number,
+): void {
   call.on("data", (m: Buffer) => {
-    const ids = requestIds(m);
-    if (ids.length > 0) call.write(verdictBytes(ids, action));
+    const ids = requestIds(wire, m);
+    if (ids.length > 0) call.write(verdictBytes(wire, ids, action));
   });
   call.on("error", () => {});
 }
