@@ -15,7 +15,7 @@ import {
   drive,
   ICMPV4_PROTOCOL_NUMBER,
   loadBuilt,
-  PACKETS,
+  packetInjector,
   Recorder,
   startClients,
   timedHandler,
@@ -51,12 +51,14 @@ const gc = runInNewContext("gc") as () => void;
 const MB = 1024 * 1024;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function settledMemory(): Promise<{
+interface Settled {
   rss: number;
   heap: number;
   young: number;
   youngPhysical: number;
-}> {
+}
+
+async function settledMemory(): Promise<Settled> {
   for (let i = 0; i < 3; i++) {
     gc();
     await sleep(50);
@@ -68,6 +70,26 @@ async function settledMemory(): Promise<{
     heap: m.heapUsed / MB,
     young: (young?.space_size ?? 0) / MB,
     youngPhysical: (young?.physical_space_size ?? 0) / MB,
+  };
+}
+
+/** The before/after columns of a memory row. */
+function memoryFields(
+  before: Settled,
+  after: Settled,
+): Omit<
+  MemoryResult,
+  "name" | "requests" | "decided" | "seconds" | "maxHeld" | "maxInFlight" | "fellThrough"
+> {
+  return {
+    rssBeforeMB: before.rss,
+    rssAfterMB: after.rss,
+    heapBeforeMB: before.heap,
+    heapAfterMB: after.heap,
+    youngBeforeMB: before.young,
+    youngAfterMB: after.young,
+    youngPhysicalBeforeMB: before.youngPhysical,
+    youngPhysicalAfterMB: after.youngPhysical,
   };
 }
 
@@ -106,12 +128,7 @@ async function steadyState(lib: Built, requests: number, seconds: number): Promi
     const clients = startClients({ address: service.address, streams: 1, hello: true });
     try {
       while (service.dispatcher.sessions.length < 1) await sleep(5);
-      let next = 0;
-      const offer = (n: number): void => {
-        const group: Uint8Array[] = [];
-        for (let k = 0; k < n; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
-        link.inject(...group);
-      };
+      const offer = packetInjector(link);
       const ready = () => service.dispatcher.sessions.some((x) => x.canTake());
       const o = { batch: 16, window: 256, rate: null };
       // Warm up (JIT, connection, pools, the synthetic store's 65,536 slots) before the
@@ -141,14 +158,7 @@ async function steadyState(lib: Built, requests: number, seconds: number): Promi
         requests: r.offered,
         decided: rec.decided,
         seconds: r.seconds,
-        rssBeforeMB: before.rss,
-        rssAfterMB: after.rss,
-        heapBeforeMB: before.heap,
-        heapAfterMB: after.heap,
-        youngBeforeMB: before.young,
-        youngAfterMB: after.young,
-        youngPhysicalBeforeMB: before.youngPhysical,
-        youngPhysicalAfterMB: after.youngPhysical,
+        ...memoryFields(before, after),
       };
     } finally {
       await clients.terminate();
@@ -172,12 +182,12 @@ async function stalledClient(lib: Built, requests: number, seconds: number): Pro
       const before = await settledMemory();
       const start = process.hrtime.bigint();
       const until = start + BigInt(seconds * 1e9);
+      const offer = packetInjector(link);
       let next = 0;
       let maxHeld = 0;
       while (next < requests && process.hrtime.bigint() < until) {
-        const group: Uint8Array[] = [];
-        for (let k = 0; k < 64; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
-        link.inject(...group);
+        offer(64);
+        next += 64;
         // The built-in replies of the requests that fell through: drain the link's queue.
         while (link.read() !== undefined);
         maxHeld = Math.max(maxHeld, service.dispatcher.pendingCount);
@@ -195,14 +205,7 @@ async function stalledClient(lib: Built, requests: number, seconds: number): Pro
         requests: next,
         decided: 0,
         seconds: secs,
-        rssBeforeMB: before.rss,
-        rssAfterMB: after.rss,
-        heapBeforeMB: before.heap,
-        heapAfterMB: after.heap,
-        youngBeforeMB: before.young,
-        youngAfterMB: after.young,
-        youngPhysicalBeforeMB: before.youngPhysical,
-        youngPhysicalAfterMB: after.youngPhysical,
+        ...memoryFields(before, after),
         maxHeld,
         maxInFlight,
         fellThrough,

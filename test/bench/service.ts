@@ -400,6 +400,21 @@ export const PACKETS = Array.from({ length: 1024 }, (_, i) =>
   v4Echo({ ident: i % 256, sequence: i }),
 );
 
+/**
+ * Injects the next `n` of PACKETS into `link`, each a fresh copy (as a TUN read hands over new
+ * buffers: the netstack rewrites replies in place).
+ */
+export function packetInjector(link: {
+  inject(...packets: Uint8Array[]): void;
+}): (n: number) => void {
+  let next = 0;
+  return (n) => {
+    const group: Uint8Array[] = [];
+    for (let k = 0; k < n; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
+    link.inject(...group);
+  };
+}
+
 type Measured = Omit<ServiceBenchRow, "ratioVsBare" | "name">;
 
 /** Warms up (JIT, connections), then measures. */
@@ -508,12 +523,7 @@ async function serviceRow(
   const clients = startClients({ address: service.address, streams, hello: true });
   try {
     while (service.dispatcher.sessions.length < streams) await yieldToLoop();
-    let next = 0;
-    const offer = (n: number): void => {
-      const group: Uint8Array[] = [];
-      for (let k = 0; k < n; k++) group.push(PACKETS[next++ % PACKETS.length].slice());
-      link.inject(...group);
-    };
+    const offer = packetInjector(link);
     // A session whose write() said wait takes nothing: offer only while one can.
     const ready = () => service.dispatcher.sessions.some((x) => x.canTake());
     const m = await measure("service", offer, ready, rec, streams, batch, rate, b);
