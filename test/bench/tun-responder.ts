@@ -10,6 +10,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { loadTunAddon, type NativeTun } from "../../src/link/tun-addon.js";
+import { answerIPv4EchoInPlace } from "../helpers/packets.js";
 import {
   type BenchMeasurement,
   type BenchModule,
@@ -52,22 +53,9 @@ export function startResponder(name: string, netns: string, batchSize = 64): Res
       const at = p;
       p += length;
       s.packets++;
-      if (b[at] >> 4 !== 4 || b[at + 9] !== 1) continue;
-      const icmp = at + (b[at] & 0x0f) * 4;
-      if (length < icmp - at + 8 || b[icmp] !== 8) continue;
-      // Swapping source and destination leaves the IP header checksum as it was.
-      for (let k = 0; k < 4; k++) {
-        const t = b[at + 12 + k];
-        b[at + 12 + k] = b[at + 16 + k];
-        b[at + 16 + k] = t;
-      }
-      // RFC 1624: the word type|code drops by 0x0800, so the checksum rises by it (ones' complement).
-      b[icmp] = 0;
-      let c = ((b[icmp + 2] << 8) | b[icmp + 3]) + 0x0800;
-      c = (c & 0xffff) + (c >>> 16);
-      b[icmp + 2] = c >>> 8;
-      b[icmp + 3] = c & 0xff;
-      if (tun!.write(b.subarray(at, at + length)) < 0) s.writeErrors++;
+      const packet = b.subarray(at, at + length);
+      if (!answerIPv4EchoInPlace(packet)) continue;
+      if (tun!.write(packet) < 0) s.writeErrors++;
       else s.replies++;
     }
   };

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { TunEndpoint, TunError, type TunOptions } from "../../src/link/tun.js";
 import type { NetworkDispatcher } from "../../src/netstack/link-endpoint.js";
 import { describeNetns, exec, Netns, waitFor } from "../helpers/netns.js";
-import { v4Echo } from "../helpers/packets.js";
+import { answerIPv4EchoInPlace, v4Echo } from "../helpers/packets.js";
 
 const KERNEL = "198.18.0.1";
 const FAR = "198.18.0.2";
@@ -65,23 +65,6 @@ class Collector implements NetworkDispatcher {
 }
 
 const isRequestToFar = (m: Icmp4): boolean => m.type === 8 && m.dst === FAR;
-
-/** An IPv4 Echo Request turned into its reply in place: addresses swapped, type 0, checksum. */
-function echoReplyInPlace(p: Uint8Array): Uint8Array {
-  const ihl = (p[0] & 0x0f) * 4;
-  for (let i = 0; i < 4; i++) {
-    const a = p[12 + i];
-    p[12 + i] = p[16 + i];
-    p[16 + i] = a;
-  }
-  p[ihl] = 0;
-  // RFC 1624: the type byte went from 8 to 0, so the one's-complement sum lost 0x0800.
-  const sum = ((p[ihl + 2] << 8) | p[ihl + 3]) + 0x0800;
-  const folded = (sum & 0xffff) + (sum >> 16);
-  p[ihl + 2] = folded >> 8;
-  p[ihl + 3] = folded & 0xff;
-  return p;
-}
 
 interface LinkCounters {
   txPackets: number;
@@ -239,7 +222,8 @@ describeNetns("TUN endpoint", () => {
         for (const p of packets) {
           const m = parseIcmp4(p);
           if (m === null || !isRequestToFar(m)) continue;
-          expect(tun.writePacket(echoReplyInPlace(p))).toBeNull();
+          expect(answerIPv4EchoInPlace(p)).toBe(true);
+          expect(tun.writePacket(p)).toBeNull();
           answered++;
         }
         writtenInsideBatch.push(tun.stats.packetsWritten - before);

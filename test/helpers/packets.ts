@@ -1,5 +1,6 @@
 /** Small builders for the packets unit tests inject, through the header package's encoders. */
 import { type Address, parseAddress } from "../../src/netstack/address.js";
+import { checksumUpdate16 } from "../../src/netstack/header/checksum.js";
 import {
   encodeICMPv4Echo,
   ICMPV4_ECHO,
@@ -108,4 +109,26 @@ export function v6Echo(o: V6EchoOptions = {}): Uint8Array {
     dst,
   );
   return buf;
+}
+
+/**
+ * Turns an IPv4 Echo Request into its Echo Reply in place, as a bare responder does: addresses
+ * swapped (the IP header checksum stays as it was), type 8 → 0, the ICMP checksum updated
+ * (RFC 1624). False, and the bytes untouched, for anything else.
+ */
+export function answerIPv4EchoInPlace(p: Uint8Array): boolean {
+  if (p.length < 20 || p[0] >> 4 !== 4 || p[9] !== 1) return false;
+  const icmp = (p[0] & 0x0f) * 4;
+  if (p.length < icmp + 8 || p[icmp] !== ICMPV4_ECHO) return false;
+  for (let k = 0; k < 4; k++) {
+    const t = p[12 + k];
+    p[12 + k] = p[16 + k];
+    p[16 + k] = t;
+  }
+  const code = p[icmp + 1];
+  const c = checksumUpdate16((p[icmp + 2] << 8) | p[icmp + 3], (ICMPV4_ECHO << 8) | code, code);
+  p[icmp] = 0;
+  p[icmp + 2] = c >>> 8;
+  p[icmp + 3] = c & 0xff;
+  return true;
 }
