@@ -28,7 +28,7 @@ import { buildStack } from "../../src/serve.js";
 import { EchoService, type FailurePolicy } from "../../src/service/index.js";
 import { payloadOf, v4Echo, v6Echo } from "../helpers/packets.js";
 import type { ChildMessage, ParentMessage } from "./client-process.js";
-import type { ClientTally } from "./clients.js";
+import { type ClientTally, emptyTally } from "./clients.js";
 import { type Family, Ledger } from "./ledger.js";
 
 /**
@@ -360,7 +360,7 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
 
   // ---- the end: every client drains; nothing may stay behind ----
   tell({ type: "finish", timeoutMs: deadlineMs * 4 + 2000 });
-  const tally = (await tallyP) ?? emptyTallyOf();
+  const tally = (await tallyP) ?? emptyTally();
   if (clients.connected) clients.disconnect();
   if (tally.streams === 0) problems.push("the client process reported nothing");
   await waitFor(() => d.pendingCount === 0, "no pending request", 5000).catch(() =>
@@ -511,21 +511,6 @@ function forkClients(): ChildProcess {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-}
-
-function emptyTallyOf(): ClientTally {
-  return {
-    streams: 0,
-    verdicts: 0,
-    lateVerdicts: 0,
-    duplicateVerdicts: 0,
-    delayedVerdicts: 0,
-    flowVerdicts: 0,
-    syntheticReplies: 0,
-    rejections: {},
-    statuses: {},
-    faults: {},
-  };
 }
 
 export function mb(bytes: number): string {
