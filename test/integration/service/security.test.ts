@@ -89,21 +89,23 @@ describe("bearer token", () => {
   });
 });
 
-describe("authorization by identity", () => {
-  const authz: AuthzFile = {
-    tokens: { "observer-token-0123456789": "dashboard", "proxy-token-0123456789": "proxy" },
-    identities: {
-      dashboard: { modes: ["observe"] },
-      proxy: { modes: ["decide", "admin"], destinationPrefixes: ["198.18.0.0/24"] },
-    },
-  };
-  const filter = (dst: string[]) => ({
-    family: 0,
-    sourcePrefixes: [],
-    destinationPrefixes: dst,
-    temporaryOnly: false,
-  });
+/** Two identities: an observer-only dashboard, and a proxy that decides within 198.18.0.0/24. */
+const authz: AuthzFile = {
+  tokens: { "observer-token-0123456789": "dashboard", "proxy-token-0123456789": "proxy" },
+  identities: {
+    dashboard: { modes: ["observe"] },
+    proxy: { modes: ["decide", "admin"], destinationPrefixes: ["198.18.0.0/24"] },
+  },
+};
 
+const filter = (dst: string[]) => ({
+  family: 0,
+  sourcePrefixes: [],
+  destinationPrefixes: dst,
+  temporaryOnly: false,
+});
+
+describe("authorization by identity", () => {
   it("an identity not allowed to decide: PERMISSION_DENIED", async () => {
     h = await t.start({ security: { authz } });
     const r = await helloOutcome(h.service.address, {}, { token: "observer-token-0123456789" });
@@ -146,20 +148,6 @@ describe("authorization by identity", () => {
 });
 
 describe("the auth matrix under load", () => {
-  const authz: AuthzFile = {
-    tokens: { "observer-token-0123456789": "dashboard", "proxy-token-0123456789": "proxy" },
-    identities: {
-      dashboard: { modes: ["observe"] },
-      proxy: { modes: ["decide", "admin"], destinationPrefixes: ["198.18.0.0/24"] },
-    },
-  };
-  const filter = (dst: string[]) => ({
-    family: 0,
-    sourcePrefixes: [],
-    destinationPrefixes: dst,
-    temporaryOnly: false,
-  });
-
   /** Every cell of the matrix once: [what, result]. */
   async function matrix(address: string): Promise<[string, unknown][]> {
     const c = new EchoForwarderClient(address, credentials.createInsecure());
