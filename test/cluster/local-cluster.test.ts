@@ -173,12 +173,18 @@ describe.skipIf(why !== "")(
 
     const docker = (args: readonly string[], timeoutMs = 60_000) =>
       must(DOCKER, args, { timeoutMs, env });
+    /** docker-compose's arguments for this project and both files, then `args`. */
+    const composeArgs = (args: readonly string[]) => [
+      "-p",
+      PROJECT,
+      "-f",
+      "docker-compose.yml",
+      "-f",
+      "deploy/compose.offline.yml",
+      ...args,
+    ];
     const compose = (args: readonly string[], timeoutMs = 120_000) =>
-      must(
-        "docker-compose",
-        ["-p", PROJECT, "-f", "docker-compose.yml", "-f", "deploy/compose.offline.yml", ...args],
-        { timeoutMs, env },
-      );
+      must("docker-compose", composeArgs(args), { timeoutMs, env });
     /** The one container of a service (its id). */
     const container = async (service: string): Promise<string> => {
       const ids = (await compose(["ps", "-q", service])).trim().split("\n").filter(Boolean);
@@ -262,40 +268,17 @@ describe.skipIf(why !== "")(
           // What each container said, for the failure report.
           const logs = await sh(
             "docker-compose",
-            [
-              "-p",
-              PROJECT,
-              "-f",
-              "docker-compose.yml",
-              "-f",
-              "deploy/compose.offline.yml",
-              "logs",
-              "--no-color",
-              "--tail",
-              "40",
-            ],
+            composeArgs(["logs", "--no-color", "--tail", "40"]),
             { timeoutMs: 60_000, env },
           );
           process.stderr.write(`${logs.stdout}${logs.stderr}\n`);
         }
         if (engine !== "") {
           await time("down", () =>
-            sh(
-              "docker-compose",
-              [
-                "-p",
-                PROJECT,
-                "-f",
-                "docker-compose.yml",
-                "-f",
-                "deploy/compose.offline.yml",
-                "down",
-                "-v",
-                "-t",
-                "5",
-              ],
-              { timeoutMs: 120_000, env },
-            ),
+            sh("docker-compose", composeArgs(["down", "-v", "-t", "5"]), {
+              timeoutMs: 120_000,
+              env,
+            }),
           );
         }
       } finally {
