@@ -1,7 +1,7 @@
 /**
  * One validated configuration for `icmpfwd serve`, from (highest first) command-line flags,
- * `ICMPFWD_*` environment variables, a JSON config file, and the defaults of DESIGN.md §4.
- * Every option is declared once in OPTIONS; errors name the field, its flag and its variable.
+ * `ICMPFWD_*` environment variables, a JSON config file, and the defaults. Every option is
+ * declared once in SPECS; errors name the field, its flag and its variable.
  */
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
@@ -82,64 +82,316 @@ const deviceName = z
   .max(15, { message: "interface names have at most 15 characters" })
   .regex(/^[A-Za-z0-9_.-]+$/, { message: "letters, digits, '_', '.', '-' only" });
 
-export const configSchema = z
-  .object({
-    tun: deviceName,
-    tunAttach: deviceName.optional(),
-    mtu: z
+type Kind = "string" | "int" | "number" | "bool" | "list";
+
+/**
+ * Every option, declared once: its flag (and so its ICMPFWD_* variable and config-file key),
+ * how its text is read, its help, and its schema — validation and default together. The
+ * defaults live here and nowhere else: components take them from the resolved Config.
+ */
+const SPECS = {
+  tun: {
+    flag: "--tun",
+    kind: "string",
+    description: "name of the TUN device to create",
+    schema: deviceName.default("icmpfwd0"),
+  },
+  tunAttach: {
+    flag: "--tun-attach",
+    kind: "string",
+    description:
+      "attach to this persistent TUN device (created by an administrator) instead of creating one; works without root",
+    schema: deviceName.optional(),
+  },
+  mtu: {
+    flag: "--mtu",
+    kind: "int",
+    description: "MTU of the TUN device",
+    schema: z
       .number()
       .int()
       .min(1280, { message: "must be at least 1280 (the IPv6 minimum MTU)" })
-      .max(65535),
-    kernelAddresses: z.array(prefixed),
-    addresses: z.array(prefixed).min(1),
-    routes: z.array(subnet),
-    promiscuous: z.boolean(),
-    temporaryReply: z.boolean(),
-    configureKernel: z.boolean(),
-    defaultTtl: z.number().int().min(1).max(255),
-    icmpRateLimit: z.number().positive(),
-    icmpBurst: z.number().int().min(1),
-    ipv4ReassemblyTimeoutMs: z.number().int().min(1).max(3_600_000),
-    ipv6ReassemblyTimeoutMs: z.number().int().min(1).max(3_600_000),
-    reassemblyHighThreshold: z
+      .max(65535)
+      .default(1500),
+  },
+  kernelAddresses: {
+    flag: "--kernel-address",
+    kind: "list",
+    description: "addresses of the kernel side of the TUN (repeatable)",
+    schema: z.array(prefixed).default(() => ["198.18.0.1/24", "fd00:1::1/64"]),
+  },
+  addresses: {
+    flag: "--address",
+    kind: "list",
+    description: "addresses the netstack owns, with on-link routes (repeatable)",
+    schema: z
+      .array(prefixed)
+      .min(1)
+      .default(() => ["198.18.0.2/24", "fd00:1::2/64", "fe80::2/64"]),
+  },
+  routes: {
+    flag: "--route",
+    kind: "list",
+    description: "extra prefixes routed into the TUN, on both sides (repeatable)",
+    schema: z.array(subnet).default(() => []),
+  },
+  promiscuous: {
+    flag: "--promiscuous",
+    kind: "bool",
+    description: "accept any destination as a temporary address (and send from it)",
+    schema: z.boolean().default(false),
+  },
+  temporaryReply: {
+    flag: "--temporary-reply",
+    kind: "bool",
+    description:
+      "answer IPv4 temporary addresses (with --promiscuous) through ForwarderRequest.reply(), the seed's large-address-space handler",
+    schema: z.boolean().default(false),
+  },
+  configureKernel: {
+    flag: "--configure-kernel",
+    kind: "bool",
+    description: "assign the kernel-side addresses and routes with ip(8) at start-up",
+    schema: z.boolean().default(true),
+  },
+  defaultTtl: {
+    flag: "--default-ttl",
+    kind: "int",
+    description: "TTL / hop limit of replies",
+    schema: z.number().int().min(1).max(255).default(64),
+  },
+  icmpRateLimit: {
+    flag: "--icmp-rate-limit",
+    kind: "number",
+    description: "ICMP messages per second for rate-limited types",
+    schema: z.number().positive().default(1000),
+  },
+  icmpBurst: {
+    flag: "--icmp-burst",
+    kind: "int",
+    description: "ICMP rate limiter burst",
+    schema: z.number().int().min(1).default(50),
+  },
+  ipv4ReassemblyTimeoutMs: {
+    flag: "--ipv4-reassembly-timeout-ms",
+    kind: "int",
+    description: "how long an incomplete IPv4 datagram is kept (gVisor: 30 s)",
+    schema: z.number().int().min(1).max(3_600_000).default(30_000),
+  },
+  ipv6ReassemblyTimeoutMs: {
+    flag: "--ipv6-reassembly-timeout-ms",
+    kind: "int",
+    description: "how long an incomplete IPv6 packet is kept (RFC 8200: 60 s)",
+    schema: z.number().int().min(1).max(3_600_000).default(60_000),
+  },
+  reassemblyHighThreshold: {
+    flag: "--reassembly-high-threshold",
+    kind: "int",
+    description:
+      "reassembly memory per IP version above which the oldest datagrams are evicted (bytes)",
+    schema: z
       .number()
       .int()
       .min(1)
-      .max(1 << 30),
-    reassemblyLowThreshold: z
+      .max(1 << 30)
+      .default(4 * 1024 * 1024),
+  },
+  reassemblyLowThreshold: {
+    flag: "--reassembly-low-threshold",
+    kind: "int",
+    description: "what eviction brings reassembly memory down to (bytes)",
+    schema: z
       .number()
       .int()
       .min(0)
-      .max(1 << 30),
-    maxReassembledDatagramSize: z.number().int().min(1280).max(65_575).optional(),
-    pcap: z.string().min(1).optional(),
-    statsFile: z.string().min(1).optional(),
-    statsIntervalMs: z.number().int().min(50).max(3_600_000),
-    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]),
-    listen: listenAddress,
-    deadline: z.number().int().min(1).max(10_000),
-    onTimeout: policyAction,
-    onNoClient: policyAction,
-    onOverload: policyAction,
-    onDisconnect: policyAction,
-    drainTimeout: z.number().int().min(0).max(600_000),
-    maxInFlight: z.number().int().min(1).max(65_536),
-    maxBatch: z.number().int().min(1).max(4096),
-    syntheticWindow: z.number().int().min(0).max(600_000),
-    observerQueue: z.number().int().min(1).max(4000),
-    token: z.string().min(16, { message: "use a token of at least 16 characters" }).optional(),
-    insecureToken: z.boolean(),
-    tlsCert: readableFile.optional(),
-    tlsKey: readableFile.optional(),
-    tlsClientCa: readableFile.optional(),
-    authz: readableFile.optional(),
-    user: account("passwd").optional(),
-    group: account("group").optional(),
-    metricsListen: z.union([z.literal("off"), hostPort]),
-    tracing: z.enum(["otlp", "console", "none"]).optional(),
-    traceSampleRatio: z.number().min(0).max(1).optional(),
-  })
+      .max(1 << 30)
+      .default(3 * 1024 * 1024),
+  },
+  maxReassembledDatagramSize: {
+    flag: "--max-reassembled-datagram-size",
+    kind: "int",
+    description:
+      "largest datagram reassembly may produce, headers included (default and ceiling: 65535 for IPv4, 65575 for IPv6)",
+    schema: z.number().int().min(1280).max(65_575).optional(),
+  },
+  pcap: {
+    flag: "--pcap",
+    kind: "string",
+    description: "write every TUN packet to this pcapng file",
+    schema: z.string().min(1).optional(),
+  },
+  statsFile: {
+    flag: "--stats-file",
+    kind: "string",
+    description: "keep every counter in this JSON file (rewritten periodically and at exit)",
+    schema: z.string().min(1).optional(),
+  },
+  statsIntervalMs: {
+    flag: "--stats-interval-ms",
+    kind: "int",
+    description: "how often the stats file is rewritten",
+    schema: z.number().int().min(50).max(3_600_000).default(250),
+  },
+  logLevel: {
+    flag: "--log-level",
+    kind: "string",
+    description: "pino log level",
+    schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  },
+  listen: {
+    flag: "--listen",
+    kind: "string",
+    description: "gRPC listen address: HOST:PORT or unix:/path",
+    schema: listenAddress.default("127.0.0.1:50051"),
+  },
+  deadline: {
+    flag: "--deadline",
+    kind: "int",
+    description: "milliseconds a policy client has to decide each Echo Request (1–10000)",
+    schema: z.number().int().min(1).max(10_000).default(100),
+  },
+  onTimeout: {
+    flag: "--on-timeout",
+    kind: "string",
+    description:
+      "what a request gets when no verdict came before its deadline: fallthrough|consume",
+    schema: policyAction.default("fallthrough"),
+  },
+  onNoClient: {
+    flag: "--on-no-client",
+    kind: "string",
+    description: "what a request gets when no decide session matches it: fallthrough|consume",
+    schema: policyAction.default("fallthrough"),
+  },
+  onOverload: {
+    flag: "--on-overload",
+    kind: "string",
+    description:
+      "what a request gets when every matching session is full or not writable: fallthrough|consume",
+    schema: policyAction.default("fallthrough"),
+  },
+  onDisconnect: {
+    flag: "--on-disconnect",
+    kind: "string",
+    description:
+      "what an in-flight request gets when its session ends and no other can take it: fallthrough|consume",
+    schema: policyAction.default("fallthrough"),
+  },
+  drainTimeout: {
+    flag: "--drain-timeout",
+    kind: "int",
+    description: "milliseconds SIGTERM waits for held requests to be decided before exiting",
+    schema: z.number().int().min(0).max(600_000).default(5000),
+  },
+  maxInFlight: {
+    flag: "--max-in-flight",
+    kind: "int",
+    description: "a session's in-flight limit when its Hello asks for none",
+    schema: z.number().int().min(1).max(65_536).default(1024),
+  },
+  maxBatch: {
+    flag: "--max-batch",
+    kind: "int",
+    description: "most Echo Requests in one message to a session",
+    schema: z.number().int().min(1).max(4096).default(128),
+  },
+  syntheticWindow: {
+    flag: "--synthetic-window",
+    kind: "int",
+    description:
+      "milliseconds after a CONSUME verdict in which the session may send a SyntheticReply (0: off)",
+    schema: z.number().int().min(0).max(600_000).default(10_000),
+  },
+  observerQueue: {
+    flag: "--observer-queue",
+    kind: "int",
+    description: "copies an observe session may have queued; more are dropped and counted",
+    schema: z.number().int().min(1).max(4000).default(1024),
+  },
+  token: {
+    flag: "--token",
+    kind: "string",
+    description: 'require `authorization: Bearer TOKEN` (identity "token") or a client certificate',
+    schema: z.string().min(16, { message: "use a token of at least 16 characters" }).optional(),
+  },
+  insecureToken: {
+    flag: "--insecure-token",
+    kind: "bool",
+    description: "allow a token over a plaintext listener that is not loopback",
+    schema: z.boolean().default(false),
+  },
+  tlsCert: {
+    flag: "--tls-cert",
+    kind: "string",
+    description: "serve gRPC over TLS (1.2 or later) with this PEM certificate chain",
+    schema: readableFile.optional(),
+  },
+  tlsKey: {
+    flag: "--tls-key",
+    kind: "string",
+    description: "the PEM private key of --tls-cert",
+    schema: readableFile.optional(),
+  },
+  tlsClientCa: {
+    flag: "--tls-client-ca",
+    kind: "string",
+    description:
+      "mTLS: require client certificates signed by this PEM CA; the subject CN is the identity",
+    schema: readableFile.optional(),
+  },
+  authz: {
+    flag: "--authz",
+    kind: "string",
+    description:
+      "JSON file: tokens → identities, identities → allowed modes (decide, observe, admin) and destination prefixes",
+    schema: readableFile.optional(),
+  },
+  user: {
+    flag: "--user",
+    kind: "string",
+    description:
+      "drop root to this user (name or uid) once the TUN is open, its kernel side configured and the listeners bound",
+    schema: account("passwd").optional(),
+  },
+  group: {
+    flag: "--group",
+    kind: "string",
+    description: "drop to this group (name or gid); default with --user: the user's primary group",
+    schema: account("group").optional(),
+  },
+  metricsListen: {
+    flag: "--metrics-listen",
+    kind: "string",
+    description: "HOST:PORT of the Prometheus /metrics endpoint, or off",
+    schema: z.union([z.literal("off"), hostPort]).default("127.0.0.1:9464"),
+  },
+  tracing: {
+    flag: "--tracing",
+    kind: "string",
+    description:
+      "span exporter: otlp, console or none (unset: OTEL_TRACES_EXPORTER, or otlp when an OTLP endpoint is set, else off)",
+    schema: z.enum(["otlp", "console", "none"]).optional(),
+  },
+  traceSampleRatio: {
+    flag: "--trace-sample-ratio",
+    kind: "number",
+    description:
+      "head sampling: the share of Echo Requests traced, 0–1 (unset: OTEL_TRACES_SAMPLER)",
+    schema: z.number().min(0).max(1).optional(),
+  },
+} as const satisfies Record<
+  string,
+  { flag: string; kind: Kind; description: string; schema: z.ZodTypeAny }
+>;
+
+type Shape = { [K in keyof typeof SPECS]: (typeof SPECS)[K]["schema"] };
+const shape = Object.fromEntries(
+  Object.entries(SPECS).map(([key, spec]) => [key, spec.schema]),
+) as Shape;
+
+export const configSchema = z
+  .object(shape)
+  .strict()
   .strict()
   .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), {
     message: "--tls-cert and --tls-key go together",
@@ -175,327 +427,27 @@ export function isLoopbackListen(listen: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-type Kind = "string" | "int" | "number" | "bool" | "list";
-
 interface OptionSpec {
   key: keyof Config;
   flag: string;
   kind: Kind;
   description: string;
+  /** From the schema: undefined for options that are unset unless given. */
   default: Config[keyof Config];
 }
 
-/** Every option, once: its config-file key, flag, environment variable, type and default. */
-export const OPTIONS: readonly OptionSpec[] = [
-  {
-    key: "tun",
-    flag: "--tun",
-    kind: "string",
-    default: "icmpfwd0",
-    description: "name of the TUN device to create",
-  },
-  {
-    key: "tunAttach",
-    flag: "--tun-attach",
-    kind: "string",
-    default: undefined,
-    description:
-      "attach to this persistent TUN device (created by an administrator) instead of creating one; works without root",
-  },
-  { key: "mtu", flag: "--mtu", kind: "int", default: 1500, description: "MTU of the TUN device" },
-  {
-    key: "kernelAddresses",
-    flag: "--kernel-address",
-    kind: "list",
-    default: ["198.18.0.1/24", "fd00:1::1/64"],
-    description: "addresses of the kernel side of the TUN (repeatable)",
-  },
-  {
-    key: "addresses",
-    flag: "--address",
-    kind: "list",
-    default: ["198.18.0.2/24", "fd00:1::2/64", "fe80::2/64"],
-    description: "addresses the netstack owns, with on-link routes (repeatable)",
-  },
-  {
-    key: "routes",
-    flag: "--route",
-    kind: "list",
-    default: [],
-    description: "extra prefixes routed into the TUN, on both sides (repeatable)",
-  },
-  {
-    key: "promiscuous",
-    flag: "--promiscuous",
-    kind: "bool",
-    default: false,
-    description: "accept any destination as a temporary address (and send from it)",
-  },
-  {
-    key: "temporaryReply",
-    flag: "--temporary-reply",
-    kind: "bool",
-    default: false,
-    description:
-      "answer IPv4 temporary addresses (with --promiscuous) through ForwarderRequest.reply(), the seed's large-address-space handler",
-  },
-  {
-    key: "configureKernel",
-    flag: "--configure-kernel",
-    kind: "bool",
-    default: true,
-    description: "assign the kernel-side addresses and routes with ip(8) at start-up",
-  },
-  {
-    key: "defaultTtl",
-    flag: "--default-ttl",
-    kind: "int",
-    default: 64,
-    description: "TTL / hop limit of replies",
-  },
-  {
-    key: "icmpRateLimit",
-    flag: "--icmp-rate-limit",
-    kind: "number",
-    default: 1000,
-    description: "ICMP messages per second for rate-limited types",
-  },
-  {
-    key: "icmpBurst",
-    flag: "--icmp-burst",
-    kind: "int",
-    default: 50,
-    description: "ICMP rate limiter burst",
-  },
-  {
-    key: "ipv4ReassemblyTimeoutMs",
-    flag: "--ipv4-reassembly-timeout-ms",
-    kind: "int",
-    default: 30_000,
-    description: "how long an incomplete IPv4 datagram is kept (gVisor: 30 s)",
-  },
-  {
-    key: "ipv6ReassemblyTimeoutMs",
-    flag: "--ipv6-reassembly-timeout-ms",
-    kind: "int",
-    default: 60_000,
-    description: "how long an incomplete IPv6 packet is kept (RFC 8200: 60 s)",
-  },
-  {
-    key: "reassemblyHighThreshold",
-    flag: "--reassembly-high-threshold",
-    kind: "int",
-    default: 4 * 1024 * 1024,
-    description:
-      "reassembly memory per IP version above which the oldest datagrams are evicted (bytes)",
-  },
-  {
-    key: "reassemblyLowThreshold",
-    flag: "--reassembly-low-threshold",
-    kind: "int",
-    default: 3 * 1024 * 1024,
-    description: "what eviction brings reassembly memory down to (bytes)",
-  },
-  {
-    key: "maxReassembledDatagramSize",
-    flag: "--max-reassembled-datagram-size",
-    kind: "int",
-    default: undefined,
-    description:
-      "largest datagram reassembly may produce, headers included (default and ceiling: 65535 for IPv4, 65575 for IPv6)",
-  },
-  {
-    key: "pcap",
-    flag: "--pcap",
-    kind: "string",
-    default: undefined,
-    description: "write every TUN packet to this pcapng file",
-  },
-  {
-    key: "statsFile",
-    flag: "--stats-file",
-    kind: "string",
-    default: undefined,
-    description: "keep every counter in this JSON file (rewritten periodically and at exit)",
-  },
-  {
-    key: "statsIntervalMs",
-    flag: "--stats-interval-ms",
-    kind: "int",
-    default: 250,
-    description: "how often the stats file is rewritten",
-  },
-  {
-    key: "logLevel",
-    flag: "--log-level",
-    kind: "string",
-    default: "info",
-    description: "pino log level",
-  },
-  {
-    key: "listen",
-    flag: "--listen",
-    kind: "string",
-    default: "127.0.0.1:50051",
-    description: "gRPC listen address: HOST:PORT or unix:/path",
-  },
-  {
-    key: "deadline",
-    flag: "--deadline",
-    kind: "int",
-    default: 100,
-    description: "milliseconds a policy client has to decide each Echo Request (1–10000)",
-  },
-  {
-    key: "onTimeout",
-    flag: "--on-timeout",
-    kind: "string",
-    default: "fallthrough",
-    description:
-      "what a request gets when no verdict came before its deadline: fallthrough|consume",
-  },
-  {
-    key: "onNoClient",
-    flag: "--on-no-client",
-    kind: "string",
-    default: "fallthrough",
-    description: "what a request gets when no decide session matches it: fallthrough|consume",
-  },
-  {
-    key: "onOverload",
-    flag: "--on-overload",
-    kind: "string",
-    default: "fallthrough",
-    description:
-      "what a request gets when every matching session is full or not writable: fallthrough|consume",
-  },
-  {
-    key: "onDisconnect",
-    flag: "--on-disconnect",
-    kind: "string",
-    default: "fallthrough",
-    description:
-      "what an in-flight request gets when its session ends and no other can take it: fallthrough|consume",
-  },
-  {
-    key: "drainTimeout",
-    flag: "--drain-timeout",
-    kind: "int",
-    default: 5000,
-    description: "milliseconds SIGTERM waits for held requests to be decided before exiting",
-  },
-  {
-    key: "maxInFlight",
-    flag: "--max-in-flight",
-    kind: "int",
-    default: 1024,
-    description: "a session's in-flight limit when its Hello asks for none",
-  },
-  {
-    key: "maxBatch",
-    flag: "--max-batch",
-    kind: "int",
-    default: 128,
-    description: "most Echo Requests in one message to a session",
-  },
-  {
-    key: "syntheticWindow",
-    flag: "--synthetic-window",
-    kind: "int",
-    default: 10_000,
-    description:
-      "milliseconds after a CONSUME verdict in which the session may send a SyntheticReply (0: off)",
-  },
-  {
-    key: "observerQueue",
-    flag: "--observer-queue",
-    kind: "int",
-    default: 1024,
-    description: "copies an observe session may have queued; more are dropped and counted",
-  },
-  {
-    key: "token",
-    flag: "--token",
-    kind: "string",
-    default: undefined,
-    description: 'require `authorization: Bearer TOKEN` (identity "token") or a client certificate',
-  },
-  {
-    key: "insecureToken",
-    flag: "--insecure-token",
-    kind: "bool",
-    default: false,
-    description: "allow a token over a plaintext listener that is not loopback",
-  },
-  {
-    key: "tlsCert",
-    flag: "--tls-cert",
-    kind: "string",
-    default: undefined,
-    description: "serve gRPC over TLS (1.2 or later) with this PEM certificate chain",
-  },
-  {
-    key: "tlsKey",
-    flag: "--tls-key",
-    kind: "string",
-    default: undefined,
-    description: "the PEM private key of --tls-cert",
-  },
-  {
-    key: "tlsClientCa",
-    flag: "--tls-client-ca",
-    kind: "string",
-    default: undefined,
-    description:
-      "mTLS: require client certificates signed by this PEM CA; the subject CN is the identity",
-  },
-  {
-    key: "authz",
-    flag: "--authz",
-    kind: "string",
-    default: undefined,
-    description:
-      "JSON file: tokens → identities, identities → allowed modes (decide, observe, admin) and destination prefixes",
-  },
-  {
-    key: "user",
-    flag: "--user",
-    kind: "string",
-    default: undefined,
-    description:
-      "drop root to this user (name or uid) once the TUN is open, its kernel side configured and the listeners bound",
-  },
-  {
-    key: "group",
-    flag: "--group",
-    kind: "string",
-    default: undefined,
-    description: "drop to this group (name or gid); default with --user: the user's primary group",
-  },
-  {
-    key: "metricsListen",
-    flag: "--metrics-listen",
-    kind: "string",
-    default: "127.0.0.1:9464",
-    description: "HOST:PORT of the Prometheus /metrics endpoint, or off",
-  },
-  {
-    key: "tracing",
-    flag: "--tracing",
-    kind: "string",
-    default: undefined,
-    description:
-      "span exporter: otlp, console or none (unset: OTEL_TRACES_EXPORTER, or otlp when an OTLP endpoint is set, else off)",
-  },
-  {
-    key: "traceSampleRatio",
-    flag: "--trace-sample-ratio",
-    kind: "number",
-    default: undefined,
-    description:
-      "head sampling: the share of Echo Requests traced, 0–1 (unset: OTEL_TRACES_SAMPLER)",
-  },
-];
+function defaultOf(schema: z.ZodTypeAny): unknown {
+  return schema instanceof z.ZodDefault ? schema._def.defaultValue() : undefined;
+}
+
+/** Every option as the command line and the help show it. */
+export const OPTIONS: readonly OptionSpec[] = Object.entries(SPECS).map(([key, spec]) => ({
+  key: key as keyof Config,
+  flag: spec.flag,
+  kind: spec.kind,
+  description: spec.description,
+  default: defaultOf(spec.schema) as Config[keyof Config],
+}));
 
 export function envName(key: string): string {
   return `ICMPFWD_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
@@ -582,15 +534,9 @@ export function fromFlags(flags: Record<string, unknown>): Record<string, unknow
   return out;
 }
 
-export function defaults(): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const spec of OPTIONS) if (spec.default !== undefined) out[spec.key] = spec.default;
-  return out;
-}
-
 /** Merges the layers (later wins) and validates once; throws ConfigError naming the field. */
 export function resolveConfig(...layers: Record<string, unknown>[]): Config {
-  const merged: Record<string, unknown> = Object.assign({}, defaults(), ...layers);
+  const merged: Record<string, unknown> = Object.assign({}, ...layers);
   const result = configSchema.safeParse(merged);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {

@@ -1,8 +1,8 @@
 /**
- * DESIGN.md §5's metrics. The counters already exist as plain numbers (the dispatcher's
- * Outcomes, the netstack's gVisor-named Stats), so they are observable instruments read at
- * collection time: nothing is added to the packet path. Only decision durations are recorded
- * as they happen (a histogram, see request-spans.ts).
+ * The service's metrics. The counters already exist as plain numbers (the dispatcher's
+ * Outcomes, the netstack's gVisor-named Stats, the counter registry), so they are observable
+ * instruments read at collection time: nothing is added to the packet path. Only decision
+ * durations are recorded as they happen (a histogram, see request-spans.ts).
  */
 import type { Histogram, Meter, ObservableResult } from "@opentelemetry/api";
 import type { Stats } from "../netstack/stats.js";
@@ -25,6 +25,11 @@ export interface MetricSources {
   /** Open sessions by mode. */
   sessions(): { decide: number; observe: number };
   stats: Stats;
+  /**
+   * Every counter and gauge by the dotted name GetStats and the stats dump use (the daemon's
+   * counter registry): exported as icmpfwd_counter_total{counter} and icmpfwd_gauge{gauge}.
+   */
+  registry(): { counters: Record<string, number>; gauges: Record<string, number> };
 }
 
 /** Decision-time buckets (seconds): 100 µs to the 10 s deadline bound. */
@@ -127,6 +132,21 @@ export function registerServiceMetrics(meter: Meter, src: MetricSources): void {
   const drops = meter.createObservableCounter("icmpfwd_netstack_drops_total", {
     description: "Packets the netstack dropped, by reason",
   });
+  const counters = meter.createObservableCounter("icmpfwd_counter", {
+    description: "Every counter, named as GetStats and the stats dump name it",
+  });
+  const gauges = meter.createObservableGauge("icmpfwd_gauge", {
+    description: "Every gauge, named as GetStats and the stats dump name it",
+  });
+  // One registry read per collection serves both instruments.
+  meter.addBatchObservableCallback(
+    (r) => {
+      const s = src.registry();
+      for (const [name, v] of Object.entries(s.counters)) r.observe(counters, v, { counter: name });
+      for (const [name, v] of Object.entries(s.gauges)) r.observe(gauges, v, { gauge: name });
+    },
+    [counters, gauges],
+  );
   requests.addCallback((r: ObservableResult) => {
     const overflow = src.forwarderOverflow();
     for (const family of ["ipv4", "ipv6"] as const) {

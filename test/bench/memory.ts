@@ -104,6 +104,7 @@ async function withService<T>(
   const link = new lib.channel.ChannelEndpoint();
   const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
   const service = await lib.service.EchoService.start({
+    ...lib.components.serviceOptionsOf(lib.config.resolveConfig({})),
     listen: "127.0.0.1:0",
     deadlineMs: 10_000,
     policy: lib.service.FAIL_OPEN,

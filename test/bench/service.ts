@@ -94,6 +94,7 @@ export interface Built {
   config: typeof import("../../src/config.js");
   gen: typeof import("../../src/gen/icmpfwd/v1/forwarder.js");
   channel: typeof import("../../src/link/channel.js");
+  components: typeof import("../../src/daemon/components.js");
   transport: typeof import("../../src/netstack/transport.js");
   serve: typeof import("../../src/serve.js");
   service: typeof import("../../src/service/index.js");
@@ -114,6 +115,7 @@ export async function loadBuilt(): Promise<Built> {
     config: await load("config.js"),
     gen: await load("gen/icmpfwd/v1/forwarder.js"),
     channel: await load("link/channel.js"),
+    components: await load("daemon/components.js"),
     transport: await load("netstack/transport.js"),
     serve: await load("serve.js"),
     service: await load("service/index.js"),
@@ -509,6 +511,7 @@ async function serviceRow(
   const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
   const tracing = tracingAt(lib, traceRatio);
   const service = await lib.service.EchoService.start({
+    ...lib.components.serviceOptionsOf(lib.config.resolveConfig({})),
     listen: "127.0.0.1:0",
     deadlineMs: 10_000,
     policy: lib.service.FAIL_OPEN,

@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { resolveConfig } from "../../src/config.js";
+import { serviceOptionsOf } from "../../src/daemon/components.js";
 import { ChannelEndpoint } from "../../src/link/channel.js";
 import { TunEndpoint } from "../../src/link/tun.js";
 import type {
@@ -225,6 +226,8 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
     onDisconnect: "consume",
   };
   const service = await EchoService.start({
+    ...serviceOptionsOf(resolveConfig({})),
+    stack,
     listen: "127.0.0.1:0",
     deadlineMs,
     policy,
@@ -233,10 +236,9 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
     telemetry: ledger,
   });
   cleanups.push(() => service.close());
-  service.install(stack);
   const d = service.dispatcher;
   const synthesize = d.synthesizer;
-  if (synthesize === null) throw new Error("no synthesizer after install()");
+  if (synthesize === null) throw new Error("no synthesizer with a stack");
   d.synthesizer = (copy, payload) => {
     const e = synthesize(copy, payload);
     if (e === null) ledger.syntheticSent(copy.family, copy.icmp);

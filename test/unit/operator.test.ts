@@ -15,12 +15,19 @@ import {
   type TopSample,
 } from "../../src/cli/top.js";
 import { type Config, resolveConfig } from "../../src/config.js";
+import {
+  isRefusal,
+  planReload,
+  type ReloadPlan,
+  type ReloadRefusal,
+  settingsOf,
+} from "../../src/daemon/reload.js";
+import type { Reloadable } from "../../src/daemon/reloadable.js";
+import { reloadablesOf } from "../../src/daemon/root.js";
 import { Subnet } from "../../src/netstack/address.js";
 import { flattenStats } from "../../src/netstack/stats.js";
-import { isRefusal, planReload, type ReloadPlan, type ReloadRefusal } from "../../src/reload.js";
 import { DecisionLatencies, percentile } from "../../src/service/decision-latency.js";
 import type { ServiceError } from "../../src/service/errors.js";
-import type { SecurityOptions } from "../../src/service/index.js";
 import { type NetworkChange, NetworkControl } from "../../src/service/network.js";
 import { netstackDrops } from "../../src/telemetry/metrics.js";
 import { testStack } from "../helpers/stack.js";
@@ -33,14 +40,23 @@ const CERT = join(files, "c.pem");
 const KEY = join(files, "k.pem");
 const AUTHZ = join(files, "authz.json");
 for (const f of [CERT, KEY, AUTHZ]) writeFileSync(f, "");
-const noFiles = (c: Config): SecurityOptions => ({ token: c.token });
+// The daemon's own reloadable parts; a plan only reads their keys and settings (apply is not
+// called), so they need no running service.
+const PARTS = reloadablesOf(null as never, null as never, null as never);
+/** The parts with the TLS files' contents coming from `load`. */
+const tlsFrom = (load: (c: Config) => unknown): Reloadable[] =>
+  PARTS.map((p) => (p.name === "tls" ? { ...p, settings: load } : p));
+const running = (config: Config, parts: Reloadable[] = PARTS) => ({
+  config,
+  settings: settingsOf(parts, config),
+});
 
 describe("reload plan", () => {
   it("a changed deadline and default action are live changes, listed as a typed diff", () => {
     const p = planReload(
-      { config: base(), security: {} },
+      running(base()),
       base({ deadline: 250, onTimeout: "consume" }),
-      noFiles,
+      PARTS,
     ) as ReloadPlan;
     expect(p.changes).toEqual([
       { key: "deadline", from: 100, to: 250, contentsChanged: false },
@@ -50,9 +66,9 @@ describe("reload plan", () => {
 
   it("tokens are redacted in the diff", () => {
     const p = planReload(
-      { config: base({ token: "a".repeat(16) }), security: {} },
+      running(base({ token: "a".repeat(16) })),
       base({ token: "b".repeat(16) }),
-      noFiles,
+      PARTS,
     ) as ReloadPlan;
     expect(p.changes).toEqual([
       { key: "token", from: "(redacted)", to: "(redacted)", contentsChanged: false },
@@ -60,11 +76,7 @@ describe("reload plan", () => {
   });
 
   it("an option only a restart applies refuses the whole reload, naming it", () => {
-    const r = planReload(
-      { config: base(), security: {} },
-      base({ mtu: 9000, deadline: 5 }),
-      noFiles,
-    );
+    const r = planReload(running(base()), base({ mtu: 9000, deadline: 5 }), PARTS);
     expect(r).toEqual({
       kind: "needsRestart",
       reason: "mtu: changed from 1500 to 9000, which only a restart applies",
@@ -73,9 +85,9 @@ describe("reload plan", () => {
 
   it("addresses changed in the file point at the run-time command", () => {
     const r = planReload(
-      { config: base(), security: {} },
+      running(base()),
       base({ addresses: ["198.18.0.2/24"] }),
-      noFiles,
+      PARTS,
     ) as ReloadRefusal;
     expect(r.reason).toMatch(
       /^addresses: changed from .* which only a restart applies \(at run time: icmpfwd addr add\|del\)$/,
@@ -84,9 +96,9 @@ describe("reload plan", () => {
 
   it("turning TLS on needs a restart", () => {
     const r = planReload(
-      { config: base(), security: {} },
+      running(base()),
       base({ tlsCert: CERT, tlsKey: KEY }),
-      noFiles,
+      PARTS,
     ) as ReloadRefusal;
     expect(r.reason).toBe(
       "tlsCert: turning TLS on needs a restart (rotating certificates does not)",
@@ -96,17 +108,31 @@ describe("reload plan", () => {
   it("a certificate rotated under the same path is a change with new contents", () => {
     const c = base({ tlsCert: CERT, tlsKey: KEY });
     const p = planReload(
-      { config: c, security: { tls: { cert: Buffer.from("old"), key: Buffer.from("k") } } },
+      running(
+        c,
+        tlsFrom(() => ({ tlsCert: Buffer.from("old"), tlsKey: Buffer.from("k") })),
+      ),
       c,
-      () => ({ tls: { cert: Buffer.from("new"), key: Buffer.from("k") } }),
+      tlsFrom(() => ({ tlsCert: Buffer.from("new"), tlsKey: Buffer.from("k") })),
     ) as ReloadPlan;
     expect(p.changes).toEqual([{ key: "tlsCert", from: CERT, to: CERT, contentsChanged: true }]);
   });
 
   it("a file that does not load refuses the reload with its error", () => {
-    const r = planReload({ config: base(), security: {} }, base({ authz: AUTHZ }), () => {
-      throw new Error("--authz: cannot read /nope.json");
-    });
+    const r = planReload(
+      running(base()),
+      base({ authz: AUTHZ }),
+      PARTS.map((p) =>
+        p.name === "authenticator"
+          ? {
+              ...p,
+              settings: () => {
+                throw new Error("--authz: cannot read /nope.json");
+              },
+            }
+          : p,
+      ),
+    );
     expect(isRefusal(r) && r).toEqual({
       kind: "invalid",
       reason: "--authz: cannot read /nope.json",

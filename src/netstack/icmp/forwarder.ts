@@ -150,7 +150,7 @@ export class Forwarder {
     held: 0,
   };
   private readonly maxHeld: number;
-  private readonly overflowConsumes: boolean;
+  private overflowConsumes: boolean;
 
   constructor(
     private readonly handler: ForwarderHandler,
@@ -161,6 +161,16 @@ export class Forwarder {
       throw new RangeError(`maxHeld must be a non-negative integer, got ${options.maxHeld}`);
     }
     this.overflowConsumes = (options.onOverflow ?? "fallthrough") === "consume";
+  }
+
+  /** What a request over the bound gets. */
+  get overflowAction(): "fallthrough" | "consume" {
+    return this.overflowConsumes ? "consume" : "fallthrough";
+  }
+
+  /** Changes what requests over the bound get from now on (an embedder's live reload). */
+  setOverflowAction(action: "fallthrough" | "consume"): void {
+    this.overflowConsumes = action === "consume";
   }
 
   readonly handlePacket: TransportProtocolHandler = (id, pkt) => {

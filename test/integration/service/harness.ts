@@ -12,6 +12,8 @@ import {
   type StatusObject,
 } from "@grpc/grpc-js";
 import { afterEach } from "vitest";
+import { resolveConfig } from "../../../src/config.js";
+import { serviceOptionsOf } from "../../../src/daemon/components.js";
 import {
   Action,
   ClientMessage,
@@ -41,19 +43,21 @@ export interface Harness extends TestStack {
 }
 
 export async function startHarness(
-  o: Partial<Omit<ServiceOptions, "policy">> & {
+  o: Partial<Omit<ServiceOptions, "policy" | "stack">> & {
     policy?: Partial<FailurePolicy>;
     stack?: Parameters<typeof testStack>[0];
   } = {},
 ): Promise<Harness> {
-  const ts = testStack(o.stack);
+  const { stack: stackOptions, ...options } = o;
+  const ts = testStack(stackOptions);
   const service = await EchoService.start({
+    ...serviceOptionsOf(resolveConfig({})),
     listen: "127.0.0.1:0",
     deadlineMs: 1000,
-    ...o,
+    ...options,
     policy: { ...FAIL_OPEN, ...o.policy },
+    stack: ts.stack,
   });
-  service.install(ts.stack);
   return {
     ...ts,
     service,

@@ -3,12 +3,14 @@ import { spawnSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { resolveConfig } from "../../../src/config.js";
+import { serviceOptionsOf } from "../../../src/daemon/components.js";
 import { FAIL_OPEN } from "../../../src/service/dispatcher.js";
 import { EchoService } from "../../../src/service/index.js";
 import { tempDir } from "../../helpers/netns.js";
 import { TestClient } from "./harness.js";
 
-const options = { deadlineMs: 100, policy: FAIL_OPEN };
+const options = { ...serviceOptionsOf(resolveConfig({})), deadlineMs: 100, policy: FAIL_OPEN };
 
 describe("listening", () => {
   it("reports the bound port for port 0 and refuses an address in use", async () => {

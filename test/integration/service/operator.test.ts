@@ -65,13 +65,7 @@ describe("TLS certificate rotation", () => {
       {},
       { credentials: trusting("ca1.pem") },
     );
-    expect(
-      h.service.reconfigure({
-        deadlineMs: 1000,
-        policy: h.service.dispatcher.policy,
-        security: { tls: { cert: pem("server2.pem"), key: pem("server2.key") } },
-      }),
-    ).toBeNull();
+    expect(h.service.applyTls({ cert: pem("server2.pem"), key: pem("server2.key") })).toBeNull();
     // A new connection trusting only the old CA fails the handshake; the new CA works.
     const old = new EchoAdminClient(h.service.address, trusting("ca1.pem"));
     expect(((await decisionStats(old)) as ServiceError).code).toBe(14);
@@ -90,11 +84,7 @@ describe("TLS certificate rotation", () => {
 
   it("a key that does not match its certificate is refused, and the old certificate stays", async () => {
     h = await t.start({ security: { tls: { cert: pem("server1.pem"), key: pem("server1.key") } } });
-    const e = h.service.reconfigure({
-      deadlineMs: 1000,
-      policy: h.service.dispatcher.policy,
-      security: { tls: { cert: pem("server2.pem"), key: pem("server1.key") } },
-    });
+    const e = h.service.applyTls({ cert: pem("server2.pem"), key: pem("server1.key") });
     expect(e?.kind).toBe("invalidArgument");
     expect(e?.message).toMatch(/^tlsCert \/ tlsKey: the new certificate does not load: /);
     const c = new EchoAdminClient(h.service.address, trusting("ca1.pem"));

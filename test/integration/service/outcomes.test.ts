@@ -3,6 +3,7 @@
  * Echo Reply, consume sends none.
  */
 import { describe, expect, it } from "vitest";
+import { CounterRegistry } from "../../../src/daemon/counters.js";
 import { Action, Family } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { ICMPV4_ECHO_REPLY } from "../../../src/netstack/header/icmpv4.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
@@ -184,8 +185,13 @@ describe("outcomes by cause", () => {
 });
 
 describe("GetStats", () => {
-  it("GetStats returns every service counter and the gauges", async () => {
-    h = await t.start({ extraCounters: () => ({ "netstack.example": 5 }) });
+  it("GetStats returns every counter and gauge of the registry it is given", async () => {
+    const registry = new CounterRegistry();
+    h = await t.start({ stats: () => registry.snapshot() });
+    const service = h.service;
+    registry.addCounters(() => ({ "netstack.example": 5 }));
+    registry.addCounters(() => service.counters());
+    registry.addGauges(() => service.gauges());
     h.link.inject(v4Echo());
     const { EchoForwarderClient } = await import("../../../src/gen/icmpfwd/v1/forwarder.js");
     const { credentials } = await import("@grpc/grpc-js");

@@ -9,8 +9,9 @@ import {
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
+import { CounterRegistry } from "../../../src/daemon/counters.js";
+import { metricSourcesOf } from "../../../src/daemon/metric-sources.js";
 import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import type { ServiceOptions } from "../../../src/service/index.js";
 import { decisionHistogram, registerServiceMetrics } from "../../../src/telemetry/metrics.js";
 import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
@@ -32,7 +33,7 @@ afterEach(async () => {
 });
 
 /** The service and stack with every metric registered. */
-async function start(o: Partial<ServiceOptions> = {}): Promise<Harness> {
+async function start(o: Parameters<typeof t.start>[0] = {}): Promise<Harness> {
   reader = new TestReader();
   provider = new MeterProvider({ readers: [reader] });
   const meter = provider.getMeter("test");
@@ -40,7 +41,7 @@ async function start(o: Partial<ServiceOptions> = {}): Promise<Harness> {
     ...o,
     telemetry: new OtelRequestTelemetry(null, decisionHistogram(meter)),
   });
-  registerServiceMetrics(meter, h.service.metricSources(h.stack.stats));
+  registerServiceMetrics(meter, metricSourcesOf(h.service, h.stack, new CounterRegistry()));
   return h;
 }
 

@@ -1,0 +1,447 @@
+/**
+ * The gRPC decision service: a Forwarder whose handler is the dispatcher, the grpc-js server
+ * whose Connect streams are the decide sessions, the counters, and the drain. Everything it
+ * works with (the netstack, telemetry hooks, the operator, the counter registry) is given to
+ * it when it is built; a reload reaches it through apply() and the security setters.
+ */
+import { existsSync, unlinkSync } from "node:fs";
+import type { ChannelOptions, ServerWritableStream } from "@grpc/grpc-js";
+import type {
+  ConfigChange,
+  DecisionLatency,
+  GetDecisionStatsRequest,
+  GetDecisionStatsResponse,
+} from "../gen/icmpfwd/v1/admin.js";
+import type {
+  GetStatsResponse,
+  ListSessionsResponse,
+  PingEvent,
+  PingRequest,
+  Session,
+} from "../gen/icmpfwd/v1/forwarder.js";
+import { ICMPV4_PROTOCOL_NUMBER, ICMPV6_PROTOCOL_NUMBER } from "../netstack/buffer.js";
+import { Forwarder } from "../netstack/icmp/forwarder.js";
+import { sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
+import type { Stack } from "../netstack/stack.js";
+import { msOfDuration, planPing, runPing, watchStats } from "./admin.js";
+import { Authenticator, type AuthOptions, type AuthzFile, type Principal } from "./auth.js";
+import type { Scheduler } from "./deadlines.js";
+import { DecisionLatencies, type LatencySummary } from "./decision-latency.js";
+import { Dispatcher, type DispatcherOptions, type FailurePolicy } from "./dispatcher.js";
+import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import type { NetworkChange, NetworkControl } from "./network.js";
+import type { PolicyAction } from "./outcomes.js";
+import type { RequestTelemetry } from "./request-telemetry.js";
+import {
+  type AdminHandlers,
+  type Listening,
+  listen,
+  rotateTls,
+  SERVICE_NAME,
+  shutdown,
+  type TlsFiles,
+} from "./server.js";
+import { type ConnectCall, ConnectSession, type SessionLimits } from "./session.js";
+import { protoTimeOfMs } from "./wire.js";
+
+/** GetDecisionStats: the window when none is given, and its bounds. */
+export const DECISION_WINDOW = { defaultMs: 10_000, minMs: 1000, maxMs: 60_000 } as const;
+
+/** What the EchoAdmin RPCs beyond the service itself act on (the daemon's). */
+export interface Operator {
+  /** Re-reads the configuration and applies what may change (SIGHUP does the same). */
+  reload(): Promise<ConfigChange[] | ServiceError>;
+  /** The netstack's addresses, routes and NIC modes; null: not changeable here. */
+  network: NetworkControl | null;
+}
+
+/**
+ * The decision options a reload may change, named as the configuration names them: a reload
+ * hands the service exactly these keys (DECISION_SETTING_KEYS), so a new live decision option
+ * is added here and in the configuration schema, nowhere else.
+ */
+export interface DecisionSettings {
+  deadline: number;
+  onTimeout: PolicyAction;
+  onNoClient: PolicyAction;
+  onOverload: PolicyAction;
+  onDisconnect: PolicyAction;
+}
+
+export const DECISION_SETTING_KEYS = [
+  "deadline",
+  "onTimeout",
+  "onNoClient",
+  "onOverload",
+  "onDisconnect",
+] as const satisfies readonly (keyof DecisionSettings)[];
+
+/** The deadline and failure policy of DecisionSettings, as the dispatcher takes them. */
+export function decisionOf(s: DecisionSettings): { deadlineMs: number; policy: FailurePolicy } {
+  return {
+    deadlineMs: s.deadline,
+    policy: {
+      onTimeout: s.onTimeout,
+      onNoClient: s.onNoClient,
+      onOverload: s.onOverload,
+      onDisconnect: s.onDisconnect,
+    },
+  };
+}
+
+/** Every counter and gauge by dotted name (GetStats, WatchStats). */
+export interface CounterSnapshot {
+  counters: Record<string, number>;
+  gauges: Record<string, number>;
+}
+
+export const DEFAULT_LIMITS: SessionLimits = {
+  defaultMaxInFlight: 1024,
+  maxInFlightCap: 65536,
+  maxBatch: 128,
+  maxBatchBytes: 1 << 20,
+  maxPayloadBytes: 65535,
+  observerQueue: 1024,
+};
+
+function authOptionsOf(s: SecurityOptions): AuthOptions {
+  return { token: s.token, authz: s.authz, clientCertificates: s.tls?.clientCa !== undefined };
+}
+
+/** Who may call, and over what (README "Security"). */
+export interface SecurityOptions {
+  /** A bearer token (identity "token"). */
+  token?: string;
+  /** Identities → modes and destination prefixes; tokens → identities. */
+  authz?: AuthzFile;
+  /** TLS (and mTLS with clientCa) from PEM bytes. */
+  tls?: TlsFiles;
+}
+
+export interface ServiceOptions {
+  /** `host:port` (port 0: any free port) or `unix:/path`. */
+  listen: string;
+  deadlineMs: number;
+  policy: FailurePolicy;
+  temporaryReply?: boolean;
+  /** How long a server drain waits for held requests. */
+  drainTimeoutMs: number;
+  limits?: Partial<SessionLimits>;
+  /** Passed to the dispatcher (table sizes, pending bound). */
+  dispatcher?: Omit<DispatcherOptions, "deadlineMs" | "policy" | "temporaryReply" | "scheduler">;
+  /** The Forwarder's held-packet bound (default: the pending bound plus headroom). */
+  forwarderMaxHeld?: number;
+  scheduler?: Scheduler;
+  grpcOptions?: ChannelOptions;
+  /** How long after a CONSUME verdict a SyntheticReply is honoured (0: never). */
+  syntheticWindowMs: number;
+  security?: SecurityOptions;
+  /** Span and decision-time hooks (src/telemetry); none by default. */
+  telemetry?: RequestTelemetry;
+  /**
+   * The netstack whose Echo Requests (both families) the service decides, and that Ping and
+   * synthetic replies send from. Without one the service only serves its RPCs.
+   */
+  stack?: Stack;
+  /** Reload and network changes (EchoAdmin); without one those RPCs are refused. */
+  operator?: Operator;
+  /** What GetStats and WatchStats report (the daemon's counter registry); default: the service's own. */
+  stats?: () => CounterSnapshot;
+}
+
+export class EchoService {
+  readonly dispatcher: Dispatcher;
+  /** The handler to install for ICMPv4 and ICMPv6 (see install()). */
+  readonly forwarder: Forwarder;
+  readonly drainTimeoutMs: number;
+  private readonly sessions = new Set<ConnectSession>();
+  private readonly watchers = new Set<() => void>();
+  private readonly stack: Stack | null;
+  private readonly operator: Operator | null;
+  private readonly limits: SessionLimits;
+  private readonly auth: Authenticator;
+  /** The bound server; null until listen() has bound it. */
+  private listening: Listening | null = null;
+  /** Recent decision times (GetDecisionStats), in front of the telemetry hooks. */
+  readonly latencies: DecisionLatencies;
+  private closed = false;
+
+  constructor(private readonly o: ServiceOptions) {
+    this.dispatcher = new Dispatcher({
+      ...o.dispatcher,
+      synthetic: { ...o.dispatcher?.synthetic, windowMs: o.syntheticWindowMs ?? 10_000 },
+      deadlineMs: o.deadlineMs,
+      policy: o.policy,
+      temporaryReply: o.temporaryReply,
+      scheduler: o.scheduler,
+    });
+    const maxPending = o.dispatcher?.maxPending ?? 65536;
+    // The dispatcher bounds what it holds first; the Forwarder's own bound is a backstop that
+    // still honours on-overload.
+    this.forwarder = new Forwarder(this.dispatcher.handle, {
+      maxHeld: o.forwarderMaxHeld ?? maxPending + 4096,
+      onOverflow: o.policy.onOverload,
+    });
+    this.latencies = new DecisionLatencies(o.telemetry ?? null);
+    this.dispatcher.telemetry = this.latencies;
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.drainTimeoutMs = o.drainTimeoutMs;
+    this.operator = o.operator ?? null;
+    this.auth = new Authenticator(authOptionsOf(o.security ?? {}));
+    this.stack = o.stack ?? null;
+    if (o.stack !== undefined) {
+      const stack = o.stack;
+      this.dispatcher.synthesizer = (copy, payload) =>
+        sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload });
+      stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, this.forwarder.handlePacket);
+      stack.setTransportProtocolHandler(ICMPV6_PROTOCOL_NUMBER, this.forwarder.handlePacket);
+    }
+  }
+
+  /** Creates the service and starts listening. */
+  static async start(o: ServiceOptions): Promise<EchoService> {
+    const s = new EchoService(o);
+    await s.listen();
+    return s;
+  }
+
+  private async listen(): Promise<void> {
+    this.listening = await listen(
+      this.o.listen,
+      {
+        connect: (call, principal) => this.connect(call, principal),
+        getStats: () => this.snapshot(),
+        watchStats: (call) =>
+          watchStats(
+            call,
+            () => this.snapshot(),
+            (stop) => {
+              this.watchers.add(stop);
+              return () => this.watchers.delete(stop);
+            },
+          ),
+        listSessions: () => this.listSessions(),
+        ping: (call) => this.ping(call),
+        admin: this.adminHandlers(),
+      },
+      { auth: this.auth, tls: this.o.security?.tls },
+      this.o.grpcOptions,
+    );
+  }
+
+  /**
+   * A reload's decision options: requests received from now on get the new deadline, default
+   * actions (the Forwarder's overflow backstop's on-overload included) follow the new policy.
+   * Sessions already up keep running; new ones see the new values in their Welcome.
+   */
+  apply(s: DecisionSettings): null {
+    const { deadlineMs, policy } = decisionOf(s);
+    this.dispatcher.reconfigure(deadlineMs, policy);
+    this.forwarder.setOverflowAction(policy.onOverload);
+    return null;
+  }
+
+  /**
+   * A reload's certificates: new connections get them. Refused, with nothing changed, when
+   * the new key and certificate do not load.
+   */
+  applyTls(tls: TlsFiles): ServiceError | null {
+    const credentials = this.listening?.credentials;
+    if (credentials === undefined) return null;
+    const why = rotateTls(credentials, tls);
+    return why === null
+      ? null
+      : serviceError(
+          "invalidArgument",
+          `tlsCert / tlsKey: the new certificate does not load: ${why}`,
+        );
+  }
+
+  /** A reload's tokens and authorization file: calls from now on are checked against them. */
+  applySecurity(s: SecurityOptions): null {
+    this.auth.update(authOptionsOf(s));
+    return null;
+  }
+
+  /** GetDecisionStats: decision times over the window, overall and per decide session. */
+  decisionStats(r: GetDecisionStatsRequest): GetDecisionStatsResponse | ServiceError {
+    const asked = msOfDuration(r.window);
+    const W = DECISION_WINDOW;
+    const windowMs = asked === 0 ? W.defaultMs : asked;
+    if (windowMs < W.minMs || windowMs > W.maxMs)
+      return serviceError(
+        "invalidArgument",
+        `window: between ${W.minMs} and ${W.maxMs} ms, got ${windowMs} ms`,
+      );
+    const wire = (l: LatencySummary): DecisionLatency => ({
+      decisions: BigInt(l.decisions),
+      p50: protoTimeOfMs(l.p50),
+      p99: protoTimeOfMs(l.p99),
+      max: protoTimeOfMs(l.max),
+    });
+    const counts = this.dispatcher.flowCounts();
+    const sessions = [...counts].map(([slot, c]) => ({
+      sessionId: slot.meta.sessionId,
+      latency: wire(this.latencies.session(slot.meta.sessionId, windowMs)),
+      affinityFlows: c.affinity,
+      flowVerdicts: c.verdicts,
+    }));
+    this.latencies.retain(new Set(sessions.map((x) => x.sessionId)));
+    return {
+      window: protoTimeOfMs(windowMs),
+      latency: wire(this.latencies.overall(windowMs)),
+      sessions,
+    };
+  }
+
+  private adminHandlers(): AdminHandlers {
+    const network = (): NetworkControl | ServiceError =>
+      this.operator?.network ??
+      serviceError("failedPrecondition", "this service has no netstack to change");
+    const change = async (
+      fn: (n: NetworkControl) => Promise<NetworkChange | ServiceError>,
+    ): Promise<NetworkChange | ServiceError> => {
+      const n = network();
+      return isServiceError(n) ? n : fn(n);
+    };
+    return {
+      reload: async () => {
+        if (this.operator === null)
+          return serviceError("failedPrecondition", "this service has no configuration to reload");
+        const r = await this.operator.reload();
+        return isServiceError(r) ? r : { changes: r };
+      },
+      getDecisionStats: (r) => this.decisionStats(r),
+      getNetwork: () => {
+        const n = network();
+        return isServiceError(n) ? n : n.state();
+      },
+      addAddress: (r) => change((n) => n.addAddress(r.address, r.nic)),
+      removeAddress: (r) => change((n) => n.removeAddress(r.address, r.nic)),
+      addRoute: (r) => change((n) => n.addRoute(r.destination, r.nic)),
+      removeRoute: (r) => change((n) => n.removeRoute(r.destination, r.nic)),
+      setPromiscuous: (r) => change((n) => n.setPromiscuous(r.on, r.nic)),
+    };
+  }
+
+  /** `host:port` with the bound port, or `unix:/path`. */
+  get address(): string {
+    return this.listening?.address ?? "";
+  }
+
+  /**
+   * Every service counter by dotted name, the Forwarder's overflow included (counted under
+   * the action the Forwarder gave it).
+   */
+  counters(): Record<string, number> {
+    const c = this.dispatcher.counters.flatten();
+    c[`service.outcomes.${this.forwarder.overflowAction}.forwarderOverflow`] +=
+      this.forwarder.stats.overflow;
+    return c;
+  }
+
+  gauges(): Record<string, number> {
+    const held = this.dispatcher.syntheticHeld;
+    return {
+      "service.inFlight": this.dispatcher.pendingCount,
+      "service.sessions": this.dispatcher.sessions.length,
+      "service.observers": this.dispatcher.observers.length,
+      "service.flowVerdicts": this.dispatcher.flowVerdicts,
+      "service.synthetic.held": held.records,
+      "service.synthetic.heldBytes": held.bytes,
+    };
+  }
+
+  /** GetStats: every counter and gauge the registry holds (default: the service's own). */
+  snapshot(): GetStatsResponse {
+    const s = this.o.stats?.() ?? { counters: this.counters(), gauges: this.gauges() };
+    const counters: Record<string, bigint> = {};
+    for (const [k, v] of Object.entries(s.counters)) counters[k] = BigInt(Math.max(0, v));
+    const gauges: Record<string, bigint> = {};
+    for (const [k, v] of Object.entries(s.gauges)) gauges[k] = BigInt(Math.trunc(v));
+    return { takenAt: protoTimeOfMs(Date.now()), counters, gauges };
+  }
+
+  listSessions(): ListSessionsResponse {
+    const sessions: Session[] = [];
+    for (const s of this.sessions) {
+      const info = s.info();
+      if (info !== null) sessions.push(info);
+    }
+    return { sessions };
+  }
+
+  private ping(call: ServerWritableStream<PingRequest, PingEvent>): void {
+    const stack = this.stack;
+    const plan =
+      this.closed || this.dispatcher.draining
+        ? serviceError("shuttingDown", "the server is shutting down")
+        : stack === null
+          ? serviceError("failedPrecondition", "no netstack is installed")
+          : planPing(call.request, stack);
+    if ("kind" in plan || stack === null) call.emit("error", toGrpcError(plan as ServiceError));
+    else runPing(call, stack, plan);
+  }
+
+  private connect(call: ConnectCall, principal: Principal): void {
+    if (this.closed || this.dispatcher.draining) {
+      call.emit("error", toGrpcError(serviceError("shuttingDown", "the server is shutting down")));
+      return;
+    }
+    const s = new ConnectSession(
+      call,
+      this.dispatcher,
+      this.limits,
+      (ended) => this.sessions.delete(ended),
+      principal,
+    );
+    this.sessions.add(s);
+  }
+
+  /**
+   * DESIGN.md §4's drain: sessions get Draining and no new requests; held requests are decided
+   * or take their default within `timeoutMs`; what is still held then gets on-disconnect when
+   * its session is cut. Then the server stops. Returns whether every request was decided in
+   * time.
+   */
+  async drain(timeoutMs = this.drainTimeoutMs): Promise<boolean> {
+    if (this.closed) return true;
+    this.setServing(false);
+    for (const s of [...this.sessions]) s.serverDraining(timeoutMs);
+    this.dispatcher.beginDrain();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const inTime = await Promise.race([
+      this.dispatcher.whenIdle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    await this.close();
+    return inTime;
+  }
+
+  /** grpc.health.v1: SERVING until the drain starts, then NOT_SERVING (overall and the service). */
+  private setServing(serving: boolean): void {
+    const status = serving ? "SERVING" : "NOT_SERVING";
+    this.listening?.health.setStatus("", status);
+    this.listening?.health.setStatus(SERVICE_NAME, status);
+  }
+
+  /** Ends every session (held requests: on-disconnect) and stops the server. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.setServing(false);
+    this.dispatcher.beginDrain();
+    for (const stop of [...this.watchers]) stop();
+    for (const s of [...this.sessions])
+      s.finish(serviceError("shuttingDown", "the server shut down"));
+    if (this.listening === null) return;
+    await shutdown(this.listening.server, 1000);
+    if (this.address.startsWith("unix:")) {
+      const path = this.address.slice("unix:".length);
+      if (existsSync(path)) unlinkSync(path);
+    }
+  }
+}
