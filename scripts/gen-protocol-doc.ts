@@ -2,8 +2,8 @@
  * Renders docs/protocol.md from the comments of proto/icmpfwd/v1/*.proto (the proto text is
  * parsed here: services and RPCs, messages with their fields and oneofs, enums and values,
  * each with the `//` comment lines right above it). `npm run docs:protocol` rewrites the file;
- * `--check` exits 1 when the committed file is stale (test/unit/protocol-doc.test.ts does the
- * same comparison).
+ * `--check` exits 1 when the committed file is stale (test/unit/repo/protocol-doc.test.ts does
+ * the same comparison).
  */
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -23,7 +23,7 @@ import {
   parseAddressWithPrefix,
   Subnet,
   solicitedNodeMulticast,
-} from "../../src/netstack/address.js";
+} from "../../../src/netstack/address.js";
 
 const a = (text: string): Uint8Array => {
   const r = parseAddress(text);

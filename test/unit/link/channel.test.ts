@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ChannelEndpoint } from "../../src/link/channel.js";
+import { ChannelEndpoint } from "../../../src/link/channel.js";
 
 describe("ChannelEndpoint", () => {
   it("refuses packets larger than its MTU", () => {

@@ -6,7 +6,7 @@ import {
   DOC_PATH,
   parseProto,
   renderProtocolDoc,
-} from "../../scripts/gen-protocol-doc.js";
+} from "../../../scripts/gen-protocol-doc.js";
 
 describe("docs/protocol.md", () => {
   it("is regenerated from the current protos unchanged (run `npm run docs:protocol` after editing proto/)", () => {

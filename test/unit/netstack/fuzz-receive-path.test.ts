@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkOne, dispositions, fuzzStack, packetArbitrary } from "../fuzz/receive-path.js";
+import { checkOne, dispositions, fuzzStack, packetArbitrary } from "../../fuzz/receive-path.js";
 
 describe("the receive path under random and mutated packets (10⁴ cases)", () => {
   it("never throws and ends every packet in exactly one disposition", () => {

@@ -8,8 +8,12 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { endDecisionSpan, parentContext, startDecisionSpan } from "../../clients/ts/src/tracing.js";
-import { createLogger } from "../../src/telemetry/logger.js";
+import {
+  endDecisionSpan,
+  parentContext,
+  startDecisionSpan,
+} from "../../../clients/ts/src/tracing.js";
+import { createLogger } from "../../../src/telemetry/logger.js";
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });

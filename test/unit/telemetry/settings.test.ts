@@ -1,6 +1,6 @@
 /** Telemetry settings from the standard OTEL_* environment and icmpfwd's flags. */
 import { describe, expect, it } from "vitest";
-import { TelemetrySettingsError, telemetrySettings } from "../../src/telemetry/settings.js";
+import { TelemetrySettingsError, telemetrySettings } from "../../../src/telemetry/settings.js";
 
 const flags = { metricsListen: "127.0.0.1:9464" };
 

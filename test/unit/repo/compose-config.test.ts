@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const inCI = process.env.CI === "true" || process.env.CI === "1";
 const haveCompose =
   spawnSync("sh", ["-c", "command -v docker-compose && python3 -c 'import yaml'"], {

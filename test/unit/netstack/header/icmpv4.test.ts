@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checksum, checksumUpdate16 } from "../../../src/netstack/header/checksum.js";
+import { checksum, checksumUpdate16 } from "../../../../src/netstack/header/checksum.js";
 import {
   encodeICMPv4Echo,
   ICMPV4_DST_UNREACHABLE,
@@ -12,8 +12,8 @@ import {
   type ICMPv4EchoFields,
   ICMPv4Header,
   parseICMPv4EchoFields,
-} from "../../../src/netstack/header/icmpv4.js";
-import { IPv4Header } from "../../../src/netstack/header/ipv4.js";
+} from "../../../../src/netstack/header/icmpv4.js";
+import { IPv4Header } from "../../../../src/netstack/header/ipv4.js";
 import { V4_ECHO_PAYLOAD, v4EchoReply, v4EchoRequest } from "./vectors.js";
 
 /** The ICMP message of an IPv4 packet, as the network layer will hand it over. */

@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ChannelEndpoint } from "../../src/link/channel.js";
-import { LINKTYPE_RAW, PcapngWriter } from "../../src/link/pcapng.js";
-import { SnifferEndpoint } from "../../src/link/sniffer.js";
-import { v4EchoReply, v4EchoRequest, v6EchoRequest } from "./header/vectors.js";
+import { ChannelEndpoint } from "../../../src/link/channel.js";
+import { LINKTYPE_RAW, PcapngWriter } from "../../../src/link/pcapng.js";
+import { SnifferEndpoint } from "../../../src/link/sniffer.js";
+import { v4EchoReply, v4EchoRequest, v6EchoRequest } from "../netstack/header/vectors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "icmpfwd-sniffer-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -18,15 +18,15 @@ import {
   syntheticReply,
   toPolicyRequest,
   traceIdOf,
-} from "../../clients/ts/src/index.js";
-import { policy, tokenBuckets } from "../../clients/ts/src/policies.js";
+} from "../../../clients/ts/src/index.js";
+import { policy, tokenBuckets } from "../../../clients/ts/src/policies.js";
 import {
   isMeasurementPing,
   MEASUREMENT_MARKER,
   type PingResult,
   parsePingRtt,
   RttMeter,
-} from "../../clients/ts/src/rtt.js";
+} from "../../../clients/ts/src/rtt.js";
 import {
   Action,
   type ClientMessage,
@@ -35,10 +35,10 @@ import {
   type EchoRequest,
   Family,
   type ServerMessage,
-} from "../../src/gen/icmpfwd/v1/forwarder.js";
-import { sleep, waitFor } from "../helpers/netns.js";
-import { v4Echo } from "../helpers/packets.js";
-import { type Harness, startHarness } from "../integration/service/harness.js";
+} from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { sleep, waitFor } from "../../helpers/netns.js";
+import { v4Echo } from "../../helpers/packets.js";
+import { type Harness, startHarness } from "../../integration/service/harness.js";
 
 type Call = ServerDuplexStream<ClientMessage, ServerMessage>;
 

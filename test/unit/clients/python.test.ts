@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const inCI = process.env.CI === "true" || process.env.CI === "1";
-const dir = fileURLToPath(new URL("../../clients/python", import.meta.url));
+const dir = fileURLToPath(new URL("../../../clients/python", import.meta.url));
 const gen = join(dir, "icmpfwd_client", "gen");
 const PYTHON = "/usr/bin/python3";
 

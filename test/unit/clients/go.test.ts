@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const inCI = process.env.CI === "true" || process.env.CI === "1";
-const dir = fileURLToPath(new URL("../../clients/go", import.meta.url));
+const dir = fileURLToPath(new URL("../../../clients/go", import.meta.url));
 const gen = join(dir, "icmpfwdv1");
 const GOCODE = "/usr/share/gocode/src";
 /** A cold build cache compiles grpc and protobuf first (about half a minute on 2 cores). */

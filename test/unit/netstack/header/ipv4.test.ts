@@ -1,11 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseAddress } from "../../../src/netstack/address.js";
+import { parseAddress } from "../../../../src/netstack/address.js";
 import {
   checksum,
   checksumUpdate16,
   checksumUpdateBytes,
-} from "../../../src/netstack/header/checksum.js";
+} from "../../../../src/netstack/header/checksum.js";
 import {
   encodeIPv4,
   IPV4_FLAG_DF,
@@ -15,7 +15,7 @@ import {
   type IPv4Fields,
   IPv4Header,
   parseIPv4Fields,
-} from "../../../src/netstack/header/ipv4.js";
+} from "../../../../src/netstack/header/ipv4.js";
 import { v4EchoReply, v4EchoRequest } from "./vectors.js";
 
 const addr4 = (): fc.Arbitrary<Uint8Array> => fc.uint8Array({ minLength: 4, maxLength: 4 });

@@ -1,13 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseAddress } from "../../../src/netstack/address.js";
+import { parseAddress } from "../../../../src/netstack/address.js";
 import {
   checksum,
   checksumUpdate16,
   checksumUpdateBytes,
   combine,
   pseudoHeaderChecksum,
-} from "../../../src/netstack/header/checksum.js";
+} from "../../../../src/netstack/header/checksum.js";
 import {
   encodeICMPv6Echo,
   ICMPV6_ECHO_MIN_SIZE,
@@ -18,8 +18,8 @@ import {
   type ICMPv6EchoFields,
   ICMPv6Header,
   parseICMPv6EchoFields,
-} from "../../../src/netstack/header/icmpv6.js";
-import { IPv6Header } from "../../../src/netstack/header/ipv6.js";
+} from "../../../../src/netstack/header/icmpv6.js";
+import { IPv6Header } from "../../../../src/netstack/header/ipv6.js";
 import { V6_ECHO_PAYLOAD, v6EchoReply, v6EchoRequest } from "./vectors.js";
 
 const addr6 = (): fc.Arbitrary<Uint8Array> => fc.uint8Array({ minLength: 16, maxLength: 16 });

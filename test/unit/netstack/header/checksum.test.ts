@@ -6,7 +6,7 @@ import {
   checksumUpdateBytes,
   combine,
   pseudoHeaderChecksum,
-} from "../../../src/netstack/header/checksum.js";
+} from "../../../../src/netstack/header/checksum.js";
 import { hex } from "./vectors.js";
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PendingTable } from "../../src/service/pending-table.js";
+import { PendingTable } from "../../../src/service/pending-table.js";
 
 describe("the pending table", () => {
   it("finds every request, also those whose place in the ring was taken", () => {

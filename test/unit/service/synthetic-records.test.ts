@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { EchoRequestCopy } from "../../src/netstack/icmp/synthetic.js";
-import { SyntheticRecords } from "../../src/service/synthetic-records.js";
+import type { EchoRequestCopy } from "../../../src/netstack/icmp/synthetic.js";
+import { SyntheticRecords } from "../../../src/service/synthetic-records.js";
 
 function copy(bytes = 64): EchoRequestCopy {
   return {

@@ -1,11 +1,15 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BUILD_TIMEOUT_MS, ensureDist } from "../../helpers/dist.js";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
+const root = fileURLToPath(new URL("../../..", import.meta.url));
 
 describe("package exports", () => {
+  // The exports point into dist/: build it if it is missing or stale.
+  beforeAll(ensureDist, BUILD_TIMEOUT_MS);
+
   it("resolves icmpfwd/netstack and icmpfwd/link to the built API with type declarations", () => {
     expect(existsSync(`${root}/dist/netstack/index.d.ts`)).toBe(true);
     expect(existsSync(`${root}/dist/link/index.d.ts`)).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type DeadlineEntry, Deadlines, type Scheduler } from "../../src/service/deadlines.js";
+import { type DeadlineEntry, Deadlines, type Scheduler } from "../../../src/service/deadlines.js";
 
 /** One timer at a time is all Deadlines arms; fire() runs it. */
 class OneTimer implements Scheduler {

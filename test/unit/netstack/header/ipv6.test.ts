@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseAddress } from "../../../src/netstack/address.js";
+import { parseAddress } from "../../../../src/netstack/address.js";
 import {
   encodeIPv6,
   IPV6_MIN_SIZE,
@@ -8,7 +8,7 @@ import {
   type IPv6Fields,
   IPv6Header,
   parseIPv6Fields,
-} from "../../../src/netstack/header/ipv6.js";
+} from "../../../../src/netstack/header/ipv6.js";
 import { v6EchoReply, v6EchoRequest } from "./vectors.js";
 
 const addr6 = (): fc.Arbitrary<Uint8Array> => fc.uint8Array({ minLength: 16, maxLength: 16 });
