@@ -53,7 +53,7 @@ program
   .description("A userspace ICMP Echo netstack on a TUN device, decided by policy clients");
 
 const serveCmd = program
-  .command("serve", { isDefault: true })
+  .command("serve")
   .description("create the TUN device and answer ICMP Echo from the netstack")
   .option("--config <file>", "JSON config file (keys as in the README), env ICMPFWD_CONFIG");
 for (const spec of OPTIONS) {
@@ -413,6 +413,13 @@ withConnection(
     c.call(c.admin.setPromiscuous, { on: mode === "on", nic: nicOf(o) }),
   );
 });
+
+// No default command: `icmpfwd` alone prints help and exits 2, so typing the bare name never
+// creates a TUN device or touches the kernel's addresses.
+if (process.argv.length <= 2) {
+  program.outputHelp({ error: true });
+  process.exit(2);
+}
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   fatal(e instanceof Error ? e.message : String(e));
