@@ -212,7 +212,7 @@ export class EchoService {
       authz: s.security.authz,
       clientCertificates: tls?.clientCa !== undefined,
     });
-    this.dispatcher.reconfigure(s.deadlineMs, s.policy);
+    this.dispatcher.apply({ deadlineMs: s.deadlineMs, policy: s.policy });
     return null;
   }
 
