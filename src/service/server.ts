@@ -1,19 +1,25 @@
 /**
  * The grpc-js server: listens on `host:port` or `unix:/path`, plaintext or TLS (mTLS with a
  * client CA), with server keepalive (dead clients are noticed), a bound on concurrent streams
- * and bounded message sizes. Every EchoForwarder call and reflection call is authenticated here
- * (auth.ts); grpc.health.v1 answers anyone (container probes). Connect goes to a session; the
- * admin RPCs to admin.ts.
+ * and bounded message sizes. Every EchoForwarder, EchoAdmin and reflection call is authenticated
+ * (and the admin RPCs authorized) by a server interceptor before any handler runs (auth.ts);
+ * grpc.health.v1 answers anyone (container probes). Connect goes to a session, with the caller's
+ * principal; the admin RPCs to admin.ts.
  */
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { connect } from "node:net";
-import { createSecureContext, type PeerCertificate, type SecureContextOptions } from "node:tls";
+import { createSecureContext, type SecureContextOptions } from "node:tls";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
   type Metadata,
+  ResponderBuilder,
   Server,
   ServerCredentials,
+  ServerInterceptingCall,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+  ServerListenerBuilder,
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
@@ -50,8 +56,14 @@ import type {
   PingRequest,
   WatchStatsRequest,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import { type Authenticator, authorize, type Principal } from "./auth.js";
-import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
+import {
+  isServiceError,
+  type ServiceError,
+  serviceError,
+  toGrpcError,
+  toGrpcStatus,
+} from "./errors.js";
 import type { ConnectCall } from "./session.js";
 import { serviceDefinition } from "./wire.js";
 
@@ -119,76 +131,105 @@ export interface ServerSecurity {
   tls?: TlsFiles;
 }
 
-interface AnyCall {
-  metadata: Metadata;
-  getAuthContext(): { sslPeerCertificate?: PeerCertificate };
-}
+/** What a method needs of its caller: nothing, an identity, or an identity with a right. */
+type Access = "open" | "authenticated" | Right;
 
-function peerCertificate(call: AnyCall): PeerCertificate | undefined {
-  try {
-    return call.getAuthContext().sslPeerCertificate;
-  } catch {
-    return undefined;
-  }
-}
+/** Health answers anyone (container probes carry no credentials). */
+const OPEN_PREFIX = "/grpc.health.v1.Health/";
 
-/** Ends a call (of any kind) with a service error. */
-function fail(call: unknown, callback: unknown, e: ServiceError): void {
-  const err = toGrpcError(e);
-  if (typeof callback === "function") (callback as sendUnaryData<unknown>)(err, null);
-  else (call as { emit(ev: string, e: unknown): void }).emit("error", err);
+/**
+ * The right each method needs beyond authentication: the admin RPCs need "admin"; Connect is
+ * authorized per mode and filter at Hello (session.ts); reflection needs an identity only.
+ */
+const ACCESS: ReadonlyMap<string, Access> = new Map<string, Access>([
+  ...Object.values(EchoAdminService).map((m): [string, Access] => [m.path, "admin"]),
+  ...Object.values(serviceDefinition).map((m): [string, Access] => [
+    m.path,
+    m.path === serviceDefinition.connect.path ? "authenticated" : "admin",
+  ]),
+]);
+
+function accessOf(path: string): Access {
+  if (path.startsWith(OPEN_PREFIX)) return "open";
+  return ACCESS.get(path) ?? "authenticated";
 }
 
 /**
- * Wraps every handler of an implementation: the call is authenticated (and, with `right`,
- * authorized) before the handler runs; the handler gets the principal.
+ * Authentication and authorization as a grpc-js server interceptor: a refused call ends with
+ * its status as soon as its metadata arrives, and no handler runs. The principal of an admitted
+ * call is kept against the call's metadata object, which grpc-js hands on to the handler as
+ * `call.metadata` (keyed weakly: it goes with the call).
  */
-function guarded(
-  auth: Authenticator,
-  impl: Record<string, (call: never, callback: never, principal: Principal) => void>,
-  right: "admin" | null,
-): UntypedServiceImplementation {
-  const out: UntypedServiceImplementation = {};
-  for (const [name, handler] of Object.entries(impl)) {
-    out[name] = ((call: AnyCall, callback?: unknown) => {
-      const p = auth.authenticate(call.metadata, peerCertificate(call));
-      if ("kind" in p) return fail(call, callback, p);
-      const denied = right === null ? null : authorize(p, right);
-      if (denied !== null) return fail(call, callback, denied);
-      (handler as (c: unknown, cb: unknown, p: Principal) => void)(call, callback, p);
-    }) as UntypedHandleCall;
+class CallGuard {
+  private readonly principals = new WeakMap<Metadata, Principal>();
+
+  constructor(private readonly auth: Authenticator) {}
+
+  readonly interceptor: ServerInterceptor = (method, call) => {
+    const access = accessOf(method.path);
+    if (access === "open") return new ServerInterceptingCall(call);
+    const listener = new ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata: Metadata, next: (m: Metadata) => void) => {
+        const p = this.admit(metadata, call, access);
+        if (isServiceError(p)) {
+          call.sendStatus(toGrpcStatus(p));
+          return;
+        }
+        this.principals.set(metadata, p);
+        next(metadata);
+      })
+      .build();
+    return new ServerInterceptingCall(
+      call,
+      new ResponderBuilder().withStart((next) => next(listener)).build(),
+    );
+  };
+
+  /** The principal the interceptor admitted this call's metadata with. */
+  principalOf(metadata: Metadata): Principal | ServiceError {
+    return (
+      this.principals.get(metadata) ??
+      serviceError("internal", "the call reached its handler without being authenticated")
+    );
   }
-  return out;
+
+  private admit(
+    metadata: Metadata,
+    call: ServerInterceptingCallInterface,
+    access: Exclude<Access, "open">,
+  ): Principal | ServiceError {
+    const p = this.auth.authenticate(metadata, call.getAuthContext().sslPeerCertificate);
+    if (isServiceError(p) || access === "authenticated") return p;
+    return authorize(p, access) ?? p;
+  }
 }
 
-function implementation(h: Handlers, auth: Authenticator): UntypedServiceImplementation {
-  const admin = guarded(
-    auth,
-    {
-      getStats(
-        _call: ServerUnaryCall<GetStatsRequest, GetStatsResponse>,
-        done: sendUnaryData<GetStatsResponse>,
-      ): void {
-        done(null, h.getStats());
-      },
-      watchStats: h.watchStats,
-      listSessions(
-        _call: ServerUnaryCall<ListSessionsRequest, ListSessionsResponse>,
-        done: sendUnaryData<ListSessionsResponse>,
-      ): void {
-        done(null, h.listSessions());
-      },
-      ping: h.ping,
-    } as never,
-    "admin",
-  );
-  // Connect is authorized per mode and filter at Hello (session.ts).
-  const connectOnly = guarded(
-    auth,
-    { connect: (call: ConnectCall, _cb: unknown, p: Principal) => h.connect(call, p) } as never,
-    null,
-  );
-  return { ...admin, ...connectOnly };
+/** A handler for each EchoForwarder method; authentication has already happened (CallGuard). */
+function implementation(
+  h: Handlers,
+  guard: CallGuard,
+): Record<keyof typeof serviceDefinition, UntypedHandleCall> {
+  return {
+    connect(call: ConnectCall): void {
+      const p = guard.principalOf(call.metadata);
+      if (isServiceError(p)) call.emit("error", toGrpcError(p));
+      else h.connect(call, p);
+    },
+    getStats(
+      _call: ServerUnaryCall<GetStatsRequest, GetStatsResponse>,
+      done: sendUnaryData<GetStatsResponse>,
+    ): void {
+      done(null, h.getStats());
+    },
+    watchStats: h.watchStats,
+    listSessions(
+      _call: ServerUnaryCall<ListSessionsRequest, ListSessionsResponse>,
+      done: sendUnaryData<ListSessionsResponse>,
+    ): void {
+      done(null, h.listSessions());
+    },
+    ping: h.ping,
+  };
 }
 
 /** A unary handler over a Result-returning function; a thrown error is INTERNAL. */
@@ -209,40 +250,37 @@ function unary<Req, Res>(
   };
 }
 
-function adminImplementation(h: AdminHandlers, auth: Authenticator): UntypedServiceImplementation {
-  return guarded(
-    auth,
-    {
-      reload: unary(() => h.reload()),
-      getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
-      getNetwork: unary(() => h.getNetwork()),
-      addAddress: unary((r: AddAddressRequest) => h.addAddress(r)),
-      removeAddress: unary((r: RemoveAddressRequest) => h.removeAddress(r)),
-      addRoute: unary((r: AddRouteRequest) => h.addRoute(r)),
-      removeRoute: unary((r: RemoveRouteRequest) => h.removeRoute(r)),
-      setPromiscuous: unary((r: SetPromiscuousRequest) => h.setPromiscuous(r)),
-    } as never,
-    "admin",
-  );
+function adminImplementation(
+  h: AdminHandlers,
+): Record<keyof typeof EchoAdminService, UntypedHandleCall> {
+  return {
+    reload: unary(() => h.reload()),
+    getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
+    getNetwork: unary(() => h.getNetwork()),
+    addAddress: unary((r: AddAddressRequest) => h.addAddress(r)),
+    removeAddress: unary((r: RemoveAddressRequest) => h.removeAddress(r)),
+    addRoute: unary((r: AddRouteRequest) => h.addRoute(r)),
+    removeRoute: unary((r: RemoveRouteRequest) => h.removeRoute(r)),
+    setPromiscuous: unary((r: SetPromiscuousRequest) => h.setPromiscuous(r)),
+  };
 }
 
-let reflectionPackage: ReturnType<typeof loadSync> | null = null;
-
-/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin, behind authentication. */
-function addReflection(server: Server, auth: Authenticator): void {
-  reflectionPackage ??= loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
+/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin (authenticated: CallGuard). */
+function addReflection(server: Server): void {
+  const protos = loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
     keepCase: false,
     longs: String,
     enums: String,
     defaults: true,
     oneofs: true,
   });
-  const reflection = new ReflectionService(reflectionPackage, {
+  const reflection = new ReflectionService(protos, {
     services: [SERVICE_NAME, ADMIN_SERVICE_NAME],
   });
+  // Through a function: the reflection package is typed against its own copy of grpc-js.
   reflection.addToServer({
     addService: (def: ServiceDefinition, impl: UntypedServiceImplementation) =>
-      server.addService(def, guarded(auth, impl as never, null)),
+      server.addService(def, impl),
   });
 }
 
@@ -313,12 +351,17 @@ export async function listen(
   security: ServerSecurity,
   options: ChannelOptions = {},
 ): Promise<Listening> {
-  const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options });
-  server.addService(serviceDefinition, implementation(handlers, security.auth));
-  server.addService(EchoAdminService, adminImplementation(handlers.admin, security.auth));
+  const guard = new CallGuard(security.auth);
+  const server = new Server({
+    ...DEFAULT_SERVER_OPTIONS,
+    ...options,
+    interceptors: [guard.interceptor],
+  });
+  server.addService(serviceDefinition, implementation(handlers, guard));
+  server.addService(EchoAdminService, adminImplementation(handlers.admin));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
-  addReflection(server, security.auth);
+  addReflection(server);
   const unix = listenAt.startsWith("unix:");
   if (unix) await removeStaleSocket(listenAt.slice("unix:".length));
   const creds = credentialsOf(security.tls);
