@@ -8,14 +8,13 @@
  */
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { connect } from "node:net";
-import { createSecureContext, type SecureContextOptions } from "node:tls";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
   type Metadata,
   ResponderBuilder,
   Server,
-  ServerCredentials,
+  type ServerCredentials,
   ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -65,7 +64,10 @@ import {
   toGrpcStatus,
 } from "./errors.js";
 import type { ConnectCall } from "./session.js";
+import { serverCredentials, type TlsFiles } from "./tls.js";
 import { serviceDefinition } from "./wire.js";
+
+export { rotateTls, type TlsFiles } from "./tls.js";
 
 export const DEFAULT_SERVER_OPTIONS: ChannelOptions = {
   // Ping idle connections every 20 s; no answer within 10 s ends them (and their sessions).
@@ -115,15 +117,6 @@ export interface Handlers {
   listSessions(): ListSessionsResponse;
   ping(call: ServerWritableStream<PingRequest, PingEvent>): void;
   admin: AdminHandlers;
-}
-
-export interface TlsFiles {
-  /** PEM certificate chain of the server. */
-  cert: Buffer;
-  /** PEM private key of the server. */
-  key: Buffer;
-  /** PEM CA bundle: when set, clients must present a certificate it signed (mTLS). */
-  clientCa?: Buffer;
 }
 
 export interface ServerSecurity {
@@ -298,43 +291,6 @@ async function removeStaleSocket(path: string): Promise<void> {
   if (!live) unlinkSync(path);
 }
 
-/**
- * TLS certificate rotation: the new key and certificates (checked first: a key that does not
- * match its certificate is refused with the reason) apply to handshakes from now on;
- * connections already up keep theirs, so no session is dropped. A reason string, or null.
- */
-export function rotateTls(creds: ServerCredentials, tls: TlsFiles): string | null {
-  const options = {
-    cert: [tls.cert],
-    key: [tls.key],
-    ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa }),
-  };
-  try {
-    createSecureContext({ ...options, minVersion: "TLSv1.2" });
-  } catch (e) {
-    return (e as Error).message;
-  }
-  const current = creds._getSecureContextOptions() ?? {};
-  // grpc-js keeps this protected; it is how its certificate providers rotate (setSecureContext).
-  (
-    creds as unknown as { updateSecureContextOptions(o: SecureContextOptions): void }
-  ).updateSecureContextOptions({ ...current, ...options });
-  return null;
-}
-
-function credentialsOf(tls: TlsFiles | undefined): ServerCredentials {
-  if (tls === undefined) return ServerCredentials.createInsecure();
-  const creds = ServerCredentials.createSsl(
-    tls.clientCa ?? null,
-    [{ cert_chain: tls.cert, private_key: tls.key }],
-    tls.clientCa !== undefined,
-  );
-  // TLS 1.2 at least, whatever Node's default (grpc-js passes these to http2.createSecureServer).
-  const o = creds._getConstructorOptions();
-  if (o !== null) o.minVersion = "TLSv1.2";
-  return creds;
-}
-
 export interface Listening {
   server: Server;
   /** The credentials the server listens with (TLS rotation updates them: rotateTls). */
@@ -364,7 +320,7 @@ export async function listen(
   addReflection(server);
   const unix = listenAt.startsWith("unix:");
   if (unix) await removeStaleSocket(listenAt.slice("unix:".length));
-  const creds = credentialsOf(security.tls);
+  const creds = serverCredentials(security.tls);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listenAt, creds, (err, p) => (err === null ? resolve(p) : reject(err)));
   });
