@@ -47,9 +47,7 @@ import {
   type SetPromiscuousResponse,
 } from "../gen/icmpfwd/v1/admin.js";
 import type {
-  GetStatsRequest,
   GetStatsResponse,
-  ListSessionsRequest,
   ListSessionsResponse,
   PingEvent,
   PingRequest,
@@ -208,21 +206,16 @@ function implementation(
       if (isServiceError(p)) call.emit("error", toGrpcError(p));
       else h.connect(call, p);
     },
-    getStats(
-      _call: ServerUnaryCall<GetStatsRequest, GetStatsResponse>,
-      done: sendUnaryData<GetStatsResponse>,
-    ): void {
-      done(null, h.getStats());
-    },
+    getStats: answer(() => h.getStats()),
     watchStats: h.watchStats,
-    listSessions(
-      _call: ServerUnaryCall<ListSessionsRequest, ListSessionsResponse>,
-      done: sendUnaryData<ListSessionsResponse>,
-    ): void {
-      done(null, h.listSessions());
-    },
+    listSessions: answer(() => h.listSessions()),
     ping: h.ping,
   };
+}
+
+/** A unary handler that answers at once with `fn`'s response (it cannot fail). */
+function answer<Res>(fn: () => Res): (call: unknown, done: sendUnaryData<Res>) => void {
+  return (_call, done) => done(null, fn());
 }
 
 /** A unary handler over a Result-returning function; a thrown error is INTERNAL. */

@@ -30,24 +30,49 @@ export function checkTls(tls: TlsFiles): string | null {
 }
 
 /**
- * A CertificateProvider holding PEM bytes in memory. Listeners hear the current bytes on the
- * next tick after they register (grpc-js registers before it starts watching, so a synchronous
- * call would go unheard), then every update.
+ * The listeners of one kind of update. Each hears the current value on the next tick after it
+ * registers (grpc-js registers before it starts watching, so a synchronous call would go
+ * unheard), then every change.
  */
+class Updates<T> {
+  private readonly listeners = new Set<(update: T) => void>();
+
+  constructor(private value: T) {}
+
+  get current(): T {
+    return this.value;
+  }
+
+  set(value: T): void {
+    this.value = value;
+    for (const l of this.listeners) l(value);
+  }
+
+  add(listener: (update: T) => void): void {
+    this.listeners.add(listener);
+    process.nextTick(() => {
+      if (this.listeners.has(listener)) listener(this.value);
+    });
+  }
+
+  remove(listener: (update: T) => void): void {
+    this.listeners.delete(listener);
+  }
+}
+
+/** A CertificateProvider holding PEM bytes in memory; a reload pushes new ones (update()). */
 export class PemCertificateProvider implements experimental.CertificateProvider {
-  private identity: experimental.IdentityCertificateUpdate;
-  private ca: experimental.CaCertificateUpdate | null;
-  private readonly identityListeners = new Set<IdentityListener>();
-  private readonly caListeners = new Set<CaListener>();
+  private readonly identity: Updates<experimental.IdentityCertificateUpdate>;
+  private readonly ca: Updates<experimental.CaCertificateUpdate | null>;
 
   constructor(tls: TlsFiles) {
-    this.identity = { certificate: tls.cert, privateKey: tls.key };
-    this.ca = tls.clientCa === undefined ? null : { caCertificate: tls.clientCa };
+    this.identity = new Updates({ certificate: tls.cert, privateKey: tls.key });
+    this.ca = new Updates(tls.clientCa === undefined ? null : { caCertificate: tls.clientCa });
   }
 
   /** Whether it provides a client CA (the server asks clients for certificates). */
   get hasCa(): boolean {
-    return this.ca !== null;
+    return this.ca.current !== null;
   }
 
   /**
@@ -55,36 +80,24 @@ export class PemCertificateProvider implements experimental.CertificateProvider 
    * `tls` names one; otherwise the CA stays as it is.
    */
   update(tls: TlsFiles): void {
-    if (this.ca !== null && tls.clientCa !== undefined) {
-      const ca = { caCertificate: tls.clientCa };
-      this.ca = ca;
-      for (const l of this.caListeners) l(ca);
-    }
-    const identity = { certificate: tls.cert, privateKey: tls.key };
-    this.identity = identity;
-    for (const l of this.identityListeners) l(identity);
+    if (this.hasCa && tls.clientCa !== undefined) this.ca.set({ caCertificate: tls.clientCa });
+    this.identity.set({ certificate: tls.cert, privateKey: tls.key });
   }
 
   addIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.add(listener);
-    process.nextTick(() => {
-      if (this.identityListeners.has(listener)) listener(this.identity);
-    });
+    this.identity.add(listener);
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.delete(listener);
+    this.identity.remove(listener);
   }
 
   addCaCertificateListener(listener: CaListener): void {
-    this.caListeners.add(listener);
-    process.nextTick(() => {
-      if (this.caListeners.has(listener)) listener(this.ca);
-    });
+    this.ca.add(listener);
   }
 
   removeCaCertificateListener(listener: CaListener): void {
-    this.caListeners.delete(listener);
+    this.ca.remove(listener);
   }
 }
 
