@@ -37,12 +37,12 @@ export interface FailurePolicy {
   onDisconnect: PolicyAction;
 }
 
-export const FAIL_OPEN: FailurePolicy = {
+export const FAIL_OPEN: Readonly<FailurePolicy> = Object.freeze({
   onTimeout: "fallthrough",
   onNoClient: "fallthrough",
   onOverload: "fallthrough",
   onDisconnect: "fallthrough",
-};
+});
 
 export interface DispatcherOptions {
   /** Each request's deadline from its receive time (DESIGN.md §4: 1 ms – 10 s, default 100). */

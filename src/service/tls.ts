@@ -3,8 +3,13 @@
  * API: the server's key and certificate (and the client CA, for mTLS) live in a provider of our
  * own that a reload pushes the new PEM bytes into, after checking that they load. grpc-js then
  * gives new handshakes the new certificate; connections already up keep theirs.
+ *
+ * The contexts grpc-js makes from a provider's bytes carry no minVersion (nor ciphers), so they
+ * take Node's minimum TLS version: TLS ≥ 1.2 holds only while that minimum is 1.2 or above, and
+ * serverCredentials() refuses TLS when it is lower (node --tls-min-v1.0 / --tls-min-v1.1).
  */
-import { createSecureContext } from "node:tls";
+// The module object, not a namespace: DEFAULT_MIN_VERSION is read (and, in tests, set) live.
+import nodeTls from "node:tls";
 import { experimental, ServerCredentials } from "@grpc/grpc-js";
 
 type CaListener = experimental.CaCertificateUpdateListener;
@@ -22,7 +27,12 @@ export interface TlsFiles {
 /** Why these files do not make a TLS server context (a key not matching its certificate…); null when they do. */
 export function checkTls(tls: TlsFiles): string | null {
   try {
-    createSecureContext({ cert: tls.cert, key: tls.key, ca: tls.clientCa, minVersion: "TLSv1.2" });
+    nodeTls.createSecureContext({
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.clientCa,
+      minVersion: "TLSv1.2",
+    });
     return null;
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
@@ -104,9 +114,20 @@ export class PemCertificateProvider implements experimental.CertificateProvider 
 /** Where TLS credentials keep their provider (a symbol: no clash with grpc-js's own fields). */
 const PROVIDER: unique symbol = Symbol("icmpfwd.tls.provider");
 
-/** Plaintext credentials, or TLS credentials served from a PemCertificateProvider. */
+/** The TLS versions Node's minimum may be at for the server to keep its TLS ≥ 1.2 promise. */
+const MODERN_TLS: readonly string[] = ["TLSv1.2", "TLSv1.3"];
+
+/**
+ * Plaintext credentials, or TLS credentials served from a PemCertificateProvider. Throws (as a
+ * failed bind does) when Node's minimum TLS version is below 1.2.
+ */
 export function serverCredentials(tls: TlsFiles | undefined): ServerCredentials {
   if (tls === undefined) return ServerCredentials.createInsecure();
+  const floor = nodeTls.DEFAULT_MIN_VERSION;
+  if (!MODERN_TLS.includes(floor))
+    throw new Error(
+      `TLS needs Node's minimum TLS version at TLSv1.2 or above; it is ${floor} (--tls-min-v1.0 or --tls-min-v1.1?)`,
+    );
   const provider = new PemCertificateProvider(tls);
   // grpc-js 1.14 takes the identity provider first (whatever its parameter is called); with a
   // client CA the same provider serves both, so the order does not matter there.

@@ -2,9 +2,15 @@
  * The in-memory certificate provider behind the server's TLS credentials: what its listeners
  * hear and when, and the check a rotation makes before it applies anything.
  */
+import nodeTls from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { checkTls, PemCertificateProvider, rotateTls } from "../../../src/service/tls.js";
+import {
+  checkTls,
+  PemCertificateProvider,
+  rotateTls,
+  serverCredentials,
+} from "../../../src/service/tls.js";
 
 const files = (n: number, ca?: string) => ({
   cert: Buffer.from(`cert ${n}`),
@@ -54,5 +60,19 @@ describe("rotateTls", () => {
   it("refuses files that do not load, with the reason", () => {
     expect(checkTls(files(1))).toEqual(expect.any(String));
     expect(rotateTls(ServerCredentials.createInsecure(), files(1))).toEqual(expect.any(String));
+  });
+});
+
+describe("serverCredentials", () => {
+  it("refuses TLS when Node's minimum TLS version is below 1.2 (the contexts would take it)", () => {
+    const before = nodeTls.DEFAULT_MIN_VERSION;
+    try {
+      nodeTls.DEFAULT_MIN_VERSION = "TLSv1";
+      expect(() => serverCredentials(files(1))).toThrow(/minimum TLS version .* it is TLSv1 /);
+      expect(serverCredentials(undefined)._isSecure()).toBe(false);
+    } finally {
+      nodeTls.DEFAULT_MIN_VERSION = before;
+    }
+    expect(serverCredentials(files(1))._isSecure()).toBe(true);
   });
 });
