@@ -5,21 +5,29 @@
  * its outcome, exactly once; anything later is rejected and counted (DESIGN.md §4).
  */
 import { Action } from "../gen/icmpfwd/v1/forwarder.js";
-import type { TcpipError } from "../netstack/errors.js";
 import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
-import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
 import { Decision } from "../netstack/transport.js";
 import { type DeadlineEntry, Deadlines, type Scheduler, systemScheduler } from "./deadlines.js";
-import { EndedRequests } from "./ended-requests.js";
+import { type EndedRequest, EndedRequests } from "./ended-requests.js";
 import type { RejectionKind } from "./errors.js";
 import type { SessionFilter } from "./filter.js";
 import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-table.js";
+import { type ObserverSink, type ObserverSlot, Observers } from "./observers.js";
 import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
 import { PendingTable } from "./pending-table.js";
 import type { DecidingSession, RequestTelemetry, RequestTrace } from "./request-telemetry.js";
-import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
-import type { EventSource, Verdicts } from "./wire.js";
+import type { SyntheticLimits } from "./synthetic-records.js";
+import {
+  foreignRequest,
+  type RequestHistory,
+  type Synthesizer,
+  SyntheticReplies,
+} from "./synthetic-replies.js";
+import type { Verdicts } from "./wire.js";
+
+export type { ObserverSink, ObserverSlot } from "./observers.js";
+export type { Synthesizer } from "./synthetic-replies.js";
 
 /** The default actions of the failure policy; each fallthrough (fail-open) or consume. */
 export interface FailurePolicy {
@@ -29,17 +37,22 @@ export interface FailurePolicy {
   onDisconnect: PolicyAction;
 }
 
-export const FAIL_OPEN: FailurePolicy = {
+export const FAIL_OPEN: Readonly<FailurePolicy> = Object.freeze({
   onTimeout: "fallthrough",
   onNoClient: "fallthrough",
   onOverload: "fallthrough",
   onDisconnect: "fallthrough",
-};
+});
+
+/** Most requests waiting for verdicts at once unless DispatcherOptions.maxPending says. */
+export const DEFAULT_MAX_PENDING = 65536;
 
 export interface DispatcherOptions {
-  /** Each request's deadline from its receive time (DESIGN.md §4: 1 ms – 10 s, default 100). */
+  /** Each request's deadline from its receive time (1 ms – 10 s). */
   deadlineMs: number;
   policy: FailurePolicy;
+  /** How long after a CONSUME verdict a SyntheticReply is honoured (0: never). */
+  syntheticWindowMs: number;
   /**
    * `--temporary-reply`: a fallthrough outcome for a temporary destination calls reply(), so
    * fallthrough keeps meaning "what serve does without a policy client".
@@ -55,20 +68,54 @@ export interface DispatcherOptions {
   maxFlowMs?: number;
   /** A request moves to another session only with at least this much budget left (default 1). */
   minRedispatchBudgetMs?: number;
-  /**
-   * Proxy-owned replies: the window after a CONSUME verdict in which a SyntheticReply is
-   * honoured (default 10 s; 0 turns them off) and the bounds on the copies kept for it
-   * (default 65,536 copies, 64 MiB).
-   */
-  synthetic?: Partial<SyntheticLimits>;
+  /** Bounds on the copies kept for synthetic replies (default 65,536 copies, 64 MiB). */
+  synthetic?: Partial<Omit<SyntheticLimits, "windowMs">>;
+  /** Sends a synthetic reply (from the stack); without one, synthetic replies find no route. */
+  synthesizer?: Synthesizer;
+  /** Spans and decision-time metrics (src/telemetry); none by default. */
+  telemetry?: RequestTelemetry;
   scheduler?: Scheduler;
 }
 
-/** Sends a synthetic Echo Reply for a consumed request (the service binds it to the stack). */
-export type Synthesizer = (
-  copy: EchoRequestCopy,
-  payload: Uint8Array | undefined,
-) => TcpipError | null;
+/**
+ * The decision options a reload may change, named as the configuration names them: a reload
+ * hands the dispatcher exactly these keys (DECISION_SETTING_KEYS), so a new live decision
+ * option is declared here and in the configuration schema, and nowhere else.
+ */
+export interface DecisionSettings {
+  deadline: number;
+  onTimeout: PolicyAction;
+  onNoClient: PolicyAction;
+  onOverload: PolicyAction;
+  onDisconnect: PolicyAction;
+}
+
+export const DECISION_SETTING_KEYS = [
+  "deadline",
+  "onTimeout",
+  "onNoClient",
+  "onOverload",
+  "onDisconnect",
+] as const satisfies readonly (keyof DecisionSettings)[];
+
+/** What the dispatcher keeps of DecisionSettings. */
+interface DispatcherSettings {
+  deadlineMs: number;
+  policy: FailurePolicy;
+}
+
+/** The deadline and failure policy of DecisionSettings, as the dispatcher takes them. */
+export function decisionOf(s: DecisionSettings): DispatcherSettings {
+  return {
+    deadlineMs: s.deadline,
+    policy: {
+      onTimeout: s.onTimeout,
+      onNoClient: s.onNoClient,
+      onOverload: s.onOverload,
+      onDisconnect: s.onDisconnect,
+    },
+  };
+}
 
 /** What the dispatcher needs from the transport side of a session. */
 export interface SessionSink {
@@ -78,38 +125,16 @@ export interface SessionSink {
   reject(requestId: bigint, kind: RejectionKind, message: string): void;
   /** The session drains and has nothing left in flight: it may end its stream. */
   idle(): void;
+  /** False while the stream's last write() said to wait for 'drain': it gets nothing new. */
+  readonly writable: boolean;
 }
-
-/** What the dispatcher needs from an observe session. */
-export interface ObserverSink {
-  /** Queue a copy of this request's event; false when the session's queue is full (dropped). */
-  copy(event: EventSource): boolean;
-}
-
-/** The dispatcher's view of one observe session: it gets copies, never a decision to make. */
-export class ObserverSlot {
-  /** Copies queued for the session. */
-  copies = 0;
-  /** Copies lost to a full queue. */
-  dropped = 0;
-
-  constructor(
-    readonly filter: SessionFilter,
-    readonly sink: ObserverSink,
-  ) {}
-}
-
-let nextSessionIndex = 1;
 
 /** A session as telemetry names it before the session says who it is (tests, embedders). */
 const UNNAMED: DecidingSession = { sessionId: "", clientName: "", streamLink: undefined };
 
 /** The dispatcher's view of one decide session. */
 export class SessionSlot implements FlowOwner {
-  readonly index = nextSessionIndex++;
   inFlight = 0;
-  /** False while the stream's write() said to wait for 'drain'. */
-  writable = true;
   /** No new requests (the client's Drain, or the server's). */
   draining = false;
   closed = false;
@@ -123,14 +148,21 @@ export class SessionSlot implements FlowOwner {
   last: PendingRequest | null = null;
 
   constructor(
+    /** Unique among the dispatcher's sessions (ended requests and synthetic copies name it). */
+    readonly index: number,
     readonly filter: SessionFilter,
     readonly maxInFlight: number,
     readonly sink: SessionSink,
     readonly meta: DecidingSession = UNNAMED,
   ) {}
 
+  /** Whether the session's stream may be written now (its sink says). */
+  get writable(): boolean {
+    return this.sink.writable;
+  }
+
   canTake(): boolean {
-    return this.writable && !this.draining && !this.closed && this.inFlight < this.maxInFlight;
+    return this.sink.writable && !this.draining && !this.closed && this.inFlight < this.maxInFlight;
   }
 
   /** Its in-flight requests, oldest first (a copy). */
@@ -181,10 +213,13 @@ export function outcomeActionOf(a: Action): OutcomeAction | null {
   }
 }
 
+/** A copy of the settings that the caller cannot change afterwards. */
+function frozenSettings(s: DispatcherSettings): Readonly<DispatcherSettings> {
+  return Object.freeze({ deadlineMs: s.deadlineMs, policy: Object.freeze({ ...s.policy }) });
+}
+
 export class Dispatcher {
   readonly counters = new Outcomes();
-  readonly deadlineMs: number;
-  readonly policy: Readonly<FailurePolicy>;
   readonly scheduler: Scheduler;
   /** Wall-clock milliseconds at monotonic time 0, for the events' absolute timestamps. */
   readonly wallOffsetMs: number;
@@ -198,22 +233,23 @@ export class Dispatcher {
   private readonly flows: FlowVerdicts<SessionSlot>;
   private readonly affinity: FlowAffinity<SessionSlot>;
   private readonly slots: SessionSlot[] = [];
-  private readonly observerSlots: ObserverSlot[] = [];
-  private readonly synthetic: SyntheticRecords;
-  /** Set by the service once a stack is installed; without one, synthetic replies find no route. */
-  synthesizer: Synthesizer | null = null;
+  private readonly observing: Observers;
+  private readonly synthetic: SyntheticReplies;
   /** Spans and decision-time metrics (src/telemetry); null: none. */
-  telemetry: RequestTelemetry | null = null;
+  readonly telemetry: RequestTelemetry | null;
+  /** Replaced whole by apply(); the policy in it is frozen. */
+  private settings: Readonly<DispatcherSettings>;
   private nextId = 1;
+  private nextSessionIndex = 1;
   private rotor = 0;
   private serverDraining = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(o: DispatcherOptions) {
-    this.deadlineMs = o.deadlineMs;
-    this.policy = Object.freeze({ ...o.policy });
+    this.settings = frozenSettings(o);
     this.temporaryReply = o.temporaryReply ?? false;
-    this.maxPending = o.maxPending ?? 65536;
+    this.maxPending = o.maxPending ?? DEFAULT_MAX_PENDING;
+    this.telemetry = o.telemetry ?? null;
     this.pending = new PendingTable(this.maxPending);
     this.maxFlowMs = o.maxFlowMs ?? 600_000;
     this.minRedispatchBudgetMs = o.minRedispatchBudgetMs ?? 1;
@@ -222,28 +258,44 @@ export class Dispatcher {
     this.flows = new FlowVerdicts(o.flowTableSize ?? 16384);
     this.affinity = new FlowAffinity(o.affinityTableSize ?? 65536);
     this.deadlines = new Deadlines(this.scheduler, (p) =>
-      this.finish(p, this.policy.onTimeout, "timeout"),
+      this.finish(p, this.settings.policy.onTimeout, "timeout"),
     );
-    this.synthetic = new SyntheticRecords({
-      windowMs: o.synthetic?.windowMs ?? 10_000,
-      maxRecords: o.synthetic?.maxRecords ?? 65536,
-      maxBytes: o.synthetic?.maxBytes ?? 64 << 20,
-    });
+    this.observing = new Observers(this.counters);
+    const history: RequestHistory = {
+      pendingSession: (id) => this.pending.get(id)?.session.index ?? null,
+      ended: (id) => this.findEnded(id),
+      markSyntheticSent: (id) => this.ended.markSyntheticSent(id),
+    };
+    this.synthetic = new SyntheticReplies(
+      { ...o.synthetic, windowMs: o.syntheticWindowMs },
+      o.synthesizer ?? null,
+      this.counters,
+      history,
+    );
+  }
+
+  /** Each request's deadline from its receive time, for requests received from now on. */
+  get deadlineMs(): number {
+    return this.settings.deadlineMs;
+  }
+
+  /** The default actions taken now. */
+  get policy(): Readonly<FailurePolicy> {
+    return this.settings.policy;
   }
 
   /** The synthetic-reply window in ms (0: synthetic replies are off). */
   get syntheticWindowMs(): number {
-    return this.synthetic.limits.windowMs;
+    return this.synthetic.windowMs;
   }
 
   /** Copies of consumed requests held for synthetic replies, and their ICMP bytes. */
   get syntheticHeld(): { records: number; bytes: number } {
-    this.synthetic.expire(this.scheduler.nowMs());
-    return { records: this.synthetic.size, bytes: this.synthetic.bytes };
+    return this.synthetic.held(this.scheduler.nowMs());
   }
 
   get observers(): readonly ObserverSlot[] {
-    return this.observerSlots;
+    return this.observing.list;
   }
 
   /** Requests waiting for an outcome. */
@@ -271,11 +323,12 @@ export class Dispatcher {
   /**
    * Live reconfiguration (SIGHUP / EchoAdmin.Reload): requests received from now on get this
    * deadline, and default actions are taken with this policy; pending requests keep the
-   * deadline they were given. New sessions' Welcome shows the new values.
+   * deadline they were given. New sessions' Welcome shows the new values. Nothing here can
+   * fail, hence always null (the shape every reloadable part shares).
    */
-  reconfigure(deadlineMs: number, policy: FailurePolicy): void {
-    (this as { deadlineMs: number }).deadlineMs = deadlineMs;
-    (this as { policy: Readonly<FailurePolicy> }).policy = Object.freeze({ ...policy });
+  apply(settings: DecisionSettings): null {
+    this.settings = frozenSettings(decisionOf(settings));
+    return null;
   }
 
   /** Flows pinned to each open decide session, and the live flow verdicts each gave. */
@@ -301,7 +354,12 @@ export class Dispatcher {
     const temporary = req.packetInfo().localAddressTemporary;
     const trace = this.telemetry === null ? null : this.telemetry.requestStarted(f, temporary);
     const answer = this.dispatch(req, f, temporary, now, trace);
-    if (this.observerSlots.length > 0) this.observe(req, f, temporary, now, answer, trace);
+    if (this.observing.list.length > 0) {
+      // The copy carries the decide event's request id, or 0 when the outcome came at once.
+      if (answer instanceof PendingRequest)
+        this.observing.copy(req, f, temporary, now, answer.id, answer.deadlineMs, trace);
+      else this.observing.copy(req, f, temporary, now, 0, now, trace);
+    }
     return answer;
   };
 
@@ -317,15 +375,15 @@ export class Dispatcher {
     const flowAction = this.flows.lookup(flow, now);
     if (flowAction !== null) return this.endNow(req, f, temporary, trace, flowAction, "flow");
     if (this.serverDraining || this.slots.length === 0)
-      return this.endNow(req, f, temporary, trace, this.policy.onNoClient, "noClient");
+      return this.endNow(req, f, temporary, trace, this.settings.policy.onNoClient, "noClient");
     // Only sessions hold pending requests, so a full pending map means sessions exist.
     if (this.pending.size >= this.maxPending)
-      return this.endNow(req, f, temporary, trace, this.policy.onOverload, "overload");
+      return this.endNow(req, f, temporary, trace, this.settings.policy.onOverload, "overload");
     const choice = this.choose(f, temporary, flow);
     if (choice === NO_CLIENT)
-      return this.endNow(req, f, temporary, trace, this.policy.onNoClient, "noClient");
+      return this.endNow(req, f, temporary, trace, this.settings.policy.onNoClient, "noClient");
     if (choice === BUSY)
-      return this.endNow(req, f, temporary, trace, this.policy.onOverload, "overload");
+      return this.endNow(req, f, temporary, trace, this.settings.policy.onOverload, "overload");
     const p = new PendingRequest(
       this.nextId++,
       req,
@@ -333,7 +391,7 @@ export class Dispatcher {
       temporary,
       flow,
       now,
-      now + this.deadlineMs,
+      now + this.settings.deadlineMs,
       choice,
     );
     p.trace = trace;
@@ -343,54 +401,13 @@ export class Dispatcher {
     return p;
   }
 
-  /**
-   * Copies of the request's event to every matching observer, queued (or dropped when its queue
-   * is full) without waiting: an observer never delays a decision. The copy carries the decide
-   * event's request id, or 0 when the request got its outcome at once.
-   */
-  private observe(
-    req: ForwarderRequest,
-    f: EchoRequestFields,
-    temporary: boolean,
-    now: number,
-    answer: boolean | PendingRequest,
-    trace: RequestTrace | null,
-  ): void {
-    const pending = answer instanceof PendingRequest ? answer : null;
-    const event: EventSource = {
-      id: pending?.id ?? 0,
-      request: req,
-      fields: f,
-      temporary,
-      receivedAtMs: now,
-      deadlineMs: pending?.deadlineMs ?? now,
-      trace,
-    };
-    for (const o of this.observerSlots) {
-      if (!o.filter.matches(f, temporary)) continue;
-      if (o.sink.copy(event)) {
-        o.copies++;
-        this.counters.observerCopies++;
-      } else {
-        o.dropped++;
-        this.counters.observerDrops++;
-      }
-    }
-  }
-
   /** A new observe session. */
   openObserver(filter: SessionFilter, sink: ObserverSink): ObserverSlot {
-    const slot = new ObserverSlot(filter, sink);
-    this.observerSlots.push(slot);
-    this.counters.sessionsOpened++;
-    return slot;
+    return this.observing.open(filter, sink);
   }
 
   closeObserver(slot: ObserverSlot): void {
-    const i = this.observerSlots.indexOf(slot);
-    if (i < 0) return;
-    this.observerSlots.splice(i, 1);
-    this.counters.sessionsClosed++;
+    this.observing.close(slot);
   }
 
   /** A new decide session. */
@@ -400,7 +417,7 @@ export class Dispatcher {
     sink: SessionSink,
     meta?: DecidingSession,
   ): SessionSlot {
-    const slot = new SessionSlot(filter, maxInFlight, sink, meta);
+    const slot = new SessionSlot(this.nextSessionIndex++, filter, maxInFlight, sink, meta);
     this.slots.push(slot);
     this.counters.sessionsOpened++;
     if (this.serverDraining) this.drainSession(slot);
@@ -437,95 +454,17 @@ export class Dispatcher {
         const ms = Math.min(flowMs, this.maxFlowMs);
         if (this.flows.set(p.flow, action, now + ms, slot)) this.counters.flowEvictions++;
       }
-      if (action === "consume" && this.synthetic.limits.windowMs > 0) {
-        // The request is still live: the store copies what a later synthetic reply needs, from
-        // the fields already read (no second pass over the packet, no copy per request).
-        const f = p.fields;
-        const req = p.request;
-        const copy: EchoRequestCopy = {
-          nicId: req.nicId(),
-          family: f.family,
-          source: f.source,
-          destination: f.destination,
-          tos: f.tos,
-          icmp: f.message,
-          localAddressBroadcast: req.packetInfo().localAddressBroadcast,
-        };
-        this.counters.syntheticEvicted += this.synthetic.add(p.id, slot.index, copy, now);
-        this.counters.syntheticRecorded++;
-      }
+      // Before finish(): the request is still live, so its bytes can be copied.
+      if (action === "consume") this.synthetic.consumed(p.id, slot.index, p.request, p.fields, now);
       slot.decided++;
       this.finish(p, action, "verdict", now - p.receivedAtMs);
     }
   }
 
-  /**
-   * A SyntheticReply from `slot` (DESIGN.md §4, proxy-owned replies): the Echo Reply goes out
-   * once, only for a request this session consumed within the window; anything else is a
-   * Rejection with the reason.
-   */
+  /** A SyntheticReply from `slot`: sent, or refused with the reason (synthetic-replies.ts). */
   syntheticReply(slot: SessionSlot, requestId: bigint, payload: Uint8Array | undefined): void {
-    const id = requestId <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(requestId) : Number.NaN;
-    const now = this.scheduler.nowMs();
-    const r = this.synthetic.get(id, now);
-    if (r === null || r.session !== slot.index) {
-      this.rejectSynthetic(slot, requestId, id);
-      return;
-    }
-    this.synthetic.delete(id);
-    this.ended.markSyntheticSent(id);
-    const err =
-      this.synthesizer === null
-        ? ({ kind: "noRoute", message: "no netstack is installed" } as const)
-        : this.synthesizer(r.copy, payload);
-    if (err === null) {
-      this.counters.syntheticSent++;
-      return;
-    }
-    const kind =
-      err.kind === "noRoute"
-        ? "noRoute"
-        : err.kind === "rateLimited"
-          ? "rateLimited"
-          : "invalidArgument";
-    this.reject(
-      slot.sink,
-      requestId,
-      kind,
-      `request ${id}: the synthetic reply was not sent: ${err.message}`,
-    );
-  }
-
-  private rejectSynthetic(slot: SessionSlot, requestId: bigint, id: number): void {
-    const notAllowed = (why: string): void =>
-      this.reject(slot.sink, requestId, "syntheticNotAllowed", `request ${requestId}: ${why}`);
-    const p = this.pending.get(id);
-    if (p !== undefined) {
-      if (p.session !== slot) this.rejectForeign(slot, requestId, id);
-      else notAllowed("not consumed yet: send ACTION_CONSUME first");
-      return;
-    }
-    const e = id > 0 && id < this.nextId ? this.ended.find(id) : null;
-    if (e === null) {
-      this.reject(
-        slot.sink,
-        requestId,
-        "unknownRequest",
-        `no consumed request ${requestId} is remembered`,
-      );
-    } else if (e.session !== slot.index) {
-      this.rejectForeign(slot, requestId, id);
-    } else if (e.syntheticSent) {
-      notAllowed("a synthetic reply was already sent (once per request)");
-    } else if (!e.consumedByVerdict) {
-      notAllowed(`not consumed by a verdict: its outcome was ${e.action} (${e.cause})`);
-    } else if (this.synthetic.limits.windowMs === 0) {
-      notAllowed("synthetic replies are off (--synthetic-window 0)");
-    } else {
-      notAllowed(
-        `too late: the synthetic-reply window (${this.synthetic.limits.windowMs} ms) has passed, or its copy was evicted`,
-      );
-    }
+    const r = this.synthetic.reply(slot.index, requestId, payload, this.scheduler.nowMs());
+    if (r !== null) this.reject(slot.sink, requestId, r.kind, r.message);
   }
 
   /** Counts a refusal and sends it to the client. */
@@ -559,7 +498,7 @@ export class Dispatcher {
           ? this.choose(p.fields, p.temporary, p.flow)
           : NO_CLIENT;
       if (next === NO_CLIENT || next === BUSY) {
-        this.finish(p, this.policy.onDisconnect, "disconnect");
+        this.finish(p, this.settings.policy.onDisconnect, "disconnect");
       } else {
         this.detach(p);
         this.counters.redispatched++;
@@ -694,17 +633,18 @@ export class Dispatcher {
 
   /** Refuses a message about a request that was sent to another session. */
   private rejectForeign(slot: SessionSlot, requestId: bigint, id: number): void {
-    this.reject(
-      slot.sink,
-      requestId,
-      "foreignRequest",
-      `request ${id} was sent to another session`,
-    );
+    const r = foreignRequest(id);
+    this.reject(slot.sink, requestId, r.kind, r.message);
+  }
+
+  /** How request `id` ended, when it is remembered. */
+  private findEnded(id: number): EndedRequest | null {
+    // NaN (an id beyond 2^53) fails both comparisons: unknown.
+    return id > 0 && id < this.nextId ? this.ended.find(id) : null;
   }
 
   private rejectEnded(slot: SessionSlot, requestId: bigint, id: number): void {
-    // NaN (an id beyond 2^53) fails both comparisons: unknown.
-    const e = id > 0 && id < this.nextId ? this.ended.find(id) : null;
+    const e = this.findEnded(id);
     if (e === null) {
       this.reject(slot.sink, requestId, "unknownRequest", `no request ${requestId} is pending`);
     } else if (e.session !== slot.index) {
@@ -714,7 +654,7 @@ export class Dispatcher {
         slot.sink,
         requestId,
         "expired",
-        `request ${id}: the deadline passed first; on-timeout (${this.policy.onTimeout}) applied`,
+        `request ${id}: the deadline passed first; on-timeout (${this.settings.policy.onTimeout}) applied`,
       );
     } else {
       this.reject(slot.sink, requestId, "alreadyDecided", `request ${id} already has its outcome`);

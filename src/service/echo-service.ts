@@ -27,10 +27,16 @@ import { msOfDuration, planPing, runPing, watchStats } from "./admin.js";
 import { Authenticator, type AuthOptions, type AuthzFile, type Principal } from "./auth.js";
 import type { Scheduler } from "./deadlines.js";
 import { DecisionLatencies, type LatencySummary } from "./decision-latency.js";
-import { Dispatcher, type DispatcherOptions, type FailurePolicy } from "./dispatcher.js";
+import {
+  DEFAULT_MAX_PENDING,
+  type DecisionSettings,
+  Dispatcher,
+  type DispatcherOptions,
+  type FailurePolicy,
+  type Synthesizer,
+} from "./dispatcher.js";
 import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
 import type { NetworkChange, NetworkControl } from "./network.js";
-import type { PolicyAction } from "./outcomes.js";
 import type { RequestTelemetry } from "./request-telemetry.js";
 import {
   type AdminHandlers,
@@ -53,40 +59,6 @@ export interface Operator {
   reload(): Promise<ConfigChange[] | ServiceError>;
   /** The netstack's addresses, routes and NIC modes; null: not changeable here. */
   network: NetworkControl | null;
-}
-
-/**
- * The decision options a reload may change, named as the configuration names them: a reload
- * hands the service exactly these keys (DECISION_SETTING_KEYS), so a new live decision option
- * is added here and in the configuration schema, nowhere else.
- */
-export interface DecisionSettings {
-  deadline: number;
-  onTimeout: PolicyAction;
-  onNoClient: PolicyAction;
-  onOverload: PolicyAction;
-  onDisconnect: PolicyAction;
-}
-
-export const DECISION_SETTING_KEYS = [
-  "deadline",
-  "onTimeout",
-  "onNoClient",
-  "onOverload",
-  "onDisconnect",
-] as const satisfies readonly (keyof DecisionSettings)[];
-
-/** The deadline and failure policy of DecisionSettings, as the dispatcher takes them. */
-export function decisionOf(s: DecisionSettings): { deadlineMs: number; policy: FailurePolicy } {
-  return {
-    deadlineMs: s.deadline,
-    policy: {
-      onTimeout: s.onTimeout,
-      onNoClient: s.onNoClient,
-      onOverload: s.onOverload,
-      onDisconnect: s.onDisconnect,
-    },
-  };
 }
 
 /** Every counter and gauge by dotted name (GetStats, WatchStats). */
@@ -128,7 +100,15 @@ export interface ServiceOptions {
   drainTimeoutMs: number;
   limits?: Partial<SessionLimits>;
   /** Passed to the dispatcher (table sizes, pending bound). */
-  dispatcher?: Omit<DispatcherOptions, "deadlineMs" | "policy" | "temporaryReply" | "scheduler">;
+  dispatcher?: Pick<
+    DispatcherOptions,
+    | "maxPending"
+    | "flowTableSize"
+    | "affinityTableSize"
+    | "maxFlowMs"
+    | "minRedispatchBudgetMs"
+    | "synthetic"
+  >;
   /** The Forwarder's held-packet bound (default: the pending bound plus headroom). */
   forwarderMaxHeld?: number;
   scheduler?: Scheduler;
@@ -143,6 +123,8 @@ export interface ServiceOptions {
    * synthetic replies send from. Without one the service only serves its RPCs.
    */
   stack?: Stack;
+  /** How synthetic replies are sent (default: the stack's own path, sendSyntheticEchoReply). */
+  synthesizer?: Synthesizer;
   /** Reload and network changes (EchoAdmin); without one those RPCs are refused. */
   operator?: Operator;
   /** What GetStats and WatchStats report (the daemon's counter registry); default: the service's own. */
@@ -167,32 +149,36 @@ export class EchoService {
   private closed = false;
 
   constructor(private readonly o: ServiceOptions) {
+    const stack = o.stack;
+    this.latencies = new DecisionLatencies(o.telemetry ?? null);
     this.dispatcher = new Dispatcher({
       ...o.dispatcher,
-      synthetic: { ...o.dispatcher?.synthetic, windowMs: o.syntheticWindowMs ?? 10_000 },
+      syntheticWindowMs: o.syntheticWindowMs,
       deadlineMs: o.deadlineMs,
       policy: o.policy,
       temporaryReply: o.temporaryReply,
       scheduler: o.scheduler,
+      telemetry: this.latencies,
+      synthesizer:
+        o.synthesizer ??
+        (stack === undefined
+          ? undefined
+          : (copy, payload) =>
+              sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload })),
     });
-    const maxPending = o.dispatcher?.maxPending ?? 65536;
+    const maxPending = o.dispatcher?.maxPending ?? DEFAULT_MAX_PENDING;
     // The dispatcher bounds what it holds first; the Forwarder's own bound is a backstop that
     // still honours on-overload.
     this.forwarder = new Forwarder(this.dispatcher.handle, {
       maxHeld: o.forwarderMaxHeld ?? maxPending + 4096,
       onOverflow: o.policy.onOverload,
     });
-    this.latencies = new DecisionLatencies(o.telemetry ?? null);
-    this.dispatcher.telemetry = this.latencies;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.drainTimeoutMs = o.drainTimeoutMs;
     this.operator = o.operator ?? null;
     this.auth = new Authenticator(authOptionsOf(o.security ?? {}));
-    this.stack = o.stack ?? null;
-    if (o.stack !== undefined) {
-      const stack = o.stack;
-      this.dispatcher.synthesizer = (copy, payload) =>
-        sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload });
+    this.stack = stack ?? null;
+    if (stack !== undefined) {
       stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, this.forwarder.handlePacket);
       stack.setTransportProtocolHandler(ICMPV6_PROTOCOL_NUMBER, this.forwarder.handlePacket);
     }
@@ -235,9 +221,8 @@ export class EchoService {
    * Sessions already up keep running; new ones see the new values in their Welcome.
    */
   apply(s: DecisionSettings): null {
-    const { deadlineMs, policy } = decisionOf(s);
-    this.dispatcher.reconfigure(deadlineMs, policy);
-    this.forwarder.setOverflowAction(policy.onOverload);
+    this.dispatcher.apply(s);
+    this.forwarder.setOverflowAction(s.onOverload);
     return null;
   }
 

@@ -3,7 +3,12 @@
  * ServiceError ends a call with a gRPC status; a RejectionKind becomes a Rejection on the stream
  * (the stream stays up).
  */
-import { type ServiceError as GrpcServiceError, Metadata, status } from "@grpc/grpc-js";
+import {
+  type ServiceError as GrpcServiceError,
+  Metadata,
+  type StatusObject,
+  status,
+} from "@grpc/grpc-js";
 import { RejectionReason } from "../gen/icmpfwd/v1/forwarder.js";
 
 /** Why a call ends with an error status. */
@@ -63,9 +68,14 @@ export function isServiceError(v: unknown): v is ServiceError {
   );
 }
 
-/** The grpc-js error object that ends a call with the status of `e`. */
-export function toGrpcError(e: ServiceError): Partial<GrpcServiceError> {
+/** The status that ends a call with `e` (what a server interceptor sends). */
+export function toGrpcStatus(e: ServiceError): StatusObject {
   return { code: STATUS_OF[e.kind], details: e.message, metadata: new Metadata() };
+}
+
+/** The grpc-js error object that ends a call (a handler's) with the status of `e`. */
+export function toGrpcError(e: ServiceError): Partial<GrpcServiceError> {
+  return toGrpcStatus(e);
 }
 
 /** Why one client message (or one verdict in it) was refused. */

@@ -2,14 +2,18 @@
 export { type AuthzFile, loadAuthz } from "./auth.js";
 export type { Scheduler } from "./deadlines.js";
 export { systemScheduler } from "./deadlines.js";
-export { Dispatcher, FAIL_OPEN, type FailurePolicy } from "./dispatcher.js";
+export {
+  DECISION_SETTING_KEYS,
+  type DecisionSettings,
+  Dispatcher,
+  decisionOf,
+  FAIL_OPEN,
+  type FailurePolicy,
+} from "./dispatcher.js";
 export {
   type CounterSnapshot,
-  DECISION_SETTING_KEYS,
   DECISION_WINDOW,
   DEFAULT_LIMITS,
-  type DecisionSettings,
-  decisionOf,
   EchoService,
   type Operator,
   type SecurityOptions,

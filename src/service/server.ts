@@ -1,19 +1,24 @@
 /**
  * The grpc-js server: listens on `host:port` or `unix:/path`, plaintext or TLS (mTLS with a
  * client CA), with server keepalive (dead clients are noticed), a bound on concurrent streams
- * and bounded message sizes. Every EchoForwarder call and reflection call is authenticated here
- * (auth.ts); grpc.health.v1 answers anyone (container probes). Connect goes to a session; the
- * admin RPCs to admin.ts.
+ * and bounded message sizes. Every EchoForwarder, EchoAdmin and reflection call is authenticated
+ * (and the admin RPCs authorized) by a server interceptor before any handler runs (auth.ts);
+ * grpc.health.v1 answers anyone (container probes). Connect goes to a session, with the caller's
+ * principal; the admin RPCs to admin.ts.
  */
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { connect } from "node:net";
-import { createSecureContext, type PeerCertificate, type SecureContextOptions } from "node:tls";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
   type Metadata,
+  ResponderBuilder,
   Server,
-  ServerCredentials,
+  type ServerCredentials,
+  ServerInterceptingCall,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+  ServerListenerBuilder,
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
@@ -42,18 +47,25 @@ import {
   type SetPromiscuousResponse,
 } from "../gen/icmpfwd/v1/admin.js";
 import type {
-  GetStatsRequest,
   GetStatsResponse,
-  ListSessionsRequest,
   ListSessionsResponse,
   PingEvent,
   PingRequest,
   WatchStatsRequest,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import { type Authenticator, authorize, type Principal } from "./auth.js";
-import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
+import {
+  isServiceError,
+  type ServiceError,
+  serviceError,
+  toGrpcError,
+  toGrpcStatus,
+} from "./errors.js";
 import type { ConnectCall } from "./session.js";
+import { serverCredentials, type TlsFiles } from "./tls.js";
 import { serviceDefinition } from "./wire.js";
+
+export { rotateTls, type TlsFiles } from "./tls.js";
 
 export const DEFAULT_SERVER_OPTIONS: ChannelOptions = {
   // Ping idle connections every 20 s; no answer within 10 s ends them (and their sessions).
@@ -105,90 +117,105 @@ export interface Handlers {
   admin: AdminHandlers;
 }
 
-export interface TlsFiles {
-  /** PEM certificate chain of the server. */
-  cert: Buffer;
-  /** PEM private key of the server. */
-  key: Buffer;
-  /** PEM CA bundle: when set, clients must present a certificate it signed (mTLS). */
-  clientCa?: Buffer;
-}
-
 export interface ServerSecurity {
   auth: Authenticator;
   tls?: TlsFiles;
 }
 
-interface AnyCall {
-  metadata: Metadata;
-  getAuthContext(): { sslPeerCertificate?: PeerCertificate };
-}
+/** What a method needs of its caller: nothing, an identity, or an identity with a right. */
+type Access = "open" | "authenticated" | Right;
 
-function peerCertificate(call: AnyCall): PeerCertificate | undefined {
-  try {
-    return call.getAuthContext().sslPeerCertificate;
-  } catch {
-    return undefined;
-  }
-}
+/** Health answers anyone (container probes carry no credentials). */
+const OPEN_PREFIX = "/grpc.health.v1.Health/";
 
-/** Ends a call (of any kind) with a service error. */
-function fail(call: unknown, callback: unknown, e: ServiceError): void {
-  const err = toGrpcError(e);
-  if (typeof callback === "function") (callback as sendUnaryData<unknown>)(err, null);
-  else (call as { emit(ev: string, e: unknown): void }).emit("error", err);
+/**
+ * The right each method needs beyond authentication: the admin RPCs need "admin"; Connect is
+ * authorized per mode and filter at Hello (session.ts); reflection needs an identity only.
+ */
+const ACCESS: ReadonlyMap<string, Access> = new Map<string, Access>([
+  ...Object.values(EchoAdminService).map((m): [string, Access] => [m.path, "admin"]),
+  ...Object.values(serviceDefinition).map((m): [string, Access] => [
+    m.path,
+    m.path === serviceDefinition.connect.path ? "authenticated" : "admin",
+  ]),
+]);
+
+function accessOf(path: string): Access {
+  if (path.startsWith(OPEN_PREFIX)) return "open";
+  return ACCESS.get(path) ?? "authenticated";
 }
 
 /**
- * Wraps every handler of an implementation: the call is authenticated (and, with `right`,
- * authorized) before the handler runs; the handler gets the principal.
+ * Authentication and authorization as a grpc-js server interceptor: a refused call ends with
+ * its status as soon as its metadata arrives, and no handler runs. The principal of an admitted
+ * call is kept against the call's metadata object, which grpc-js hands on to the handler as
+ * `call.metadata` (keyed weakly: it goes with the call).
  */
-function guarded(
-  auth: Authenticator,
-  impl: Record<string, (call: never, callback: never, principal: Principal) => void>,
-  right: "admin" | null,
-): UntypedServiceImplementation {
-  const out: UntypedServiceImplementation = {};
-  for (const [name, handler] of Object.entries(impl)) {
-    out[name] = ((call: AnyCall, callback?: unknown) => {
-      const p = auth.authenticate(call.metadata, peerCertificate(call));
-      if ("kind" in p) return fail(call, callback, p);
-      const denied = right === null ? null : authorize(p, right);
-      if (denied !== null) return fail(call, callback, denied);
-      (handler as (c: unknown, cb: unknown, p: Principal) => void)(call, callback, p);
-    }) as UntypedHandleCall;
+class CallGuard {
+  private readonly principals = new WeakMap<Metadata, Principal>();
+
+  constructor(private readonly auth: Authenticator) {}
+
+  readonly interceptor: ServerInterceptor = (method, call) => {
+    const access = accessOf(method.path);
+    if (access === "open") return new ServerInterceptingCall(call);
+    const listener = new ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata: Metadata, next: (m: Metadata) => void) => {
+        const p = this.admit(metadata, call, access);
+        if (isServiceError(p)) {
+          call.sendStatus(toGrpcStatus(p));
+          return;
+        }
+        this.principals.set(metadata, p);
+        next(metadata);
+      })
+      .build();
+    return new ServerInterceptingCall(
+      call,
+      new ResponderBuilder().withStart((next) => next(listener)).build(),
+    );
+  };
+
+  /** The principal the interceptor admitted this call's metadata with. */
+  principalOf(metadata: Metadata): Principal | ServiceError {
+    return (
+      this.principals.get(metadata) ??
+      serviceError("internal", "the call reached its handler without being authenticated")
+    );
   }
-  return out;
+
+  private admit(
+    metadata: Metadata,
+    call: ServerInterceptingCallInterface,
+    access: Exclude<Access, "open">,
+  ): Principal | ServiceError {
+    const p = this.auth.authenticate(metadata, call.getAuthContext().sslPeerCertificate);
+    if (isServiceError(p) || access === "authenticated") return p;
+    return authorize(p, access) ?? p;
+  }
 }
 
-function implementation(h: Handlers, auth: Authenticator): UntypedServiceImplementation {
-  const admin = guarded(
-    auth,
-    {
-      getStats(
-        _call: ServerUnaryCall<GetStatsRequest, GetStatsResponse>,
-        done: sendUnaryData<GetStatsResponse>,
-      ): void {
-        done(null, h.getStats());
-      },
-      watchStats: h.watchStats,
-      listSessions(
-        _call: ServerUnaryCall<ListSessionsRequest, ListSessionsResponse>,
-        done: sendUnaryData<ListSessionsResponse>,
-      ): void {
-        done(null, h.listSessions());
-      },
-      ping: h.ping,
-    } as never,
-    "admin",
-  );
-  // Connect is authorized per mode and filter at Hello (session.ts).
-  const connectOnly = guarded(
-    auth,
-    { connect: (call: ConnectCall, _cb: unknown, p: Principal) => h.connect(call, p) } as never,
-    null,
-  );
-  return { ...admin, ...connectOnly };
+/** A handler for each EchoForwarder method; authentication has already happened (CallGuard). */
+function implementation(
+  h: Handlers,
+  guard: CallGuard,
+): Record<keyof typeof serviceDefinition, UntypedHandleCall> {
+  return {
+    connect(call: ConnectCall): void {
+      const p = guard.principalOf(call.metadata);
+      if (isServiceError(p)) call.emit("error", toGrpcError(p));
+      else h.connect(call, p);
+    },
+    getStats: answer(() => h.getStats()),
+    watchStats: h.watchStats,
+    listSessions: answer(() => h.listSessions()),
+    ping: h.ping,
+  };
+}
+
+/** A unary handler that answers at once with `fn`'s response (it cannot fail). */
+function answer<Res>(fn: () => Res): (call: unknown, done: sendUnaryData<Res>) => void {
+  return (_call, done) => done(null, fn());
 }
 
 /** A unary handler over a Result-returning function; a thrown error is INTERNAL. */
@@ -209,40 +236,37 @@ function unary<Req, Res>(
   };
 }
 
-function adminImplementation(h: AdminHandlers, auth: Authenticator): UntypedServiceImplementation {
-  return guarded(
-    auth,
-    {
-      reload: unary(() => h.reload()),
-      getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
-      getNetwork: unary(() => h.getNetwork()),
-      addAddress: unary((r: AddAddressRequest) => h.addAddress(r)),
-      removeAddress: unary((r: RemoveAddressRequest) => h.removeAddress(r)),
-      addRoute: unary((r: AddRouteRequest) => h.addRoute(r)),
-      removeRoute: unary((r: RemoveRouteRequest) => h.removeRoute(r)),
-      setPromiscuous: unary((r: SetPromiscuousRequest) => h.setPromiscuous(r)),
-    } as never,
-    "admin",
-  );
+function adminImplementation(
+  h: AdminHandlers,
+): Record<keyof typeof EchoAdminService, UntypedHandleCall> {
+  return {
+    reload: unary(() => h.reload()),
+    getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
+    getNetwork: unary(() => h.getNetwork()),
+    addAddress: unary((r: AddAddressRequest) => h.addAddress(r)),
+    removeAddress: unary((r: RemoveAddressRequest) => h.removeAddress(r)),
+    addRoute: unary((r: AddRouteRequest) => h.addRoute(r)),
+    removeRoute: unary((r: RemoveRouteRequest) => h.removeRoute(r)),
+    setPromiscuous: unary((r: SetPromiscuousRequest) => h.setPromiscuous(r)),
+  };
 }
 
-let reflectionPackage: ReturnType<typeof loadSync> | null = null;
-
-/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin, behind authentication. */
-function addReflection(server: Server, auth: Authenticator): void {
-  reflectionPackage ??= loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
+/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin (authenticated: CallGuard). */
+function addReflection(server: Server): void {
+  const protos = loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
     keepCase: false,
     longs: String,
     enums: String,
     defaults: true,
     oneofs: true,
   });
-  const reflection = new ReflectionService(reflectionPackage, {
+  const reflection = new ReflectionService(protos, {
     services: [SERVICE_NAME, ADMIN_SERVICE_NAME],
   });
+  // Through a function: the reflection package is typed against its own copy of grpc-js.
   reflection.addToServer({
     addService: (def: ServiceDefinition, impl: UntypedServiceImplementation) =>
-      server.addService(def, guarded(auth, impl as never, null)),
+      server.addService(def, impl),
   });
 }
 
@@ -258,43 +282,6 @@ async function removeStaleSocket(path: string): Promise<void> {
     s.once("error", () => resolve(false));
   });
   if (!live) unlinkSync(path);
-}
-
-/**
- * TLS certificate rotation: the new key and certificates (checked first: a key that does not
- * match its certificate is refused with the reason) apply to handshakes from now on;
- * connections already up keep theirs, so no session is dropped. A reason string, or null.
- */
-export function rotateTls(creds: ServerCredentials, tls: TlsFiles): string | null {
-  const options = {
-    cert: [tls.cert],
-    key: [tls.key],
-    ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa }),
-  };
-  try {
-    createSecureContext({ ...options, minVersion: "TLSv1.2" });
-  } catch (e) {
-    return (e as Error).message;
-  }
-  const current = creds._getSecureContextOptions() ?? {};
-  // grpc-js keeps this protected; it is how its certificate providers rotate (setSecureContext).
-  (
-    creds as unknown as { updateSecureContextOptions(o: SecureContextOptions): void }
-  ).updateSecureContextOptions({ ...current, ...options });
-  return null;
-}
-
-function credentialsOf(tls: TlsFiles | undefined): ServerCredentials {
-  if (tls === undefined) return ServerCredentials.createInsecure();
-  const creds = ServerCredentials.createSsl(
-    tls.clientCa ?? null,
-    [{ cert_chain: tls.cert, private_key: tls.key }],
-    tls.clientCa !== undefined,
-  );
-  // TLS 1.2 at least, whatever Node's default (grpc-js passes these to http2.createSecureServer).
-  const o = creds._getConstructorOptions();
-  if (o !== null) o.minVersion = "TLSv1.2";
-  return creds;
 }
 
 export interface Listening {
@@ -313,15 +300,20 @@ export async function listen(
   security: ServerSecurity,
   options: ChannelOptions = {},
 ): Promise<Listening> {
-  const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options });
-  server.addService(serviceDefinition, implementation(handlers, security.auth));
-  server.addService(EchoAdminService, adminImplementation(handlers.admin, security.auth));
+  const guard = new CallGuard(security.auth);
+  const server = new Server({
+    ...DEFAULT_SERVER_OPTIONS,
+    ...options,
+    interceptors: [guard.interceptor],
+  });
+  server.addService(serviceDefinition, implementation(handlers, guard));
+  server.addService(EchoAdminService, adminImplementation(handlers.admin));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
-  addReflection(server, security.auth);
+  addReflection(server);
   const unix = listenAt.startsWith("unix:");
   if (unix) await removeStaleSocket(listenAt.slice("unix:".length));
-  const creds = credentialsOf(security.tls);
+  const creds = serverCredentials(security.tls);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listenAt, creds, (err, p) => (err === null ? resolve(p) : reject(err)));
   });

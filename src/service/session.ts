@@ -3,6 +3,7 @@
  * Events are batched per session and flushed when the batch is full or at the end of the
  * current tick (a microtask: at low load a lone request goes out at once). A write() that
  * returns false makes the session not writable until 'drain', so it gets nothing more meanwhile.
+ * The session is in one state at a time: awaiting Hello, deciding, observing, or ended.
  */
 import { randomUUID } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
@@ -16,13 +17,7 @@ import {
   type Session,
 } from "../gen/icmpfwd/v1/forwarder.js";
 import { authorize, authorizeFilter, type Principal } from "./auth.js";
-import type {
-  Dispatcher,
-  ObserverSink,
-  ObserverSlot,
-  SessionSink,
-  SessionSlot,
-} from "./dispatcher.js";
+import type { Dispatcher, SessionSink, SessionSlot } from "./dispatcher.js";
 import {
   type RejectionKind,
   rejectionReason,
@@ -31,6 +26,7 @@ import {
   toGrpcError,
 } from "./errors.js";
 import { SessionFilter } from "./filter.js";
+import type { ObserverSink, ObserverSlot } from "./observers.js";
 import type { PolicyAction } from "./outcomes.js";
 import {
   type ClientInput,
@@ -68,20 +64,28 @@ export function wireAction(a: PolicyAction): Action {
   return a === "consume" ? Action.ACTION_CONSUME : Action.ACTION_FALLTHROUGH;
 }
 
+/** Where a session is in its life; the slot is the dispatcher's view of it in that mode. */
+type SessionState =
+  | { readonly kind: "awaitingHello" }
+  | { readonly kind: "deciding"; readonly hello: Hello; readonly slot: SessionSlot }
+  | { readonly kind: "observing"; readonly hello: Hello; readonly slot: ObserverSlot }
+  | { readonly kind: "ended" };
+
+const AWAITING_HELLO: SessionState = { kind: "awaitingHello" };
+const ENDED: SessionState = { kind: "ended" };
+
 export class ConnectSession implements SessionSink, ObserverSink {
   readonly id = randomUUID();
   readonly connectedAtMs = Date.now();
-  private slot: SessionSlot | null = null;
-  private observer: ObserverSlot | null = null;
-  private hello_: Hello | null = null;
-  private maxInFlight = 0;
+  private state: SessionState = AWAITING_HELLO;
+  /** False from a write() that said to wait (while deciding) until the stream's 'drain'. */
+  private streamWritable = true;
   private rejections = 0;
   /** Observe mode: copies queued and not yet handed to the socket. */
   private queuedCopies = 0;
   private payloadBytes = 0;
   private readonly batch = new EventBatch();
   private flushQueued = false;
-  private ended = false;
   private readonly streamLink: unknown;
 
   constructor(
@@ -99,11 +103,15 @@ export class ConnectSession implements SessionSink, ObserverSink {
     call.on("cancelled", () => this.finish(null));
     call.on("error", () => this.finish(null));
     call.on("drain", () => {
-      if (this.slot !== null) this.slot.writable = true;
+      this.streamWritable = true;
     });
   }
 
   // ---- SessionSink (called by the dispatcher) ----
+
+  get writable(): boolean {
+    return this.streamWritable;
+  }
 
   send(p: EventSource, nowMs: number): void {
     this.batch.add(p, this.payloadBytes, nowMs, this.dispatcher.wallOffsetMs);
@@ -118,7 +126,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
   // ---- ObserverSink ----
 
   copy(e: EventSource): boolean {
-    if (this.ended || this.queuedCopies >= this.limits.observerQueue) {
+    if (this.state.kind === "ended" || this.queuedCopies >= this.limits.observerQueue) {
       this.batch.drops++;
       return false;
     }
@@ -129,22 +137,23 @@ export class ConnectSession implements SessionSink, ObserverSink {
 
   /** The session as ListSessions shows it; null before Hello. */
   info(): Session | null {
-    const h = this.hello_;
-    if (h === null) return null;
-    const slot = this.slot;
+    const st = this.state;
+    if (st.kind === "awaitingHello" || st.kind === "ended") return null;
+    const h = st.hello;
+    const deciding = st.kind === "deciding" ? st.slot : null;
     return {
       sessionId: this.id,
       clientName: h.clientName,
       mode: h.mode,
       filter: h.filter ?? emptyFilter(),
-      maxInFlight: slot === null ? 0 : this.maxInFlight,
-      inFlight: slot?.inFlight ?? 0,
-      decided: BigInt(slot?.decided ?? 0),
+      maxInFlight: deciding?.maxInFlight ?? 0,
+      inFlight: deciding?.inFlight ?? 0,
+      decided: BigInt(deciding?.decided ?? 0),
       rejections: BigInt(this.rejections),
       connectedAt: protoTimeOfMs(this.connectedAtMs),
       peer: this.call.getPeer(),
-      draining: slot?.draining ?? false,
-      dropped: BigInt(this.observer?.dropped ?? 0),
+      draining: deciding?.draining ?? false,
+      dropped: BigInt(st.kind === "observing" ? st.slot.dropped : 0),
       identity: this.principal.identity,
     };
   }
@@ -169,23 +178,29 @@ export class ConnectSession implements SessionSink, ObserverSink {
 
   /** The server drains: tell the client, and take no new requests. */
   serverDraining(graceMs: number): void {
-    if (this.ended) return;
-    if (this.slot === null && this.observer === null) {
-      this.finish(serviceError("shuttingDown", "the server is shutting down"));
-      return;
+    const st = this.state;
+    switch (st.kind) {
+      case "ended":
+        return;
+      case "awaitingHello":
+        this.finish(serviceError("shuttingDown", "the server is shutting down"));
+        return;
+      case "deciding":
+      case "observing":
+        this.write({ message: { $case: "draining", value: { grace: protoTimeOfMs(graceMs) } } });
+        if (st.kind === "deciding") this.dispatcher.drainSession(st.slot);
+        else this.idle();
     }
-    this.write({ message: { $case: "draining", value: { grace: protoTimeOfMs(graceMs) } } });
-    if (this.slot !== null) this.dispatcher.drainSession(this.slot);
-    else this.idle();
   }
 
   /** Ends the stream with `error` (or OK); in-flight requests move on or get on-disconnect. */
   finish(error: ServiceError | null): void {
-    if (this.ended) return;
-    this.ended = true;
+    const st = this.state;
+    if (st.kind === "ended") return;
+    this.state = ENDED;
     this.batch.clear();
-    if (this.slot !== null) this.dispatcher.closeSession(this.slot);
-    if (this.observer !== null) this.dispatcher.closeObserver(this.observer);
+    if (st.kind === "deciding") this.dispatcher.closeSession(st.slot);
+    else if (st.kind === "observing") this.dispatcher.closeObserver(st.slot);
     if (!this.call.cancelled && !this.call.writableEnded) {
       if (error === null) this.call.end();
       else this.call.emit("error", toGrpcError(error));
@@ -196,7 +211,8 @@ export class ConnectSession implements SessionSink, ObserverSink {
   // ---- inbound ----
 
   private receive(m: ClientInput): void {
-    if (this.ended) return;
+    const st = this.state;
+    if (st.kind === "ended") return;
     const d = this.dispatcher;
     if (m instanceof Verdicts) {
       this.verdicts(m);
@@ -219,43 +235,41 @@ export class ConnectSession implements SessionSink, ObserverSink {
         this.verdicts(Verdicts.of(msg.value.verdicts));
         return;
       case "drain":
-        if (this.observer !== null) this.idle();
-        else if (this.slot === null) d.reject(this, 0n, "protocolViolation", "Drain before Hello");
-        else d.drainSession(this.slot);
+        if (st.kind === "deciding") d.drainSession(st.slot);
+        else if (st.kind === "observing") this.idle();
+        else d.reject(this, 0n, "protocolViolation", "Drain before Hello");
         return;
-      case "syntheticReply":
-        if (this.slot !== null) d.syntheticReply(this.slot, msg.value.requestId, msg.value.payload);
-        else
+      case "syntheticReply": {
+        const id = msg.value.requestId;
+        if (st.kind === "deciding") d.syntheticReply(st.slot, id, msg.value.payload);
+        else if (st.kind === "observing")
           d.reject(
             this,
-            msg.value.requestId,
-            this.observer !== null ? "syntheticNotAllowed" : "protocolViolation",
-            this.observer !== null
-              ? "an observe session consumes nothing, so it sends no synthetic replies"
-              : "a synthetic reply before Hello",
+            id,
+            "syntheticNotAllowed",
+            "an observe session consumes nothing, so it sends no synthetic replies",
           );
+        else d.reject(this, id, "protocolViolation", "a synthetic reply before Hello");
         return;
+      }
     }
   }
 
   private verdicts(v: Verdicts): void {
     const d = this.dispatcher;
-    if (this.slot !== null) d.decide(this.slot, v);
-    else
-      for (let i = 0; i < v.length; i++)
-        d.reject(
-          this,
-          v.requestId(i),
-          "protocolViolation",
-          this.observer !== null
-            ? "an observe session sends no verdicts"
-            : "a verdict before Hello",
-        );
+    const st = this.state;
+    if (st.kind === "deciding") {
+      d.decide(st.slot, v);
+      return;
+    }
+    const why =
+      st.kind === "observing" ? "an observe session sends no verdicts" : "a verdict before Hello";
+    for (let i = 0; i < v.length; i++) d.reject(this, v.requestId(i), "protocolViolation", why);
   }
 
   private hello(h: Hello): void {
     const d = this.dispatcher;
-    if (this.hello_ !== null) {
+    if (this.state.kind !== "awaitingHello") {
       d.reject(this, 0n, "protocolViolation", "a second Hello");
       return;
     }
@@ -275,8 +289,6 @@ export class ConnectSession implements SessionSink, ObserverSink {
       l.maxInFlightCap,
     );
     this.payloadBytes = Math.min(h.payloadBytes, l.maxPayloadBytes);
-    this.maxInFlight = maxInFlight;
-    this.hello_ = h;
     const p = d.policy;
     // Welcome goes out before the session can be given any request.
     this.write({
@@ -295,13 +307,20 @@ export class ConnectSession implements SessionSink, ObserverSink {
         },
       },
     });
-    if (h.mode === Mode.MODE_OBSERVE) this.observer = d.openObserver(filter, this);
-    else
-      this.slot = d.openSession(filter, maxInFlight, this, {
-        sessionId: this.id,
-        clientName: h.clientName,
-        streamLink: this.streamLink,
-      });
+    // A client that reads nothing may have been cut off by that write: no slot for it then.
+    if (this.hasEnded()) return;
+    this.state =
+      h.mode === Mode.MODE_OBSERVE
+        ? { kind: "observing", hello: h, slot: d.openObserver(filter, this) }
+        : {
+            kind: "deciding",
+            hello: h,
+            slot: d.openSession(filter, maxInFlight, this, {
+              sessionId: this.id,
+              clientName: h.clientName,
+              streamLink: this.streamLink,
+            }),
+          };
   }
 
   private checkHello(h: Hello): ServiceError | null {
@@ -322,12 +341,17 @@ export class ConnectSession implements SessionSink, ObserverSink {
     return null;
   }
 
+  /** A method, not a field test: the compiler would keep a narrowing across the write. */
+  private hasEnded(): boolean {
+    return this.state.kind === "ended";
+  }
+
   // ---- outbound ----
 
   private readonly flush = (): void => {
     this.flushQueued = false;
-    if (this.batch.count === 0 || this.ended) return;
-    if (this.observer === null) {
+    if (this.batch.count === 0 || this.state.kind === "ended") return;
+    if (this.state.kind !== "observing") {
       this.write(this.batch.take());
       return;
     }
@@ -339,14 +363,15 @@ export class ConnectSession implements SessionSink, ObserverSink {
   };
 
   private write(m: ServerOutput | ServerMessage, written?: () => void): void {
-    if (this.ended || this.call.writableEnded) return;
+    if (this.state.kind === "ended" || this.call.writableEnded) return;
     // Events stop at the first false write(); rejections answer client input, so a client that
     // keeps sending but never reads could still grow the queue: past a bound, the stream ends.
     if (this.call.writableLength >= MAX_QUEUED_WRITES) {
       this.finish(serviceError("resourceExhausted", "the client does not read its stream"));
       return;
     }
-    if (!this.call.write(m, written) && this.slot !== null) this.slot.writable = false;
+    // Only a deciding session is given requests, so only its writes gate what it gets.
+    if (!this.call.write(m, written) && this.state.kind === "deciding") this.streamWritable = false;
   }
 }
 

@@ -20,6 +20,7 @@ import { resolveConfig } from "../../src/config.js";
 import { serviceOptionsOf } from "../../src/daemon/components.js";
 import { ChannelEndpoint } from "../../src/link/channel.js";
 import { TunEndpoint } from "../../src/link/tun.js";
+import { sendSyntheticEchoReply } from "../../src/netstack/icmp/synthetic.js";
 import type {
   LinkEndpoint,
   LinkWriteError,
@@ -234,16 +235,15 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
     syntheticWindowMs: 500,
     drainTimeoutMs: 1000,
     telemetry: ledger,
+    // The stack's own synthetic path, with the ledger told of every reply it sent.
+    synthesizer: (copy, payload) => {
+      const e = sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload });
+      if (e === null) ledger.syntheticSent(copy.family, copy.icmp);
+      return e;
+    },
   });
   cleanups.push(() => service.close());
   const d = service.dispatcher;
-  const synthesize = d.synthesizer;
-  if (synthesize === null) throw new Error("no synthesizer with a stack");
-  d.synthesizer = (copy, payload) => {
-    const e = synthesize(copy, payload);
-    if (e === null) ledger.syntheticSent(copy.family, copy.icmp);
-    return e;
-  };
 
   // ---- the clients, in their own process ----
   const n = o.clients ?? 4;

@@ -59,6 +59,7 @@ class FakeSession implements SessionSink {
   readonly received: PendingRequest[] = [];
   readonly rejected: RejectionKind[] = [];
   idled = 0;
+  writable = true;
   send(p: PendingRequest): void {
     this.received.push(p);
   }
@@ -184,6 +185,7 @@ async function run(
   const d = new Dispatcher({
     deadlineMs: 50,
     policy,
+    syntheticWindowMs: 10_000,
     scheduler,
     maxPending: bounds.maxPending,
     flowTableSize: 2,
@@ -267,7 +269,7 @@ async function run(
       }
       case "writable": {
         const s = at(o.session);
-        if (s !== undefined) s.slot.writable = o.writable;
+        if (s !== undefined) s.writable = o.writable;
         break;
       }
       case "serverDrain":

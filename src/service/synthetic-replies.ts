@@ -1,0 +1,162 @@
+/**
+ * Proxy-owned replies: a decide session that consumed a request may later ask the service to
+ * send its Echo Reply (a SyntheticReply), once, within the window after its CONSUME verdict.
+ * This module keeps what such a reply needs of each consumed request (SyntheticRecords), sends
+ * the reply through the installed synthesizer, and explains every refusal. The dispatcher tells
+ * it about consumed requests and asks it to answer; what it needs to know of requests it no
+ * longer holds comes through RequestHistory.
+ */
+import type { TcpipError } from "../netstack/errors.js";
+import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
+import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
+import type { EndedRequest } from "./ended-requests.js";
+import type { RejectionKind } from "./errors.js";
+import type { Outcomes } from "./outcomes.js";
+import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
+
+/** Sends a synthetic Echo Reply for a consumed request (the service binds it to the stack). */
+export type Synthesizer = (
+  copy: EchoRequestCopy,
+  payload: Uint8Array | undefined,
+) => TcpipError | null;
+
+/** Why a client message was refused; the dispatcher counts it and tells the session. */
+export interface Refusal {
+  readonly kind: RejectionKind;
+  readonly message: string;
+}
+
+/** The refusal of a message about a request that was sent to another session. */
+export function foreignRequest(id: number): Refusal {
+  return { kind: "foreignRequest", message: `request ${id} was sent to another session` };
+}
+
+/** What the dispatcher knows of requests the store does not hold (to explain a refusal). */
+export interface RequestHistory {
+  /** The index of the session a pending request waits on; null when `id` is not pending. */
+  pendingSession(id: number): number | null;
+  /** How request `id` ended; null when it is unknown or no longer remembered. */
+  ended(id: number): EndedRequest | null;
+  /** Marks an ended request as answered by a synthetic reply. */
+  markSyntheticSent(id: number): void;
+}
+
+/** The bounds on the copies kept, unless the dispatcher's options say. */
+export const DEFAULT_SYNTHETIC_BOUNDS: Omit<SyntheticLimits, "windowMs"> = {
+  maxRecords: 65536,
+  maxBytes: 64 << 20,
+};
+
+export class SyntheticReplies {
+  private readonly records: SyntheticRecords;
+
+  /** `synthesizer` null: no stack to send from, so every reply finds no route. */
+  constructor(
+    limits: Pick<SyntheticLimits, "windowMs"> & Partial<SyntheticLimits>,
+    private readonly synthesizer: Synthesizer | null,
+    private readonly counters: Outcomes,
+    private readonly history: RequestHistory,
+  ) {
+    const d = DEFAULT_SYNTHETIC_BOUNDS;
+    this.records = new SyntheticRecords({
+      windowMs: limits.windowMs,
+      maxRecords: limits.maxRecords ?? d.maxRecords,
+      maxBytes: limits.maxBytes ?? d.maxBytes,
+    });
+  }
+
+  /** The window in ms (0: synthetic replies are off). */
+  get windowMs(): number {
+    return this.records.limits.windowMs;
+  }
+
+  /** Copies held (expired ones dropped first), and their ICMP bytes. */
+  held(nowMs: number): { records: number; bytes: number } {
+    this.records.expire(nowMs);
+    return { records: this.records.size, bytes: this.records.bytes };
+  }
+
+  /**
+   * Request `id` was just consumed by a verdict of session `session`, and is still live: the
+   * store copies what a later synthetic reply needs from the fields already read (no second
+   * pass over the packet).
+   */
+  consumed(
+    id: number,
+    session: number,
+    req: ForwarderRequest,
+    f: EchoRequestFields,
+    nowMs: number,
+  ): void {
+    if (this.records.limits.windowMs === 0) return;
+    const copy: EchoRequestCopy = {
+      nicId: req.nicId(),
+      family: f.family,
+      source: f.source,
+      destination: f.destination,
+      tos: f.tos,
+      icmp: f.message,
+      localAddressBroadcast: req.packetInfo().localAddressBroadcast,
+    };
+    this.counters.syntheticEvicted += this.records.add(id, session, copy, nowMs);
+    this.counters.syntheticRecorded++;
+  }
+
+  /**
+   * A SyntheticReply from session `session`: the Echo Reply goes out once, only for a request
+   * this session consumed within the window. Null when it was sent; otherwise the refusal.
+   */
+  reply(
+    session: number,
+    requestId: bigint,
+    payload: Uint8Array | undefined,
+    nowMs: number,
+  ): Refusal | null {
+    const id = requestId <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(requestId) : Number.NaN;
+    const r = this.records.get(id, nowMs);
+    if (r === null || r.session !== session) return this.whyNot(session, requestId, id);
+    this.records.delete(id);
+    this.history.markSyntheticSent(id);
+    const err =
+      this.synthesizer === null
+        ? ({ kind: "noRoute", message: "no netstack is installed" } as const)
+        : this.synthesizer(r.copy, payload);
+    if (err === null) {
+      this.counters.syntheticSent++;
+      return null;
+    }
+    const kind =
+      err.kind === "noRoute"
+        ? "noRoute"
+        : err.kind === "rateLimited"
+          ? "rateLimited"
+          : "invalidArgument";
+    return { kind, message: `request ${id}: the synthetic reply was not sent: ${err.message}` };
+  }
+
+  /** Why the store holds no copy of request `id` for session `session`. */
+  private whyNot(session: number, requestId: bigint, id: number): Refusal {
+    const notAllowed = (why: string): Refusal => ({
+      kind: "syntheticNotAllowed",
+      message: `request ${requestId}: ${why}`,
+    });
+    const pendingOn = this.history.pendingSession(id);
+    if (pendingOn !== null)
+      return pendingOn === session
+        ? notAllowed("not consumed yet: send ACTION_CONSUME first")
+        : foreignRequest(id);
+    const e = this.history.ended(id);
+    if (e === null)
+      return { kind: "unknownRequest", message: `no consumed request ${requestId} is remembered` };
+    if (e.session !== session) return foreignRequest(id);
+    if (e.syntheticSent) return notAllowed("a synthetic reply was already sent (once per request)");
+    if (!e.consumedByVerdict)
+      return notAllowed(`not consumed by a verdict: its outcome was ${e.action} (${e.cause})`);
+    const windowMs = this.records.limits.windowMs;
+    if (windowMs === 0) return notAllowed("synthetic replies are off (--synthetic-window 0)");
+    return notAllowed(
+      `too late: the synthetic-reply window (${windowMs} ms) has passed, or its copy was evicted`,
+    );
+  }
+}
