@@ -16,6 +16,7 @@ export {
   PacketBuffer,
 } from "./buffer.js";
 export { type Clock, ManualClock, systemClock } from "./clock.js";
+export { DEFAULT_NETWORK_PROTOCOLS } from "./default-protocols.js";
 export { isTcpipError, type TcpipError, type TcpipErrorKind } from "./errors.js";
 export {
   DEFAULT_IPV4_REASSEMBLY_TIMEOUT_MS,
@@ -34,13 +35,20 @@ export {
   type PacketHook,
 } from "./hooks.js";
 export * from "./icmp/index.js";
+export { type IPv4Protocol, newIPv4Protocol } from "./ipv4/protocol.js";
+export { type IPv6Protocol, newIPv6Protocol } from "./ipv6/protocol.js";
 export type { LinkEndpoint, LinkWriteError, NetworkDispatcher } from "./link-endpoint.js";
 export type { AddressEntry, NIC } from "./nic.js";
+export type {
+  FindRouteOptions,
+  FragmentationOptions,
+  NetworkProtocol,
+  NetworkProtocolFactory,
+  ProtocolStack,
+} from "./protocol.js";
 export type { NetworkHeaderParams, Route, RouteEntry } from "./route.js";
 export {
   DEFAULT_TTL,
-  type FindRouteOptions,
-  type FragmentationOptions,
   type NICOptions,
   Stack,
   type StackOptions,

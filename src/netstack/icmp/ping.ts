@@ -8,7 +8,7 @@ import {
 import { isTcpipError, type TcpipError, tcpipError } from "../errors.js";
 import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "../header/icmpv4.js";
 import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "../header/icmpv6.js";
-import type { Stack } from "../stack.js";
+import type { ProtocolStack } from "../protocol.js";
 import type { TransportEndpointID } from "../transport.js";
 
 /** An Echo Reply received by a ping endpoint. */
@@ -48,7 +48,7 @@ export class PingEndpoint {
   private closed = false;
 
   constructor(
-    private readonly stack: Stack,
+    private readonly stack: ProtocolStack,
     private readonly registry: PingRegistry,
     private readonly options: PingEndpointOptions,
     ident: number,
@@ -127,7 +127,7 @@ export class PingRegistry {
   private readonly byKey = new Map<string, PingEndpoint[]>();
   private nextIdent = 1 + Math.floor(Math.random() * 0xfffe);
 
-  constructor(private readonly stack: Stack) {}
+  constructor(private readonly stack: ProtocolStack) {}
 
   open(options: PingEndpointOptions): PingEndpoint | TcpipError {
     const proto = options.family === "ipv4" ? IPV4_PROTOCOL_NUMBER : IPV6_PROTOCOL_NUMBER;

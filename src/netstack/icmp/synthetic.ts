@@ -5,7 +5,7 @@ import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "../header/icmpv4.js";
 import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "../header/icmpv6.js";
 import { IPv4Header } from "../header/ipv4.js";
 import { IPv6Header } from "../header/ipv6.js";
-import type { Stack } from "../stack.js";
+import type { ProtocolStack } from "../protocol.js";
 import type { ForwarderRequest } from "./forwarder.js";
 
 /**
@@ -64,7 +64,7 @@ export interface SyntheticReplyOptions {
  * Returns a typed error instead of failing silently.
  */
 export function sendSyntheticEchoReply(
-  stack: Stack,
+  stack: ProtocolStack,
   req: EchoRequestCopy,
   options: SyntheticReplyOptions = {},
 ): TcpipError | null {

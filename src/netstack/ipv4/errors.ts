@@ -18,7 +18,7 @@ import {
 } from "../header/icmpv4.js";
 import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { ProtocolStack } from "../protocol.js";
 
 /** Why the stack answers a received datagram with an ICMPv4 error (gVisor's icmpReason). */
 export type ICMPv4ErrorReason =
@@ -52,7 +52,7 @@ function isICMPv4Informational(type: number): boolean {
  * in 576 bytes. Counts `sent.paramProblem` / `sent.dstUnreachable`, or why nothing went out.
  */
 export function returnICMPv4Error(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   datagram: Uint8Array,
   broadcast: boolean,

@@ -19,7 +19,7 @@ import {
 } from "../header/icmpv4.js";
 import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { ProtocolStack } from "../protocol.js";
 import type { ICMPv4ReceivedStats } from "../stats.js";
 
 /**
@@ -28,7 +28,7 @@ import type { ICMPv4ReceivedStats } from "../stats.js";
  * `replyHeaderLength` bytes of the request's header (20, plus the processed options).
  */
 export function handleICMPv4(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   pkt: PacketBuffer,
   replyHeaderLength = IPV4_MIN_SIZE,
@@ -89,7 +89,7 @@ function echoId(pkt: PacketBuffer, msg: Uint8Array) {
 }
 
 function handleEchoRequest(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   pkt: PacketBuffer,
   msg: Uint8Array,
@@ -138,7 +138,7 @@ function withReplyHeader(
  * options — then the ICMP message) and becomes the reply.
  */
 function sendEchoReply(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   reply: Uint8Array,
   headerLength: number,

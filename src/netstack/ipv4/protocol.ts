@@ -10,7 +10,7 @@ import {
   IPv4Header,
 } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { NetworkProtocol, ProtocolStack } from "../protocol.js";
 import { returnICMPv4Error } from "./errors.js";
 import { handleICMPv4 } from "./icmp.js";
 import {
@@ -40,7 +40,9 @@ function isValidIPv4(packet: Uint8Array): boolean {
  * the header, apply the source and destination rules, process the options, and deliver to
  * ICMP; any other protocol gets Destination Unreachable (protocol unreachable).
  */
-export class IPv4Protocol {
+export class IPv4Protocol implements NetworkProtocol {
+  readonly number = IPV4_PROTOCOL_NUMBER;
+
   /**
    * Wall-clock time in ms for the Timestamp option (RFC 791: ms since midnight UT). The stack
    * clock is monotonic, so this is separate; tests replace it.
@@ -50,7 +52,7 @@ export class IPv4Protocol {
   /** Fragments waiting for the rest of their datagram (gVisor's ipv4 protocol.fragmentation). */
   readonly reassembler: Reassembler<IPv4FragmentContext>;
 
-  constructor(private readonly stack: Stack) {
+  constructor(private readonly stack: ProtocolStack) {
     const o = stack.fragmentationOptions;
     this.reassembler = new Reassembler<IPv4FragmentContext>(
       {
@@ -61,6 +63,18 @@ export class IPv4Protocol {
       stack.stats.ipv4,
       (first) => this.onReassemblyTimeout(first),
     );
+  }
+
+  get pendingFragments(): number {
+    return this.reassembler.pending;
+  }
+
+  expireFragments(nowMs: number): number {
+    return this.reassembler.expire(nowMs);
+  }
+
+  close(): void {
+    this.reassembler.clear();
   }
 
   handlePacket(nic: NIC, received: Uint8Array): void {
@@ -353,4 +367,9 @@ export class IPv4Protocol {
     h.checksum = h.calculateChecksum();
     return IPV4_MIN_SIZE + result.options.length;
   }
+}
+
+/** The IPv4 factory for StackOptions.networkProtocols (gVisor's ipv4.NewProtocol). */
+export function newIPv4Protocol(stack: ProtocolStack): IPv4Protocol {
+  return new IPv4Protocol(stack);
 }

@@ -29,12 +29,12 @@ import {
 } from "../header/icmpv6.js";
 import { IPv6Header } from "../header/ipv6.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { ProtocolStack } from "../protocol.js";
 import type { ICMPv6ReceivedStats } from "../stats.js";
 import type { TransportEndpointID } from "../transport.js";
 
 /** ICMPv6 receive (gVisor's ipv6 handleICMP): validate with the pseudo-header, count, echo. */
-export function handleICMPv6(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
+export function handleICMPv6(stack: ProtocolStack, nic: NIC, pkt: PacketBuffer): void {
   const received = stack.stats.icmp.v6.packetsReceived;
   const msg = pkt.transportMessage();
   const ip = new IPv6Header(pkt.data);
@@ -107,7 +107,7 @@ function echoId(ip: IPv6Header, msg: Uint8Array): TransportEndpointID {
 }
 
 function handleEchoRequest(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   pkt: PacketBuffer,
   ip: IPv6Header,
@@ -133,7 +133,7 @@ function handleEchoRequest(
  * class copied, flow label 0, no extension headers.
  */
 function sendEchoReply(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   icmp: Uint8Array,
   requestSrc: Uint8Array,

@@ -46,7 +46,7 @@ import {
   isIPv6ExtensionHeader,
 } from "../header/ipv6-extension-headers.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { NetworkProtocol, ProtocolStack } from "../protocol.js";
 import { returnICMPv6Error } from "./errors.js";
 import { handleICMPv6 } from "./icmp.js";
 
@@ -69,7 +69,9 @@ function isValidIPv6(packet: Uint8Array): boolean {
  * solicitations to ff02::2, MLD reports to ff02::16) is for groups this host has not joined and
  * ends, counted, as an invalid destination.
  */
-export class IPv6Protocol {
+export class IPv6Protocol implements NetworkProtocol {
+  readonly number = IPV6_PROTOCOL_NUMBER;
+
   /** Fragments waiting for the rest of their packet (gVisor's ipv6 protocol.fragmentation). */
   readonly reassembler: Reassembler<IPv6FragmentContext>;
   /**
@@ -78,7 +80,7 @@ export class IPv6Protocol {
    */
   private walked: Uint8Array = EMPTY;
 
-  constructor(private readonly stack: Stack) {
+  constructor(private readonly stack: ProtocolStack) {
     const o = stack.fragmentationOptions;
     this.reassembler = new Reassembler<IPv6FragmentContext>(
       {
@@ -89,6 +91,18 @@ export class IPv6Protocol {
       stack.stats.ipv6,
       (first) => this.onReassemblyTimeout(first),
     );
+  }
+
+  get pendingFragments(): number {
+    return this.reassembler.pending;
+  }
+
+  expireFragments(nowMs: number): number {
+    return this.reassembler.expire(nowMs);
+  }
+
+  close(): void {
+    this.reassembler.clear();
   }
 
   handlePacket(nic: NIC, received: Uint8Array): void {
@@ -417,4 +431,9 @@ export class IPv6Protocol {
       kind: "reassemblyTimeout",
     });
   }
+}
+
+/** The IPv6 factory for StackOptions.networkProtocols (gVisor's ipv6.NewProtocol). */
+export function newIPv6Protocol(stack: ProtocolStack): IPv6Protocol {
+  return new IPv6Protocol(stack);
 }
