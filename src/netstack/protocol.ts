@@ -57,17 +57,22 @@ export interface ProtocolStack {
   fragmentsPending(): void;
 }
 
+/** What the stack drives of a protocol's fragment reassembly (its sweep timer and close()). */
+export interface FragmentReassembly {
+  /** How many incomplete datagrams are held. */
+  readonly pending: number;
+  /** Releases the incomplete datagrams whose timeout has passed at `nowMs`; returns how many. */
+  expire(nowMs: number): number;
+  /** Drops everything held. */
+  clear(): void;
+}
+
 /** One network protocol instance of a stack (gVisor's NetworkProtocol plus its endpoint). */
 export interface NetworkProtocol {
   readonly number: NetworkProtocolNumber;
+  readonly reassembler: FragmentReassembly;
   /** The receive path of one datagram from `nic` (gVisor's NetworkEndpoint.HandlePacket). */
   handlePacket(nic: NIC, packet: Uint8Array): void;
-  /** How many incomplete datagrams reassembly holds. */
-  readonly pendingFragments: number;
-  /** Releases the incomplete datagrams whose timeout has passed at `nowMs`; returns how many. */
-  expireFragments(nowMs: number): number;
-  /** Drops everything held (the stack is closing). */
-  close(): void;
 }
 
 /** Builds a protocol for a stack (gVisor's stack.NetworkProtocolFactory). */

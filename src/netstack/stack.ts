@@ -268,7 +268,7 @@ export class Stack implements RouteContext, ProtocolStack {
   sweepFragments(): number {
     const now = this.clock.nowMs();
     let n = 0;
-    for (const p of this.protocols) n += p.expireFragments(now);
+    for (const p of this.protocols) n += p.reassembler.expire(now);
     if (!this.holdsFragments()) this.stopSweepTimer();
     return n;
   }
@@ -283,7 +283,7 @@ export class Stack implements RouteContext, ProtocolStack {
   }
 
   private holdsFragments(): boolean {
-    return this.protocols.some((p) => p.pendingFragments !== 0);
+    return this.protocols.some((p) => p.reassembler.pending !== 0);
   }
 
   private stopSweepTimer(): void {
@@ -521,7 +521,7 @@ export class Stack implements RouteContext, ProtocolStack {
   /** Detaches every NIC from its link. */
   close(): void {
     this.stopSweepTimer();
-    for (const p of this.protocols) p.close();
+    for (const p of this.protocols) p.reassembler.clear();
     for (const nic of this.nics.values()) nic.link.attach(null);
     this.nics.clear();
     this.routes.length = 0;

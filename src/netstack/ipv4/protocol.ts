@@ -65,18 +65,6 @@ export class IPv4Protocol implements NetworkProtocol {
     );
   }
 
-  get pendingFragments(): number {
-    return this.reassembler.pending;
-  }
-
-  expireFragments(nowMs: number): number {
-    return this.reassembler.expire(nowMs);
-  }
-
-  close(): void {
-    this.reassembler.clear();
-  }
-
   handlePacket(nic: NIC, received: Uint8Array): void {
     const stats = this.stack.stats.ipv4;
     stats.packetsReceived++;
