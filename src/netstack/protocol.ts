@@ -21,6 +21,17 @@ export interface FindRouteOptions {
   allowUnassignedLocal?: boolean;
 }
 
+const FROM_TEMPORARY: FindRouteOptions = Object.freeze({ allowUnassignedLocal: true });
+const FROM_ASSIGNED: FindRouteOptions = Object.freeze({ allowUnassignedLocal: false });
+
+/**
+ * The route options of an answer to a received packet: from a temporary address it may leave
+ * from that unassigned address. Shared constants, so the reply path allocates no options object.
+ */
+export function replyRouteOptions(temporary: boolean): FindRouteOptions {
+  return temporary ? FROM_TEMPORARY : FROM_ASSIGNED;
+}
+
 /** The reassembly limits in force (StackOptions with the defaults filled in). */
 export interface FragmentationOptions {
   readonly ipv4ReassemblyTimeoutMs: number;
