@@ -93,6 +93,10 @@ export class IPv6Protocol implements NetworkProtocol {
     );
   }
 
+  /**
+   * gVisor's HandlePacket: validates the fixed header, runs the prerouting hooks and applies
+   * the source and destination rules; what is left is handleValidatedPacket's.
+   */
   handlePacket(nic: NIC, received: Uint8Array): void {
     const stats = this.stack.stats.ipv6;
     stats.packetsReceived++;
@@ -139,17 +143,33 @@ export class IPv6Protocol implements NetworkProtocol {
       return;
     }
     const payloadEnd = IPV6_MIN_SIZE + h.payloadLength;
-    let data = payloadEnd < packet.length ? packet.subarray(0, payloadEnd) : packet;
-    const temporary = match.kind === "temporary";
+    const data = payloadEnd < packet.length ? packet.subarray(0, payloadEnd) : packet;
+    this.handleValidatedPacket(nic, data, h.nextHeader, match.kind === "temporary");
+  }
+
+  /**
+   * gVisor's handleValidatedPacket: walks the extension headers (reassembling fragments), runs
+   * the input hooks, then delivers ICMPv6. `validated` is the packet cut to its payload length,
+   * `nextHeader` its fixed header's Next Header.
+   */
+  private handleValidatedPacket(
+    nic: NIC,
+    validated: Uint8Array,
+    nextHeader: number,
+    temporary: boolean,
+  ): void {
+    const stats = this.stack.stats.ipv6;
+    let data = validated;
     let transportOffset = IPV6_MIN_SIZE;
-    if (h.nextHeader !== ICMPV6_PROTOCOL_NUMBER) {
+    if (nextHeader !== ICMPV6_PROTOCOL_NUMBER) {
       // Extension headers or another upper layer: the slow path (the fast path allocates
       // nothing more for a plain ICMPv6 packet). Fragments are reassembled on the way.
-      transportOffset = this.processExtensionHeaders(nic, data, h.nextHeader, temporary);
+      transportOffset = this.processExtensionHeaders(nic, data, nextHeader, temporary);
       data = this.walked;
       this.walked = EMPTY;
       if (transportOffset < 0) return;
     }
+    const hooks = this.stack.hooks;
     if (hooks.input.length !== 0) {
       const out = hooks.run("input", data, IPV6_PROTOCOL_NUMBER, nic.id);
       if (out === null) {
