@@ -1,5 +1,5 @@
 import { type PacketBuffer, type ReplyHook, replyHookSlot } from "./buffer.js";
-import type { Stack } from "./stack.js";
+import type { ProtocolStack } from "./protocol.js";
 import { Decision, type TransportEndpointID } from "./transport.js";
 
 /**
@@ -42,11 +42,11 @@ export class BuiltInEchoReply implements ReplyHook {
 
 /**
  * Delivers an Echo Request to the transport layer with the reply hook attached, then applies
- * the decision table (DESIGN.md §3): the fallback reply is sent unless reply() already ran, the
+ * the decision table: the fallback reply is sent unless reply() already ran, the
  * handler consumed the request, or `suppressFallback` (IPv4 temporary address) holds.
  */
 export function deliverEchoRequest(
-  stack: Stack,
+  stack: ProtocolStack,
   pkt: PacketBuffer,
   id: TransportEndpointID,
   reply: BuiltInEchoReply,

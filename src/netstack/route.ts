@@ -6,7 +6,8 @@ import {
   type NetworkProtocolNumber,
 } from "./buffer.js";
 import { type TcpipError, tcpipError } from "./errors.js";
-import { checksum, pseudoHeaderChecksum } from "./header/checksum.js";
+import { ICMPv4Header } from "./header/icmpv4.js";
+import { ICMPv6Header } from "./header/icmpv6.js";
 import { encodeIPv4, IPV4_FLAG_DF, IPV4_FLAG_MF, IPv4Header } from "./header/ipv4.js";
 import { encodeIPv6, IPV6_MIN_SIZE } from "./header/ipv6.js";
 import {
@@ -16,6 +17,9 @@ import {
 import type { HookChains } from "./hooks.js";
 import type { NIC } from "./nic.js";
 import type { IPStats } from "./stats.js";
+
+const icmpv4View = new ICMPv4Header(new Uint8Array(0));
+const icmpv6View = new ICMPv6Header(new Uint8Array(0));
 
 /** The Next Header field of the IPv6 fixed header. */
 const IPV6_NEXT_HEADER_FIELD = 6;
@@ -130,14 +134,16 @@ export class Route {
   writeICMP(message: Uint8Array, tos: number): TcpipError | null {
     const v4 = this.netProto === IPV4_PROTOCOL_NUMBER;
     const protocol = v4 ? ICMPV4_PROTOCOL_NUMBER : ICMPV6_PROTOCOL_NUMBER;
-    message[2] = 0;
-    message[3] = 0;
-    const initial = v4
-      ? 0
-      : pseudoHeaderChecksum(protocol, this.localAddress, this.remoteAddress, message.length);
-    const c = ~checksum(message, initial) & 0xffff;
-    message[2] = c >> 8;
-    message[3] = c & 0xff;
+    // Views re-pointed per message: an ICMP write allocates no header object.
+    if (v4) {
+      const h = icmpv4View.reset(message);
+      h.checksum = h.calculateChecksum();
+      h.release();
+    } else {
+      const h = icmpv6View.reset(message);
+      h.checksum = h.calculateChecksum(this.localAddress, this.remoteAddress);
+      h.release();
+    }
     return this.writePacket({ protocol, ttl: this.defaultTTL, tos }, message);
   }
 

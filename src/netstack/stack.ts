@@ -10,13 +10,13 @@ import {
 } from "./address.js";
 import {
   ICMPV4_PROTOCOL_NUMBER,
-  ICMPV6_PROTOCOL_NUMBER,
   IPV4_PROTOCOL_NUMBER,
   IPV6_PROTOCOL_NUMBER,
   type NetworkProtocolNumber,
   type PacketBuffer,
 } from "./buffer.js";
 import { type Clock, systemClock } from "./clock.js";
+import { DEFAULT_NETWORK_PROTOCOLS } from "./default-protocols.js";
 import { type TcpipError, tcpipError } from "./errors.js";
 import {
   DEFAULT_IPV4_REASSEMBLY_TIMEOUT_MS,
@@ -24,6 +24,8 @@ import {
   DEFAULT_REASSEMBLY_HIGH_THRESHOLD,
   DEFAULT_REASSEMBLY_LOW_THRESHOLD,
 } from "./fragmentation/reassembler.js";
+import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "./header/icmpv4.js";
+import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "./header/icmpv6.js";
 import { IPV4_MAX_TOTAL_SIZE } from "./header/ipv4.js";
 import { IPV6_MAX_PAYLOAD_SIZE, IPV6_MIN_SIZE } from "./header/ipv6.js";
 import {
@@ -34,10 +36,15 @@ import {
   type PacketHook,
 } from "./hooks.js";
 import { type PingEndpoint, type PingEndpointOptions, PingRegistry } from "./icmp/ping.js";
-import { IPv4Protocol } from "./ipv4/protocol.js";
-import { IPv6Protocol } from "./ipv6/protocol.js";
 import type { LinkEndpoint } from "./link-endpoint.js";
 import { NIC } from "./nic.js";
+import type {
+  FindRouteOptions,
+  FragmentationOptions,
+  NetworkProtocol,
+  NetworkProtocolFactory,
+  ProtocolStack,
+} from "./protocol.js";
 import {
   DEFAULT_ICMP_BURST,
   DEFAULT_ICMP_RATE_LIMIT,
@@ -62,6 +69,12 @@ import {
 } from "./transport.js";
 
 export interface StackOptions {
+  /**
+   * The network protocols, one factory per protocol number (gVisor's
+   * Options.NetworkProtocols). Default: DEFAULT_NETWORK_PROTOCOLS (IPv4 and IPv6). Datagrams of
+   * a version without a protocol are counted as unknownL3ProtocolRcvdPackets.
+   */
+  networkProtocols?: readonly NetworkProtocolFactory[];
   /** TTL / hop limit of packets the stack originates, replies included (gVisor DefaultTTLOption). */
   defaultTTL?: number;
   clock?: Clock;
@@ -94,17 +107,6 @@ export interface StackOptions {
    * only while fragments are held, and is unref'd). 0 turns it off: call sweepFragments().
    */
   fragmentSweepIntervalMs?: number;
-}
-
-/** The reassembly limits in force (StackOptions with the defaults filled in). */
-export interface FragmentationOptions {
-  readonly ipv4ReassemblyTimeoutMs: number;
-  readonly ipv6ReassemblyTimeoutMs: number;
-  readonly reassemblyHighThreshold: number;
-  readonly reassemblyLowThreshold: number;
-  readonly maxIPv4DatagramSize: number;
-  readonly maxIPv6DatagramSize: number;
-  readonly sweepIntervalMs: number;
 }
 
 function resolveFragmentationOptions(o: StackOptions): FragmentationOptions {
@@ -153,21 +155,13 @@ export interface NICOptions {
   spoofing?: boolean;
 }
 
-export interface FindRouteOptions {
-  /**
-   * Accept `localAddress` although the NIC does not own it: the reply path of a packet that
-   * arrived for a temporary address (promiscuous NIC) answers from that address.
-   */
-  allowUnassignedLocal?: boolean;
-}
-
 export const DEFAULT_TTL = 64;
 
 /**
  * The userspace network stack: NICs, addresses, routes, protocol handlers, stats, the ICMP rate
  * limiter and the clock (gVisor's stack.Stack, reduced to what an ICMP Echo service needs).
  */
-export class Stack implements RouteContext {
+export class Stack implements RouteContext, ProtocolStack {
   readonly stats = new Stats();
   readonly clock: Clock;
   /** The reassembly limits in force. */
@@ -184,8 +178,10 @@ export class Stack implements RouteContext {
   private readonly routes: RouteEntry[] = [];
   private readonly handlers = new Map<number, TransportProtocolHandler>();
   private ipv4Id: number;
-  readonly ipv4: IPv4Protocol;
-  readonly ipv6: IPv6Protocol;
+  private readonly protocols: readonly NetworkProtocol[];
+  // The receive path's two protocols, looked up once (null: the stack has no such protocol).
+  private readonly ipv4: NetworkProtocol | null;
+  private readonly ipv6: NetworkProtocol | null;
   private readonly pings: PingRegistry;
 
   constructor(options: StackOptions = {}) {
@@ -206,9 +202,22 @@ export class Stack implements RouteContext {
     this.ipv6FragmentId = Math.floor(Math.random() * 0x100000000);
     this.fragmentationOptions = resolveFragmentationOptions(options);
     this.hooks = new HookChains(this.stats.hooks);
-    this.ipv4 = new IPv4Protocol(this);
-    this.ipv6 = new IPv6Protocol(this);
+    const protocols: NetworkProtocol[] = [];
+    for (const factory of options.networkProtocols ?? DEFAULT_NETWORK_PROTOCOLS) {
+      const p = factory(this);
+      if (protocols.some((q) => q.number === p.number))
+        throw new RangeError(`network protocol ${p.number} is registered twice`);
+      protocols.push(p);
+    }
+    this.protocols = protocols;
+    this.ipv4 = this.networkProtocolInstance(IPV4_PROTOCOL_NUMBER) ?? null;
+    this.ipv6 = this.networkProtocolInstance(IPV6_PROTOCOL_NUMBER) ?? null;
     this.pings = new PingRegistry(this);
+  }
+
+  /** The protocol instance for `number`, if the stack has one (gVisor's NetworkProtocolInstance). */
+  networkProtocolInstance(number: NetworkProtocolNumber): NetworkProtocol | undefined {
+    return this.protocols.find((p) => p.number === number);
   }
 
   get defaultTTL(): number {
@@ -258,20 +267,23 @@ export class Stack implements RouteContext {
    */
   sweepFragments(): number {
     const now = this.clock.nowMs();
-    const n = this.ipv4.reassembler.expire(now) + this.ipv6.reassembler.expire(now);
-    if (this.ipv4.reassembler.pending === 0 && this.ipv6.reassembler.pending === 0) {
-      this.stopSweepTimer();
-    }
+    let n = 0;
+    for (const p of this.protocols) n += p.reassembler.expire(now);
+    if (!this.holdsFragments()) this.stopSweepTimer();
     return n;
   }
 
   /** Called by the network protocols after a fragment: keeps the sweep timer running. */
   fragmentsPending(): void {
     if (this.sweepTimer !== null || this.fragmentationOptions.sweepIntervalMs === 0) return;
-    if (this.ipv4.reassembler.pending === 0 && this.ipv6.reassembler.pending === 0) return;
+    if (!this.holdsFragments()) return;
     const t = setInterval(() => this.sweepFragments(), this.fragmentationOptions.sweepIntervalMs);
     t.unref?.();
     this.sweepTimer = t;
+  }
+
+  private holdsFragments(): boolean {
+    return this.protocols.some((p) => p.reassembler.pending !== 0);
   }
 
   private stopSweepTimer(): void {
@@ -471,8 +483,8 @@ export class Stack implements RouteContext {
     const type = pkt.data[pkt.transportOffset];
     const echo =
       pkt.transportProtocol === ICMPV4_PROTOCOL_NUMBER
-        ? type === 0 || type === 8
-        : type === 128 || type === 129;
+        ? type === ICMPV4_ECHO_REPLY || type === ICMPV4_ECHO
+        : type === ICMPV6_ECHO_REQUEST || type === ICMPV6_ECHO_REPLY;
     const ep = echo ? this.pings.match(pkt.networkProtocol, id) : null;
     if (ep !== null) {
       ep.deliver(pkt, id);
@@ -497,27 +509,21 @@ export class Stack implements RouteContext {
   // ---- NetworkReceiver (called by NICs) ----
 
   handleIPv4(nic: NIC, packet: Uint8Array): void {
-    this.ipv4.handlePacket(nic, packet);
+    if (this.ipv4 !== null) this.ipv4.handlePacket(nic, packet);
+    else this.stats.nic.unknownL3ProtocolRcvdPackets++;
   }
 
   handleIPv6(nic: NIC, packet: Uint8Array): void {
-    this.ipv6.handlePacket(nic, packet);
+    if (this.ipv6 !== null) this.ipv6.handlePacket(nic, packet);
+    else this.stats.nic.unknownL3ProtocolRcvdPackets++;
   }
 
   /** Detaches every NIC from its link. */
   close(): void {
     this.stopSweepTimer();
-    this.ipv4.reassembler.clear();
-    this.ipv6.reassembler.clear();
+    for (const p of this.protocols) p.reassembler.clear();
     for (const nic of this.nics.values()) nic.link.attach(null);
     this.nics.clear();
     this.routes.length = 0;
   }
 }
-
-export {
-  ICMPV4_PROTOCOL_NUMBER,
-  ICMPV6_PROTOCOL_NUMBER,
-  IPV4_PROTOCOL_NUMBER,
-  IPV6_PROTOCOL_NUMBER,
-};

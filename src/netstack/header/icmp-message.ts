@@ -6,23 +6,53 @@ const CODE = 1;
 const CHECKSUM = 2;
 const IDENT = 4;
 const SEQUENCE = 6;
-/** The Echo data (or an error's quoted packet) starts after the first 8 bytes. */
-const PAYLOAD = 8;
+/**
+ * The Echo header (type, code, checksum, identifier, sequence) of ICMPv4 and ICMPv6 alike: the
+ * Echo data (or an error's quoted packet) starts after it.
+ */
+export const ICMP_ECHO_HEADER_SIZE = 8;
+const PAYLOAD = ICMP_ECHO_HEADER_SIZE;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The Identifier field of an ICMPv4 or ICMPv6 message starting at byte 0 of `message`, read
+ * without a view (the receive path reads it once per message to build the transport id).
+ */
+export function icmpIdent(message: Uint8Array): number {
+  return (message[IDENT] << 8) | message[IDENT + 1];
+}
 
 /**
  * What ICMPv4 and ICMPv6 messages have in common: a view over one whole message, `length`
  * bytes from `offset` (clamped to the buffer). Getters read straight from the bytes.
  */
 export abstract class ICMPMessageView {
+  bytes: Uint8Array;
+  offset: number;
   /** Bytes of the message, never past the end of `bytes`. */
-  readonly length: number;
+  length: number;
 
-  constructor(
-    readonly bytes: Uint8Array,
-    readonly offset = 0,
-    length: number = bytes.length - offset,
-  ) {
+  constructor(bytes: Uint8Array, offset = 0, length: number = bytes.length - offset) {
+    this.bytes = bytes;
+    this.offset = offset;
     this.length = Math.max(0, Math.min(length, bytes.length - offset));
+  }
+
+  /**
+   * Points the view at another message, as the constructor would, and returns it: a per-packet
+   * path keeps one view and re-points it instead of allocating one per packet. Call
+   * `release()` when done, so the view does not keep the packet alive.
+   */
+  reset(bytes: Uint8Array, offset = 0, length: number = bytes.length - offset): this {
+    this.bytes = bytes;
+    this.offset = offset;
+    this.length = Math.max(0, Math.min(length, bytes.length - offset));
+    return this;
+  }
+
+  /** Lets go of the message (a reused view over an empty buffer). */
+  release(): void {
+    this.reset(EMPTY);
   }
 
   get type(): number {

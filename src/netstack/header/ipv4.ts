@@ -203,6 +203,18 @@ export class IPv4Header {
     return addressCopyAt(this.bytes, i, IPV4_ADDRESS_SIZE);
   }
 
+  /** Exchanges source and destination in place (a reply's addressing), allocating nothing. */
+  swapAddresses(): void {
+    const b = this.bytes;
+    const src = this.offset + IPV4_SOURCE_ADDRESS_OFFSET;
+    const dst = this.offset + IPV4_DESTINATION_ADDRESS_OFFSET;
+    for (let i = 0; i < IPV4_ADDRESS_SIZE; i++) {
+      const t = b[src + i];
+      b[src + i] = b[dst + i];
+      b[dst + i] = t;
+    }
+  }
+
   /** Sets both fields of the flags/fragment-offset word at once (gVisor's SetFlagsFragmentOffset). */
   setFlagsFragmentOffset(flags: number, fragmentOffset: number): void {
     this.put16(FLAGS_FRAGMENT_OFFSET, ((flags & 0x07) << 13) | ((fragmentOffset >>> 3) & 0x1fff));

@@ -6,9 +6,12 @@ import {
   type PacketBuffer,
 } from "../buffer.js";
 import { isTcpipError, type TcpipError, tcpipError } from "../errors.js";
-import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "../header/icmpv4.js";
-import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "../header/icmpv6.js";
-import type { Stack } from "../stack.js";
+import { ICMP_ECHO_HEADER_SIZE, type ICMPMessageView } from "../header/icmp-message.js";
+import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY, ICMPv4Header } from "../header/icmpv4.js";
+import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPv6Header } from "../header/icmpv6.js";
+import { IPv4Header } from "../header/ipv4.js";
+import { IPv6Header } from "../header/ipv6.js";
+import type { ProtocolStack } from "../protocol.js";
 import type { TransportEndpointID } from "../transport.js";
 
 /** An Echo Reply received by a ping endpoint. */
@@ -48,7 +51,7 @@ export class PingEndpoint {
   private closed = false;
 
   constructor(
-    private readonly stack: Stack,
+    private readonly stack: ProtocolStack,
     private readonly registry: PingRegistry,
     private readonly options: PingEndpointOptions,
     ident: number,
@@ -78,13 +81,12 @@ export class PingEndpoint {
       this.netProto,
     );
     if (isTcpipError(route)) return route;
-    const msg = new Uint8Array(8 + payload.length);
-    msg[0] = v4 ? ICMPV4_ECHO : ICMPV6_ECHO_REQUEST;
-    msg[4] = this.ident >> 8;
-    msg[5] = this.ident & 0xff;
-    msg[6] = (sequence >> 8) & 0xff;
-    msg[7] = sequence & 0xff;
-    msg.set(payload, 8);
+    const msg = new Uint8Array(ICMP_ECHO_HEADER_SIZE + payload.length);
+    const echo: ICMPMessageView = v4 ? new ICMPv4Header(msg) : new ICMPv6Header(msg);
+    echo.type = v4 ? ICMPV4_ECHO : ICMPV6_ECHO_REQUEST;
+    echo.ident = this.ident;
+    echo.sequence = sequence;
+    msg.set(payload, ICMP_ECHO_HEADER_SIZE);
     const err = route.writeICMP(msg, 0);
     const sent = v4 ? this.stack.stats.icmp.v4.packetsSent : this.stack.stats.icmp.v6.packetsSent;
     if (err !== null) {
@@ -97,19 +99,19 @@ export class PingEndpoint {
 
   /** @internal A packet the demuxer matched to this endpoint. */
   deliver(pkt: PacketBuffer, id: TransportEndpointID): void {
+    const v4 = this.netProto === IPV4_PROTOCOL_NUMBER;
     const msg = pkt.transportMessage();
-    const replyType =
-      this.netProto === IPV4_PROTOCOL_NUMBER ? ICMPV4_ECHO_REPLY : ICMPV6_ECHO_REPLY;
+    const echo: ICMPMessageView = v4 ? new ICMPv4Header(msg) : new ICMPv6Header(msg);
     // Echo Requests with our ident are taken (so the default handler is skipped) but not answered here.
-    if (msg[0] !== replyType || this.onReply === null) return;
-    const ttl = this.netProto === IPV4_PROTOCOL_NUMBER ? pkt.data[8] : pkt.data[7];
+    if (echo.type !== (v4 ? ICMPV4_ECHO_REPLY : ICMPV6_ECHO_REPLY) || this.onReply === null) return;
+    const ttl = v4 ? new IPv4Header(pkt.data).ttl : new IPv6Header(pkt.data).hopLimit;
     // The id's addresses are already copies of their own (see TransportProtocolHandler).
     this.onReply({
       remoteAddress: id.remoteAddress,
       localAddress: id.localAddress,
       ident: id.localPort,
-      sequence: (msg[6] << 8) | msg[7],
-      payload: msg.slice(8),
+      sequence: echo.sequence,
+      payload: echo.payload().slice(),
       ttl,
       receivedAtMs: pkt.receivedAtMs,
     });
@@ -127,7 +129,7 @@ export class PingRegistry {
   private readonly byKey = new Map<string, PingEndpoint[]>();
   private nextIdent = 1 + Math.floor(Math.random() * 0xfffe);
 
-  constructor(private readonly stack: Stack) {}
+  constructor(private readonly stack: ProtocolStack) {}
 
   open(options: PingEndpointOptions): PingEndpoint | TcpipError {
     const proto = options.family === "ipv4" ? IPV4_PROTOCOL_NUMBER : IPV6_PROTOCOL_NUMBER;

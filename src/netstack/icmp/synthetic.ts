@@ -1,11 +1,12 @@
 import { type Address, isIPv4, isV4Multicast, isV6Multicast } from "../address.js";
 import { IPV4_PROTOCOL_NUMBER, IPV6_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
 import { isTcpipError, type TcpipError, tcpipError } from "../errors.js";
+import { ICMP_ECHO_HEADER_SIZE } from "../header/icmp-message.js";
 import { ICMPV4_ECHO, ICMPV4_ECHO_REPLY } from "../header/icmpv4.js";
 import { ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST } from "../header/icmpv6.js";
 import { IPv4Header } from "../header/ipv4.js";
 import { IPv6Header } from "../header/ipv6.js";
-import type { Stack } from "../stack.js";
+import type { ProtocolStack } from "../protocol.js";
 import type { ForwarderRequest } from "./forwarder.js";
 
 /**
@@ -37,7 +38,7 @@ export function copyEchoRequest(req: ForwarderRequest): EchoRequestCopy | TcpipE
   const v4 = pkt.networkProtocol === IPV4_PROTOCOL_NUMBER;
   const msg = pkt.transportMessage();
   const echoType = v4 ? ICMPV4_ECHO : ICMPV6_ECHO_REQUEST;
-  if (msg.length < 8 || msg[0] !== echoType)
+  if (msg.length < ICMP_ECHO_HEADER_SIZE || msg[0] !== echoType)
     return tcpipError("invalidEndpointState", "not an Echo Request");
   const id = req.id();
   return {
@@ -64,12 +65,12 @@ export interface SyntheticReplyOptions {
  * Returns a typed error instead of failing silently.
  */
 export function sendSyntheticEchoReply(
-  stack: Stack,
+  stack: ProtocolStack,
   req: EchoRequestCopy,
   options: SyntheticReplyOptions = {},
 ): TcpipError | null {
   const v4 = req.family === "ipv4";
-  if (req.icmp.length < 8)
+  if (req.icmp.length < ICMP_ECHO_HEADER_SIZE)
     return tcpipError("invalidEndpointState", "ICMP Echo message shorter than 8 bytes");
   if (isIPv4(req.source) !== v4 || isIPv4(req.destination) !== v4) {
     return tcpipError("badAddress", "addresses do not match the family");
@@ -97,10 +98,10 @@ export function sendSyntheticEchoReply(
     sent.rateLimited++;
     return tcpipError("rateLimited", "the ICMP rate limiter refused the reply");
   }
-  const payload = options.payload ?? req.icmp.subarray(8);
-  const msg = new Uint8Array(8 + payload.length);
-  msg.set(req.icmp.subarray(0, 8), 0);
-  msg.set(payload, 8);
+  const payload = options.payload ?? req.icmp.subarray(ICMP_ECHO_HEADER_SIZE);
+  const msg = new Uint8Array(ICMP_ECHO_HEADER_SIZE + payload.length);
+  msg.set(req.icmp.subarray(0, ICMP_ECHO_HEADER_SIZE), 0);
+  msg.set(payload, ICMP_ECHO_HEADER_SIZE);
   msg[0] = replyType;
   const err = route.writeICMP(msg, req.tos);
   if (err !== null) {

@@ -18,7 +18,7 @@ import {
 } from "../header/icmpv4.js";
 import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import { type ProtocolStack, replyRouteOptions } from "../protocol.js";
 
 /** Why the stack answers a received datagram with an ICMPv4 error (gVisor's icmpReason). */
 export type ICMPv4ErrorReason =
@@ -52,7 +52,7 @@ function isICMPv4Informational(type: number): boolean {
  * in 576 bytes. Counts `sent.paramProblem` / `sent.dstUnreachable`, or why nothing went out.
  */
 export function returnICMPv4Error(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   datagram: Uint8Array,
   broadcast: boolean,
@@ -66,9 +66,13 @@ export function returnICMPv4Error(
   if (broadcast || isV4Multicast(dst) || isV4Unspecified(src) || h.fragmentOffset !== 0) {
     return;
   }
-  const route = stack.findRoute(nic.id, dst, src, IPV4_PROTOCOL_NUMBER, {
-    allowUnassignedLocal: temporary,
-  });
+  const route = stack.findRoute(
+    nic.id,
+    dst,
+    src,
+    IPV4_PROTOCOL_NUMBER,
+    replyRouteOptions(temporary),
+  );
   if (isTcpipError(route)) {
     sent.noRoute++;
     return;

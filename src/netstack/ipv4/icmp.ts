@@ -1,8 +1,9 @@
-import { isV4Multicast } from "../address.js";
+import { addressEquals, isV4Multicast } from "../address.js";
 import { allocateBytes, IPV4_PROTOCOL_NUMBER, type PacketBuffer } from "../buffer.js";
 import { BuiltInEchoReply, deliverEchoRequest } from "../echo.js";
 import { isTcpipError } from "../errors.js";
 import { checksum } from "../header/checksum.js";
+import { icmpIdent } from "../header/icmp-message.js";
 import {
   ICMPV4_DST_UNREACHABLE,
   ICMPV4_ECHO,
@@ -16,11 +17,13 @@ import {
   ICMPV4_TIME_EXCEEDED,
   ICMPV4_TIMESTAMP,
   ICMPV4_TIMESTAMP_REPLY,
+  ICMPv4Header,
 } from "../header/icmpv4.js";
 import { IPV4_MIN_SIZE, IPv4Header } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import { type ProtocolStack, replyRouteOptions } from "../protocol.js";
 import type { ICMPv4ReceivedStats } from "../stats.js";
+import type { TransportEndpointID } from "../transport.js";
 
 /**
  * ICMPv4 receive (gVisor's ipv4 handleICMP): validate, count by type, run the Echo path. The
@@ -28,7 +31,7 @@ import type { ICMPv4ReceivedStats } from "../stats.js";
  * `replyHeaderLength` bytes of the request's header (20, plus the processed options).
  */
 export function handleICMPv4(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   pkt: PacketBuffer,
   replyHeaderLength = IPV4_MIN_SIZE,
@@ -78,18 +81,18 @@ const RECEIVED_COUNTER: Partial<
 };
 
 /** The transport id of an ICMP message; its addresses are copies (the handler's to keep). */
-function echoId(pkt: PacketBuffer, msg: Uint8Array) {
+function echoId(pkt: PacketBuffer, msg: Uint8Array): TransportEndpointID {
   const h = new IPv4Header(pkt.data);
   return {
     localAddress: h.copyDestinationAddress(),
-    localPort: (msg[4] << 8) | msg[5],
+    localPort: icmpIdent(msg),
     remoteAddress: h.copySourceAddress(),
     remotePort: 0,
   };
 }
 
 function handleEchoRequest(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   pkt: PacketBuffer,
   msg: Uint8Array,
@@ -132,13 +135,16 @@ function withReplyHeader(
   return data.subarray(0, data.length - (headerLength - replyHeaderLength));
 }
 
+/** The ICMP view of the reply being written, re-pointed per reply (nothing is allocated). */
+const replyView = new ICMPv4Header(new Uint8Array(0));
+
 /**
  * gVisor's Echo Reply: route, rate limit, then the request's header with fields replaced.
  * `reply` holds the request (an IP header of `headerLength` bytes — 20 plus the processed
  * options — then the ICMP message) and becomes the reply.
  */
 function sendEchoReply(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   reply: Uint8Array,
   headerLength: number,
@@ -146,19 +152,20 @@ function sendEchoReply(
   temporary: boolean,
 ): void {
   const sent = stack.stats.icmp.v4.packetsSent;
+  const ip = new IPv4Header(reply);
   // Swap source and destination first, so the route lookup can use views into the reply itself.
-  for (let i = 12; i < 16; i++) {
-    const b = reply[i];
-    reply[i] = reply[i + 4];
-    reply[i + 4] = b;
-  }
-  const requestDst = reply.subarray(12, 16);
-  const requestSrc = reply.subarray(16, 20);
+  ip.swapAddresses();
+  const requestDst = ip.sourceAddress;
+  const requestSrc = ip.destinationAddress;
   // RFC 1122 3.2.1.3: never answer from a broadcast or multicast address.
   const local = broadcast || isV4Multicast(requestDst) ? null : requestDst;
-  const route = stack.findRoute(nic.id, local, requestSrc, IPV4_PROTOCOL_NUMBER, {
-    allowUnassignedLocal: temporary,
-  });
+  const route = stack.findRoute(
+    nic.id,
+    local,
+    requestSrc,
+    IPV4_PROTOCOL_NUMBER,
+    replyRouteOptions(temporary),
+  );
   if (isTcpipError(route)) {
     // No packet goes out, as in gVisor; the counter is ours.
     sent.noRoute++;
@@ -168,16 +175,15 @@ function sendEchoReply(
     sent.rateLimited++;
     return;
   }
-  const h = new IPv4Header(reply);
-  h.ihl = headerLength;
-  if (route.localAddress !== requestDst) h.setSourceAddress(route.localAddress);
-  h.ttl = route.defaultTTL;
-  reply[headerLength] = ICMPV4_ECHO_REPLY;
-  reply[headerLength + 2] = 0;
-  reply[headerLength + 3] = 0;
-  const c = ~checksum(reply, 0, headerLength) & 0xffff;
-  reply[headerLength + 2] = c >> 8;
-  reply[headerLength + 3] = c & 0xff;
+  ip.ihl = headerLength;
+  // By value: the route may have selected another source (a broadcast or multicast request).
+  if (!addressEquals(route.localAddress, requestDst)) ip.setSourceAddress(route.localAddress);
+  ip.ttl = route.defaultTTL;
+  // Summed afresh over the whole message (not updated incrementally): the bytes stay as before.
+  const icmp = replyView.reset(reply, headerLength);
+  icmp.type = ICMPV4_ECHO_REPLY;
+  icmp.checksum = icmp.calculateChecksum();
+  icmp.release();
   if (route.writeHeaderIncludedPacket(reply) !== null) {
     sent.dropped++;
     return;

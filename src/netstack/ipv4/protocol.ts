@@ -10,7 +10,7 @@ import {
   IPv4Header,
 } from "../header/ipv4.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { NetworkProtocol, ProtocolStack } from "../protocol.js";
 import { returnICMPv4Error } from "./errors.js";
 import { handleICMPv4 } from "./icmp.js";
 import {
@@ -40,7 +40,9 @@ function isValidIPv4(packet: Uint8Array): boolean {
  * the header, apply the source and destination rules, process the options, and deliver to
  * ICMP; any other protocol gets Destination Unreachable (protocol unreachable).
  */
-export class IPv4Protocol {
+export class IPv4Protocol implements NetworkProtocol {
+  readonly number = IPV4_PROTOCOL_NUMBER;
+
   /**
    * Wall-clock time in ms for the Timestamp option (RFC 791: ms since midnight UT). The stack
    * clock is monotonic, so this is separate; tests replace it.
@@ -50,7 +52,7 @@ export class IPv4Protocol {
   /** Fragments waiting for the rest of their datagram (gVisor's ipv4 protocol.fragmentation). */
   readonly reassembler: Reassembler<IPv4FragmentContext>;
 
-  constructor(private readonly stack: Stack) {
+  constructor(private readonly stack: ProtocolStack) {
     const o = stack.fragmentationOptions;
     this.reassembler = new Reassembler<IPv4FragmentContext>(
       {
@@ -63,6 +65,10 @@ export class IPv4Protocol {
     );
   }
 
+  /**
+   * gVisor's HandlePacket: validates the header, runs the prerouting hooks and applies the
+   * source and destination rules; what is left is handleValidatedPacket's.
+   */
   handlePacket(nic: NIC, received: Uint8Array): void {
     const stats = this.stack.stats.ipv4;
     stats.packetsReceived++;
@@ -114,16 +120,38 @@ export class IPv4Protocol {
       stats.invalidDestinationAddressesReceived++;
       return;
     }
+    const data = h.totalLength < packet.length ? packet.subarray(0, h.totalLength) : packet;
     // Plain booleans, not an object: the fast path allocates nothing beyond the PacketBuffer.
-    const broadcast = match.kind === "broadcast";
-    const temporary = match.kind === "temporary";
-    let data = h.totalLength < packet.length ? packet.subarray(0, h.totalLength) : packet;
+    this.handleValidatedPacket(
+      nic,
+      data,
+      h,
+      match.kind === "broadcast",
+      match.kind === "temporary",
+    );
+  }
+
+  /**
+   * gVisor's handleValidatedPacket: reassembles a fragment, runs the input hooks, then delivers
+   * locally. `validated` is the datagram cut to its total length, `header` its header view.
+   */
+  private handleValidatedPacket(
+    nic: NIC,
+    validated: Uint8Array,
+    header: IPv4Header,
+    broadcast: boolean,
+    temporary: boolean,
+  ): void {
+    const stats = this.stack.stats.ipv4;
+    let data = validated;
+    let h = header;
     if (h.moreFragments || h.fragmentOffset !== 0) {
       const reassembled = this.handleFragment(nic, data, broadcast, temporary);
       if (reassembled === null) return;
       data = reassembled;
       h = new IPv4Header(data);
     }
+    const hooks = this.stack.hooks;
     if (hooks.input.length !== 0) {
       const out = hooks.run("input", data, IPV4_PROTOCOL_NUMBER, nic.id);
       if (out === null) {
@@ -140,8 +168,23 @@ export class IPv4Protocol {
         h = rh;
       }
     }
-    const ihl = h.ihl;
-    if (h.protocol !== ICMPV4_PROTOCOL_NUMBER) {
+    this.deliverPacketLocally(nic, data, h.ihl, h.protocol, broadcast, temporary);
+  }
+
+  /**
+   * gVisor's deliverPacketLocally: only ICMP has a handler here, anything else is answered with
+   * protocol unreachable. The options are processed first (for ICMP knowing the message type).
+   */
+  private deliverPacketLocally(
+    nic: NIC,
+    data: Uint8Array,
+    ihl: number,
+    protocol: number,
+    broadcast: boolean,
+    temporary: boolean,
+  ): void {
+    const stats = this.stack.stats.ipv4;
+    if (protocol !== ICMPV4_PROTOCOL_NUMBER) {
       // Options first (gVisor's optionUsageReceive), then the protocol: only ICMP is handled.
       if (
         ihl > IPV4_MIN_SIZE &&
@@ -353,4 +396,9 @@ export class IPv4Protocol {
     h.checksum = h.calculateChecksum();
     return IPV4_MIN_SIZE + result.options.length;
   }
+}
+
+/** The IPv4 factory for StackOptions.networkProtocols (gVisor's ipv4.NewProtocol). */
+export function newIPv4Protocol(stack: ProtocolStack): IPv4Protocol {
+  return new IPv4Protocol(stack);
 }

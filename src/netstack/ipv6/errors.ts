@@ -12,7 +12,7 @@ import {
 import { IPV6_MIN_MTU, IPV6_MIN_SIZE, IPv6Header } from "../header/ipv6.js";
 import { findIPv6UpperLayer } from "../header/ipv6-extension-headers.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import { type ProtocolStack, replyRouteOptions } from "../protocol.js";
 
 /**
  * Why the stack answers a received packet with an ICMPv6 error (gVisor's icmpReason). Only
@@ -47,7 +47,7 @@ export type ICMPv6ErrorReason = ICMPv6ParameterProblem | ICMPv6ReassemblyTimeout
  * within the minimum IPv6 MTU.
  */
 export function returnICMPv6Error(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   packet: Uint8Array,
   temporary: boolean,
@@ -60,9 +60,13 @@ export function returnICMPv6Error(
   const multicast = isV6Multicast(dst);
   const respondToMulticast = reason.kind === "parameterProblem" && reason.respondToMulticast;
   if ((multicast && !respondToMulticast) || isV6Unspecified(src)) return;
-  const route = stack.findRoute(nic.id, multicast ? null : dst, src, IPV6_PROTOCOL_NUMBER, {
-    allowUnassignedLocal: temporary,
-  });
+  const route = stack.findRoute(
+    nic.id,
+    multicast ? null : dst,
+    src,
+    IPV6_PROTOCOL_NUMBER,
+    replyRouteOptions(temporary),
+  );
   if (isTcpipError(route)) {
     sent.noRoute++;
     return;

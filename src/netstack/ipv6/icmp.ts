@@ -8,6 +8,7 @@ import {
 import { BuiltInEchoReply, deliverEchoRequest } from "../echo.js";
 import { isTcpipError } from "../errors.js";
 import { checksum, pseudoHeaderChecksum } from "../header/checksum.js";
+import { icmpIdent } from "../header/icmp-message.js";
 import {
   ICMPV6_DST_UNREACHABLE,
   ICMPV6_ECHO_MIN_SIZE,
@@ -26,15 +27,16 @@ import {
   ICMPV6_ROUTER_ADVERT,
   ICMPV6_ROUTER_SOLICIT,
   ICMPV6_TIME_EXCEEDED,
+  ICMPv6Header,
 } from "../header/icmpv6.js";
 import { IPv6Header } from "../header/ipv6.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import { type ProtocolStack, replyRouteOptions } from "../protocol.js";
 import type { ICMPv6ReceivedStats } from "../stats.js";
 import type { TransportEndpointID } from "../transport.js";
 
 /** ICMPv6 receive (gVisor's ipv6 handleICMP): validate with the pseudo-header, count, echo. */
-export function handleICMPv6(stack: Stack, nic: NIC, pkt: PacketBuffer): void {
+export function handleICMPv6(stack: ProtocolStack, nic: NIC, pkt: PacketBuffer): void {
   const received = stack.stats.icmp.v6.packetsReceived;
   const msg = pkt.transportMessage();
   const ip = new IPv6Header(pkt.data);
@@ -100,14 +102,14 @@ const RECEIVED_COUNTER: Partial<
 function echoId(ip: IPv6Header, msg: Uint8Array): TransportEndpointID {
   return {
     localAddress: ip.copyDestinationAddress(),
-    localPort: (msg[4] << 8) | msg[5],
+    localPort: icmpIdent(msg),
     remoteAddress: ip.copySourceAddress(),
     remotePort: 0,
   };
 }
 
 function handleEchoRequest(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   pkt: PacketBuffer,
   ip: IPv6Header,
@@ -127,13 +129,16 @@ function handleEchoRequest(
   deliverEchoRequest(stack, pkt, echoId(ip, msg), hook, false);
 }
 
+/** The view of the reply being written, re-pointed per reply (nothing is allocated). */
+const replyView = new ICMPv6Header(new Uint8Array(0));
+
 /**
  * gVisor's ICMPv6 Echo Reply: route (a multicast destination gets a selected source), then the
  * rate limiter, then the ICMP message with type 129; hop limit = the stack default, traffic
  * class copied, flow label 0, no extension headers.
  */
 function sendEchoReply(
-  stack: Stack,
+  stack: ProtocolStack,
   nic: NIC,
   icmp: Uint8Array,
   requestSrc: Uint8Array,
@@ -143,9 +148,13 @@ function sendEchoReply(
 ): void {
   const sent = stack.stats.icmp.v6.packetsSent;
   const local = isV6Multicast(requestDst) ? null : requestDst;
-  const route = stack.findRoute(nic.id, local, requestSrc, IPV6_PROTOCOL_NUMBER, {
-    allowUnassignedLocal: temporary,
-  });
+  const route = stack.findRoute(
+    nic.id,
+    local,
+    requestSrc,
+    IPV6_PROTOCOL_NUMBER,
+    replyRouteOptions(temporary),
+  );
   if (isTcpipError(route)) {
     // No packet goes out, as in gVisor; the counter is ours.
     sent.noRoute++;
@@ -155,7 +164,8 @@ function sendEchoReply(
     sent.rateLimited++;
     return;
   }
-  icmp[0] = ICMPV6_ECHO_REPLY;
+  replyView.reset(icmp).type = ICMPV6_ECHO_REPLY;
+  replyView.release();
   const err = route.writeICMP(icmp, trafficClass);
   if (err !== null) {
     sent.dropped++;

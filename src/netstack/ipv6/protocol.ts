@@ -46,7 +46,7 @@ import {
   isIPv6ExtensionHeader,
 } from "../header/ipv6-extension-headers.js";
 import type { NIC } from "../nic.js";
-import type { Stack } from "../stack.js";
+import type { NetworkProtocol, ProtocolStack } from "../protocol.js";
 import { returnICMPv6Error } from "./errors.js";
 import { handleICMPv6 } from "./icmp.js";
 
@@ -69,7 +69,9 @@ function isValidIPv6(packet: Uint8Array): boolean {
  * solicitations to ff02::2, MLD reports to ff02::16) is for groups this host has not joined and
  * ends, counted, as an invalid destination.
  */
-export class IPv6Protocol {
+export class IPv6Protocol implements NetworkProtocol {
+  readonly number = IPV6_PROTOCOL_NUMBER;
+
   /** Fragments waiting for the rest of their packet (gVisor's ipv6 protocol.fragmentation). */
   readonly reassembler: Reassembler<IPv6FragmentContext>;
   /**
@@ -78,7 +80,7 @@ export class IPv6Protocol {
    */
   private walked: Uint8Array = EMPTY;
 
-  constructor(private readonly stack: Stack) {
+  constructor(private readonly stack: ProtocolStack) {
     const o = stack.fragmentationOptions;
     this.reassembler = new Reassembler<IPv6FragmentContext>(
       {
@@ -91,6 +93,10 @@ export class IPv6Protocol {
     );
   }
 
+  /**
+   * gVisor's HandlePacket: validates the fixed header, runs the prerouting hooks and applies
+   * the source and destination rules; what is left is handleValidatedPacket's.
+   */
   handlePacket(nic: NIC, received: Uint8Array): void {
     const stats = this.stack.stats.ipv6;
     stats.packetsReceived++;
@@ -137,17 +143,33 @@ export class IPv6Protocol {
       return;
     }
     const payloadEnd = IPV6_MIN_SIZE + h.payloadLength;
-    let data = payloadEnd < packet.length ? packet.subarray(0, payloadEnd) : packet;
-    const temporary = match.kind === "temporary";
+    const data = payloadEnd < packet.length ? packet.subarray(0, payloadEnd) : packet;
+    this.handleValidatedPacket(nic, data, h.nextHeader, match.kind === "temporary");
+  }
+
+  /**
+   * gVisor's handleValidatedPacket: walks the extension headers (reassembling fragments), runs
+   * the input hooks, then delivers ICMPv6. `validated` is the packet cut to its payload length,
+   * `nextHeader` its fixed header's Next Header.
+   */
+  private handleValidatedPacket(
+    nic: NIC,
+    validated: Uint8Array,
+    nextHeader: number,
+    temporary: boolean,
+  ): void {
+    const stats = this.stack.stats.ipv6;
+    let data = validated;
     let transportOffset = IPV6_MIN_SIZE;
-    if (h.nextHeader !== ICMPV6_PROTOCOL_NUMBER) {
+    if (nextHeader !== ICMPV6_PROTOCOL_NUMBER) {
       // Extension headers or another upper layer: the slow path (the fast path allocates
       // nothing more for a plain ICMPv6 packet). Fragments are reassembled on the way.
-      transportOffset = this.processExtensionHeaders(nic, data, h.nextHeader, temporary);
+      transportOffset = this.processExtensionHeaders(nic, data, nextHeader, temporary);
       data = this.walked;
       this.walked = EMPTY;
       if (transportOffset < 0) return;
     }
+    const hooks = this.stack.hooks;
     if (hooks.input.length !== 0) {
       const out = hooks.run("input", data, IPV6_PROTOCOL_NUMBER, nic.id);
       if (out === null) {
@@ -417,4 +439,9 @@ export class IPv6Protocol {
       kind: "reassemblyTimeout",
     });
   }
+}
+
+/** The IPv6 factory for StackOptions.networkProtocols (gVisor's ipv6.NewProtocol). */
+export function newIPv6Protocol(stack: ProtocolStack): IPv6Protocol {
+  return new IPv6Protocol(stack);
 }

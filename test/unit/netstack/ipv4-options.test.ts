@@ -9,6 +9,8 @@ import type { PacketBuffer } from "../../../src/netstack/buffer.js";
 import { checksum } from "../../../src/netstack/header/checksum.js";
 import { ICMPv4Header } from "../../../src/netstack/header/icmpv4.js";
 import { IPv4Header } from "../../../src/netstack/header/ipv4.js";
+import { newIPv4Protocol } from "../../../src/netstack/ipv4/protocol.js";
+import { newIPv6Protocol } from "../../../src/netstack/ipv6/protocol.js";
 import { parseICMPv4Error } from "../../helpers/ip-packets.js";
 import { payloadOf, v4Echo } from "../../helpers/packets.js";
 import { testStack } from "../../helpers/stack.js";
@@ -19,10 +21,18 @@ const STAMP = [0x00, 0xad, 0x1c, 0x40];
 /** The netstack's address, recorded in Record Route and Timestamp. */
 const HOST = [198, 18, 0, 2];
 
+/** A stack whose IPv4 protocol reads the wall clock above (a factory wrapping the default). */
 function stackWithClock() {
-  const t = testStack();
-  t.stack.ipv4.wallClockMs = () => WALL_CLOCK_MS;
-  return t;
+  return testStack({
+    networkProtocols: [
+      (stack) => {
+        const ipv4 = newIPv4Protocol(stack);
+        ipv4.wallClockMs = () => WALL_CLOCK_MS;
+        return ipv4;
+      },
+      newIPv6Protocol,
+    ],
+  });
 }
 
 /** Sends an Echo Request with `options` (a multiple of 4 bytes) and returns what came back. */

@@ -130,6 +130,22 @@ describe("ICMPv4Header fields", () => {
   });
 });
 
+describe("a re-pointed ICMPv4Header", () => {
+  it("reads and writes the message it was reset to, then lets it go", () => {
+    const view = new ICMPv4Header(new Uint8Array(0));
+    const request = v4EchoRequest();
+    const reply = v4EchoReply();
+    expect(view.reset(request, 20).type).toBe(8);
+    expect(view.reset(reply, 20).type).toBe(0);
+    view.type = 8;
+    view.checksum = view.calculateChecksum();
+    expect(reply.subarray(20)).toEqual(request.subarray(20));
+    view.release();
+    expect(view.bytes.length).toBe(0);
+    expect(view.length).toBe(0);
+  });
+});
+
 describe("ICMPv4 properties", () => {
   it("fills a checksum with which the message sums to 0xffff", () => {
     fc.assert(

@@ -167,6 +167,25 @@ describe("IPv4Header views", () => {
     );
   });
 
+  it("swaps source and destination in place, at any offset, touching nothing else", () => {
+    fc.assert(
+      fc.property(ipv4Fields(), fc.integer({ min: 0, max: 9 }), (f, at) => {
+        const buf = new Uint8Array(at + 60).fill(0x5a);
+        buf.set(encode(f).bytes.subarray(0, 60), at);
+        const before = buf.slice();
+        const h = new IPv4Header(buf, at);
+        h.swapAddresses();
+        expect(parseIPv4Fields(h)).toEqual({
+          ...parseIPv4Fields(new IPv4Header(before, at)),
+          srcAddr: f.dstAddr,
+          dstAddr: f.srcAddr,
+        });
+        h.swapAddresses();
+        expect(buf).toEqual(before);
+      }),
+    );
+  });
+
   it("refuses to write an address that is not 4 bytes", () => {
     const h = new IPv4Header(new Uint8Array(20));
     expect(() => h.setSourceAddress(new Uint8Array(16))).toThrow(RangeError);
