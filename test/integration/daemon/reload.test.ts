@@ -15,6 +15,9 @@ import { type Harness, serviceTests } from "../service/harness.js";
 
 const t = serviceTests();
 const log = createLogger("silent");
+/** A configuration that keeps the log silent when the logger part applies it. */
+const config = (o: Record<string, unknown> = {}): Config =>
+  resolveConfig({ logLevel: "silent", ...o });
 
 /** A Reloader over the harness's real service and stack, resolving `next()` on each reload. */
 function reloaderFor(h: Harness, initial: Config, next: () => Config): Reloader {
@@ -30,8 +33,8 @@ describe("reload", () => {
     expect(h.takeReplies()).toHaveLength(1);
     expect(h.counter("service.outcomes.fallthrough.forwarderOverflow")).toBe(1);
 
-    const next = resolveConfig({ onOverload: "consume" });
-    const changes = await reloaderFor(h, resolveConfig(), () => next).reload("test");
+    const next = config({ onOverload: "consume" });
+    const changes = await reloaderFor(h, config(), () => next).reload("test");
     expect(changes).toEqual([
       {
         key: "onOverload",
@@ -48,8 +51,8 @@ describe("reload", () => {
 
   it("a changed deadline, default TTL and ICMP limit reach the dispatcher and the stack", async () => {
     const h = await t.start();
-    const next = resolveConfig({ deadline: 250, defaultTtl: 9, icmpRateLimit: 5, icmpBurst: 2 });
-    const r = await reloaderFor(h, resolveConfig(), () => next).reload("test");
+    const next = config({ deadline: 250, defaultTtl: 9, icmpRateLimit: 5, icmpBurst: 2 });
+    const r = await reloaderFor(h, config(), () => next).reload("test");
     expect(isServiceError(r)).toBe(false);
     expect(h.service.dispatcher.deadlineMs).toBe(250);
     expect(h.stack.defaultTTL).toBe(9);
@@ -59,7 +62,7 @@ describe("reload", () => {
   });
 
   it("a part that refuses refuses the whole reload: the parts applied before it get their old settings back", async () => {
-    const initial = resolveConfig();
+    const initial = config();
     const h = await t.start({ deadlineMs: initial.deadline });
     const applied: unknown[] = [];
     const refusing: Reloadable = {
@@ -75,7 +78,7 @@ describe("reload", () => {
         return p.apply(s);
       },
     }));
-    const next = resolveConfig({ deadline: 250, onTimeout: "consume", defaultTtl: 9 });
+    const next = config({ deadline: 250, onTimeout: "consume", defaultTtl: 9 });
     const reloader = new Reloader(parts, initial, log, () => next);
     const r = await reloader.reload("test");
     expect(isServiceError(r) && r.kind).toBe("invalidArgument");
