@@ -155,6 +155,14 @@ export class Reloader {
     return this.state.config;
   }
 
+  /**
+   * Applies the running configuration to every part once, at start-up: live options reach
+   * their components by the same path as on a reload. Null, or the first part's refusal.
+   */
+  applyRunning(): string | null {
+    return applyAll(this.parts, this.state.settings, this.state.settings);
+  }
+
   async reload(trigger: string): Promise<ConfigChange[] | ServiceError> {
     const refuse = (e: ServiceError): ServiceError => {
       this.log.warn({ trigger, reason: e.message }, "configuration reload refused");

@@ -129,6 +129,12 @@ export async function compose(config: Config, link: LinkEndpoint, o: RootOptions
   counters.addCounters(() => service.counters());
   counters.addGauges(() => service.gauges());
   reloader = new Reloader(reloadablesOf(service, stack, o.log), config, o.log, o.resolve);
+  const refused = reloader.applyRunning();
+  if (refused !== null) {
+    await service.close();
+    stack.close();
+    throw new StartupError(refused);
+  }
   o.telemetry?.observe(metricSourcesOf(service, stack, counters));
   return { stack, service, network, counters, reloader };
 }

@@ -2,7 +2,7 @@
  * The dispatcher: the service's Forwarder handler. Each Echo Request goes to one decide session
  * (flow affinity first, otherwise least in-flight) and waits in the pending map under one
  * deadline structure; the first of {verdict, deadline, no session, overload, session end} gives
- * its outcome, exactly once; anything later is rejected and counted (DESIGN.md §4).
+ * its outcome, exactly once; anything later is rejected and counted.
  */
 import { Action } from "../gen/icmpfwd/v1/forwarder.js";
 import { type EchoRequestFields, echoRequestFields } from "../netstack/icmp/echo-fields.js";

@@ -384,7 +384,7 @@ export class EchoService {
   }
 
   /**
-   * DESIGN.md §4's drain: sessions get Draining and no new requests; held requests are decided
+   * The drain: sessions get Draining and no new requests; held requests are decided
    * or take their default within `timeoutMs`; what is still held then gets on-disconnect when
    * its session is cut. Then the server stops. Returns whether every request was decided in
    * time.

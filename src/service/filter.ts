@@ -1,4 +1,4 @@
-/** A session's Filter (DESIGN.md §4), validated once at Hello and matched per request. */
+/** A session's Filter, validated once at Hello and matched per request. */
 import { Family, type Filter } from "../gen/icmpfwd/v1/forwarder.js";
 import { type Address, Subnet } from "../netstack/address.js";
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";

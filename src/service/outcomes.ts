@@ -8,7 +8,7 @@ import { REJECTION_KINDS, type RejectionKind } from "./errors.js";
 /** What was done with a request: the verdict's action, or a default action. */
 export type OutcomeAction = "reply" | "consume" | "fallthrough";
 
-/** A default action of the failure policy (DESIGN.md §4): fail-open or fail-closed. */
+/** A default action of the failure policy: fail-open or fail-closed. */
 export type PolicyAction = "fallthrough" | "consume";
 
 /** Why the request got its outcome. */

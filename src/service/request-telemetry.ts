@@ -1,5 +1,5 @@
 /**
- * What the dispatcher tells telemetry about each Echo Request (DESIGN.md §5). The service only
+ * What the dispatcher tells telemetry about each Echo Request. The service only
  * calls these hooks; src/telemetry implements them with OpenTelemetry. With no hooks installed
  * the hot path pays one null check per request.
  */

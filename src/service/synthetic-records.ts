@@ -1,6 +1,6 @@
 /**
- * What the dispatcher keeps of consumed requests so a proxy can answer them later (DESIGN.md §4,
- * proxy-owned replies): the fields and ICMP bytes of each request consumed by a verdict (taken
+ * What the dispatcher keeps of consumed requests so a proxy can answer them later
+ * (proxy-owned replies): the fields and ICMP bytes of each request consumed by a verdict (taken
  * while the request is live), for the synthetic-reply window. Bounded by count and by bytes;
  * past either bound the oldest copies go first (counted by the dispatcher). Insertion order is
  * expiry order (one window for all), so expired copies leave from the front.

@@ -3,7 +3,7 @@ import { type DestinationStream, type Logger, pino } from "pino";
 
 export type { Logger };
 
-/** trace_id / span_id of the span active where the line is written (DESIGN.md §5). */
+/** trace_id / span_id of the span active where the line is written. */
 function traceIds(): Record<string, string> {
   const sc = trace.getSpan(context.active())?.spanContext();
   return sc === undefined ? {} : { trace_id: sc.traceId, span_id: sc.spanId };

@@ -1,5 +1,5 @@
 /**
- * DESIGN.md §5's spans and decision-time histogram, fed by the dispatcher's hooks: one
+ * The spans and decision-time histogram, fed by the dispatcher's hooks: one
  * `icmpfwd.echo_request` span per Echo Request from receive to outcome, a child
  * `icmpfwd.decide` span while a session decides it (linked to the session's Connect stream),
  * and the traceparent the client continues from.
