@@ -320,6 +320,13 @@ const SPECS = {
     description: "allow a token over a plaintext listener that is not loopback",
     schema: z.boolean().default(false),
   },
+  allowUnauthenticated: {
+    flag: "--allow-unauthenticated",
+    kind: "bool",
+    description:
+      "let callers without credentials do everything (a TCP listener that is not loopback refuses to start without --token, --authz or --tls-client-ca otherwise)",
+    schema: z.boolean().default(false),
+  },
   tlsCert: {
     flag: "--tls-cert",
     kind: "string",
@@ -411,6 +418,19 @@ export const configSchema = z
       message:
         "a bearer token over a plaintext non-loopback listener is refused: add --tls-cert/--tls-key, listen on loopback or a unix socket, or pass --insecure-token",
       path: ["token"],
+    },
+  )
+  .refine(
+    (c) =>
+      isLoopbackListen(c.listen) ||
+      c.token !== undefined ||
+      c.authz !== undefined ||
+      c.tlsClientCa !== undefined ||
+      c.allowUnauthenticated,
+    {
+      message:
+        "a TCP listener that is not loopback needs credentials: anyone who reaches it could steer the service. Add --token, --authz or mTLS (--tls-client-ca), or pass --allow-unauthenticated",
+      path: ["listen"],
     },
   )
   .refine((c) => c.reassemblyLowThreshold <= c.reassemblyHighThreshold, {

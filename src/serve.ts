@@ -4,7 +4,7 @@
  * give up root, then serve until a signal: SIGHUP reloads, SIGUSR1 logs every counter, and
  * SIGINT/SIGTERM drain the service before the stack and the TUN close.
  */
-import { renameSync, writeFileSync } from "node:fs";
+import { chownSync, renameSync, writeFileSync } from "node:fs";
 import type { Config } from "./config.js";
 import { deviceOf, kernelSideManaged, NIC_ID } from "./daemon/components.js";
 import { dropPrivileges } from "./daemon/privileges.js";
@@ -112,7 +112,12 @@ export async function serve(
   // Root is needed only up to here: the TUN is open, its kernel side configured, listening.
   let dropped: { uid: number; gid: number } | null;
   try {
-    dropped = dropPrivileges(config);
+    // The unix socket (0600) goes to the user the service becomes: root and that user may
+    // connect, nobody else.
+    dropped = dropPrivileges(config, (uid, gid) => {
+      if (config.listen.startsWith("unix:"))
+        chownSync(config.listen.slice("unix:".length), uid, gid);
+    });
   } catch (e) {
     await service.close();
     stack.close();
@@ -140,6 +145,11 @@ export async function serve(
   };
   process.on("SIGUSR1", onUsr1);
 
+  if (config.allowUnauthenticated)
+    log.warn(
+      { listen: service.address },
+      "--allow-unauthenticated: callers without credentials may change routes and decide every ping",
+    );
   log.info(
     {
       tun: deviceOf(config),

@@ -80,19 +80,19 @@ export function tlsSettingsOf(c: Config): TlsSettings {
   };
 }
 
+type AuthSettings = Pick<SecurityOptions, "token" | "authz" | "allowUnauthenticated">;
+
 /** The token and the authorization file (read now); throws a StartupError naming the file. */
-export function authSettingsOf(c: Config): Pick<SecurityOptions, "token" | "authz"> {
-  if (c.authz === undefined) return { token: c.token };
+export function authSettingsOf(c: Config): AuthSettings {
+  const allowUnauthenticated = c.allowUnauthenticated;
+  if (c.authz === undefined) return { token: c.token, allowUnauthenticated };
   const authz = loadAuthz(c.authz);
   if (typeof authz === "string") throw new StartupError(`--authz: ${authz}`);
-  return { token: c.token, authz };
+  return { token: c.token, authz, allowUnauthenticated };
 }
 
 /** Who may call, and over what: the TLS files, the token and the authorization file. */
-export function securityOf(
-  tls: TlsSettings,
-  auth: Pick<SecurityOptions, "token" | "authz">,
-): SecurityOptions {
+export function securityOf(tls: TlsSettings, auth: AuthSettings): SecurityOptions {
   const out: SecurityOptions = { ...auth };
   if (tls.tlsCert !== undefined && tls.tlsKey !== undefined)
     out.tls = { cert: tls.tlsCert, key: tls.tlsKey, clientCa: tls.tlsClientCa };

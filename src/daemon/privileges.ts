@@ -8,7 +8,11 @@ import { StartupError } from "./startup-error.js";
  * effective and saved). The open TUN fd keeps working; a non-persistent device still goes away
  * when the process closes it. Returns the ids, or null when neither option is set.
  */
-export function dropPrivileges(config: Config): { uid: number; gid: number } | null {
+export function dropPrivileges(
+  config: Config,
+  /** Runs as root just before the ids change (e.g. handing the unix socket to the new owner). */
+  beforeDrop: (uid: number, gid: number) => void = () => {},
+): { uid: number; gid: number } | null {
   if (config.user === undefined && config.group === undefined) return null;
   const idOf = (db: "passwd" | "group", v: string): number[] => {
     const entry = lookupAccount(db, v);
@@ -31,6 +35,7 @@ export function dropPrivileges(config: Config): { uid: number; gid: number } | n
     );
   }
   try {
+    beforeDrop(uid, gid);
     process.setgroups?.([gid]);
     process.setgid?.(gid);
     if (user !== null) process.setuid?.(uid);

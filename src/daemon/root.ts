@@ -14,6 +14,7 @@ import { DECISION_SETTING_KEYS, EchoService } from "../service/index.js";
 import { NetworkControl } from "../service/network.js";
 import type { Telemetry } from "../telemetry/index.js";
 import type { Logger } from "../telemetry/logger.js";
+import { pinoAudit } from "./audit.js";
 import { buildStack } from "./build-stack.js";
 import {
   authSettingsOf,
@@ -63,8 +64,8 @@ export function reloadablesOf(service: EchoService, stack: Stack, log: Logger): 
     reloadable({
       name: "authenticator",
       // insecureToken is only checked by the schema: changing it needs nothing running to change.
-      keys: ["token", "authz", "insecureToken"],
-      settings: authSettingsOf,
+      keys: ["token", "authz", "insecureToken", "allowUnauthenticated", "tlsClientCa"],
+      settings: (c) => ({ ...authSettingsOf(c), clientCertificates: c.tlsClientCa !== undefined }),
       apply: (s) => service.applySecurity(s),
     }),
     reloadable({
@@ -117,6 +118,7 @@ export async function compose(config: Config, link: LinkEndpoint, o: RootOptions
       stack,
       telemetry: o.telemetry?.requests ?? undefined,
       operator: { reload: () => reload("EchoAdmin.Reload"), network },
+      audit: pinoAudit(o.log),
       stats: () => counters.snapshot(),
     });
   } catch (e) {

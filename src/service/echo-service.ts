@@ -24,6 +24,7 @@ import { Forwarder } from "../netstack/icmp/forwarder.js";
 import { sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
 import type { Stack } from "../netstack/stack.js";
 import { msOfDuration, planPing, runPing, watchStats } from "./admin.js";
+import { type AuditLog, type Caller, NO_AUDIT } from "./audit.js";
 import { Authenticator, type AuthOptions, type AuthzFile, type Principal } from "./auth.js";
 import type { Scheduler } from "./deadlines.js";
 import { DecisionLatencies, type LatencySummary } from "./decision-latency.js";
@@ -77,7 +78,12 @@ export const DEFAULT_LIMITS: SessionLimits = {
 };
 
 function authOptionsOf(s: SecurityOptions): AuthOptions {
-  return { token: s.token, authz: s.authz, clientCertificates: s.tls?.clientCa !== undefined };
+  return {
+    token: s.token,
+    authz: s.authz,
+    clientCertificates: s.tls?.clientCa !== undefined,
+    allowUnauthenticated: s.allowUnauthenticated,
+  };
 }
 
 /** Who may call, and over what (README "Security"). */
@@ -88,6 +94,11 @@ export interface SecurityOptions {
   authz?: AuthzFile;
   /** TLS (and mTLS with clientCa) from PEM bytes. */
   tls?: TlsFiles;
+  /**
+   * Callers without credentials may do everything. Without it (and with no token, authorization
+   * file or client CA) only root and the service's own user may call.
+   */
+  allowUnauthenticated?: boolean;
 }
 
 export interface ServiceOptions {
@@ -127,6 +138,8 @@ export interface ServiceOptions {
   synthesizer?: Synthesizer;
   /** Reload and network changes (EchoAdmin); without one those RPCs are refused. */
   operator?: Operator;
+  /** Sessions, admin changes, refusals and forced disconnects (the daemon's log); none by default. */
+  audit?: AuditLog;
   /** What GetStats and WatchStats report (the daemon's counter registry); default: the service's own. */
   stats?: () => CounterSnapshot;
 }
@@ -142,6 +155,7 @@ export class EchoService {
   private readonly operator: Operator | null;
   private readonly limits: SessionLimits;
   private readonly auth: Authenticator;
+  private readonly audit: AuditLog;
   /** The bound server; null until listen() has bound it. */
   private listening: Listening | null = null;
   /** Recent decision times (GetDecisionStats), in front of the telemetry hooks. */
@@ -177,6 +191,7 @@ export class EchoService {
     this.drainTimeoutMs = o.drainTimeoutMs;
     this.operator = o.operator ?? null;
     this.auth = new Authenticator(authOptionsOf(o.security ?? {}));
+    this.audit = o.audit ?? NO_AUDIT;
     this.stack = stack ?? null;
     if (stack !== undefined) {
       stack.setTransportProtocolHandler(ICMPV4_PROTOCOL_NUMBER, this.forwarder.handlePacket);
@@ -210,7 +225,7 @@ export class EchoService {
         ping: (call) => this.ping(call),
         admin: this.adminHandlers(),
       },
-      { auth: this.auth, tls: this.o.security?.tls },
+      { auth: this.auth, tls: this.o.security?.tls, audit: this.audit },
       this.o.grpcOptions,
     );
   }
@@ -242,9 +257,12 @@ export class EchoService {
         );
   }
 
-  /** A reload's tokens and authorization file: calls from now on are checked against them. */
-  applySecurity(s: SecurityOptions): null {
-    this.auth.update(authOptionsOf(s));
+  /**
+   * A reload's tokens, authorization file and client-certificate requirement: calls from now on
+   * are checked against them; sessions already authenticated keep running.
+   */
+  applySecurity(o: AuthOptions): null {
+    this.auth.update(o);
     return null;
   }
 
@@ -283,29 +301,45 @@ export class EchoService {
     const network = (): NetworkControl | ServiceError =>
       this.operator?.network ??
       serviceError("failedPrecondition", "this service has no netstack to change");
+    // Each change is audited with the network before and after it.
     const change = async (
+      who: Caller,
+      what: string,
       fn: (n: NetworkControl) => Promise<NetworkChange | ServiceError>,
     ): Promise<NetworkChange | ServiceError> => {
       const n = network();
-      return isServiceError(n) ? n : fn(n);
+      if (isServiceError(n)) return n;
+      const before = n.state();
+      const r = await fn(n);
+      if (!isServiceError(r)) this.audit.adminChange(who, what, before, r.network);
+      return r;
     };
     return {
-      reload: async () => {
+      reload: async (who) => {
         if (this.operator === null)
           return serviceError("failedPrecondition", "this service has no configuration to reload");
         const r = await this.operator.reload();
-        return isServiceError(r) ? r : { changes: r };
+        if (isServiceError(r)) return r;
+        const side = (k: "oldValue" | "newValue") =>
+          Object.fromEntries(r.map((c) => [c.key, c[k]]));
+        if (r.length > 0) this.audit.adminChange(who, "reload", side("oldValue"), side("newValue"));
+        return { changes: r };
       },
       getDecisionStats: (r) => this.decisionStats(r),
       getNetwork: () => {
         const n = network();
         return isServiceError(n) ? n : n.state();
       },
-      addAddress: (r) => change((n) => n.addAddress(r.address, r.nic)),
-      removeAddress: (r) => change((n) => n.removeAddress(r.address, r.nic)),
-      addRoute: (r) => change((n) => n.addRoute(r.destination, r.nic)),
-      removeRoute: (r) => change((n) => n.removeRoute(r.destination, r.nic)),
-      setPromiscuous: (r) => change((n) => n.setPromiscuous(r.on, r.nic)),
+      addAddress: (r, who) =>
+        change(who, `addr add ${r.address}`, (n) => n.addAddress(r.address, r.nic)),
+      removeAddress: (r, who) =>
+        change(who, `addr del ${r.address}`, (n) => n.removeAddress(r.address, r.nic)),
+      addRoute: (r, who) =>
+        change(who, `route add ${r.destination}`, (n) => n.addRoute(r.destination, r.nic)),
+      removeRoute: (r, who) =>
+        change(who, `route del ${r.destination}`, (n) => n.removeRoute(r.destination, r.nic)),
+      setPromiscuous: (r, who) =>
+        change(who, `promiscuous ${r.on ? "on" : "off"}`, (n) => n.setPromiscuous(r.on, r.nic)),
     };
   }
 

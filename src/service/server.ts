@@ -6,8 +6,8 @@
  * grpc.health.v1 answers anyone (container probes). Connect goes to a session, with the caller's
  * principal; the admin RPCs to admin.ts.
  */
-import { existsSync, lstatSync, unlinkSync } from "node:fs";
-import { connect } from "node:net";
+import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
@@ -22,6 +22,7 @@ import {
   type ServerUnaryCall,
   type ServerWritableStream,
   type ServiceDefinition,
+  status as Status,
   type sendUnaryData,
   type UntypedHandleCall,
   type UntypedServiceImplementation,
@@ -53,6 +54,7 @@ import type {
   PingRequest,
   WatchStatsRequest,
 } from "../gen/icmpfwd/v1/forwarder.js";
+import type { AuditLog, Caller } from "./audit.js";
 import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
 import {
   isServiceError,
@@ -96,16 +98,19 @@ export const ADMIN_PROTO_PATH = fileURLToPath(
 
 type Result<T> = T | ServiceError | Promise<T | ServiceError>;
 
-/** EchoAdmin (admin.proto): each handler answers with its response or a ServiceError. */
+/**
+ * EchoAdmin (admin.proto): each handler answers with its response or a ServiceError; those
+ * that change something are told who asked (for the audit log).
+ */
 export interface AdminHandlers {
-  reload(): Result<ReloadResponse>;
+  reload(who: Caller): Result<ReloadResponse>;
   getDecisionStats(r: GetDecisionStatsRequest): Result<GetDecisionStatsResponse>;
   getNetwork(): Result<GetNetworkResponse>;
-  addAddress(r: AddAddressRequest): Result<AddAddressResponse>;
-  removeAddress(r: RemoveAddressRequest): Result<RemoveAddressResponse>;
-  addRoute(r: AddRouteRequest): Result<AddRouteResponse>;
-  removeRoute(r: RemoveRouteRequest): Result<RemoveRouteResponse>;
-  setPromiscuous(r: SetPromiscuousRequest): Result<SetPromiscuousResponse>;
+  addAddress(r: AddAddressRequest, who: Caller): Result<AddAddressResponse>;
+  removeAddress(r: RemoveAddressRequest, who: Caller): Result<RemoveAddressResponse>;
+  addRoute(r: AddRouteRequest, who: Caller): Result<AddRouteResponse>;
+  removeRoute(r: RemoveRouteRequest, who: Caller): Result<RemoveRouteResponse>;
+  setPromiscuous(r: SetPromiscuousRequest, who: Caller): Result<SetPromiscuousResponse>;
 }
 
 export interface Handlers {
@@ -120,6 +125,8 @@ export interface Handlers {
 export interface ServerSecurity {
   auth: Authenticator;
   tls?: TlsFiles;
+  /** Told of every refused call. */
+  audit: AuditLog;
 }
 
 /** What a method needs of its caller: nothing, an identity, or an identity with a right. */
@@ -154,7 +161,10 @@ function accessOf(path: string): Access {
 class CallGuard {
   private readonly principals = new WeakMap<Metadata, Principal>();
 
-  constructor(private readonly auth: Authenticator) {}
+  constructor(
+    private readonly auth: Authenticator,
+    private readonly audit: AuditLog,
+  ) {}
 
   readonly interceptor: ServerInterceptor = (method, call) => {
     const access = accessOf(method.path);
@@ -163,7 +173,9 @@ class CallGuard {
       .withOnReceiveMetadata((metadata: Metadata, next: (m: Metadata) => void) => {
         const p = this.admit(metadata, call, access);
         if (isServiceError(p)) {
-          call.sendStatus(toGrpcStatus(p));
+          const s = toGrpcStatus(p);
+          this.audit.refused(call.getPeer(), method.path, Status[s.code], p.message);
+          call.sendStatus(s);
           return;
         }
         this.principals.set(metadata, p);
@@ -175,6 +187,12 @@ class CallGuard {
       new ResponderBuilder().withStart((next) => next(listener)).build(),
     );
   };
+
+  /** Who made an admitted call (for the audit log). */
+  callerOf(call: { metadata: Metadata; getPeer(): string }): Caller {
+    const p = this.principals.get(call.metadata);
+    return { identity: p?.identity ?? "", peer: call.getPeer() };
+  }
 
   /** The principal the interceptor admitted this call's metadata with. */
   principalOf(metadata: Metadata): Principal | ServiceError {
@@ -189,7 +207,11 @@ class CallGuard {
     call: ServerInterceptingCallInterface,
     access: Exclude<Access, "open">,
   ): Principal | ServiceError {
-    const p = this.auth.authenticate(metadata, call.getAuthContext().sslPeerCertificate);
+    const p = this.auth.authenticate(
+      metadata,
+      call.getAuthContext().sslPeerCertificate,
+      call.getConnectionInfo(),
+    );
     if (isServiceError(p) || access === "authenticated") return p;
     return authorize(p, access) ?? p;
   }
@@ -220,11 +242,11 @@ function answer<Res>(fn: () => Res): (call: unknown, done: sendUnaryData<Res>) =
 
 /** A unary handler over a Result-returning function; a thrown error is INTERNAL. */
 function unary<Req, Res>(
-  fn: (req: Req) => Result<Res>,
+  fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Result<Res>,
 ): (call: ServerUnaryCall<Req, Res>, done: sendUnaryData<Res>) => void {
   return (call, done) => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => fn(call.request, call))
       .then(
         (r) => (isServiceError(r) ? done(toGrpcError(r), null) : done(null, r)),
         (e: unknown) =>
@@ -238,16 +260,18 @@ function unary<Req, Res>(
 
 function adminImplementation(
   h: AdminHandlers,
+  guard: CallGuard,
 ): Record<keyof typeof EchoAdminService, UntypedHandleCall> {
+  const who = (call: { metadata: Metadata; getPeer(): string }): Caller => guard.callerOf(call);
   return {
-    reload: unary(() => h.reload()),
+    reload: unary((_r, call) => h.reload(who(call))),
     getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
     getNetwork: unary(() => h.getNetwork()),
-    addAddress: unary((r: AddAddressRequest) => h.addAddress(r)),
-    removeAddress: unary((r: RemoveAddressRequest) => h.removeAddress(r)),
-    addRoute: unary((r: AddRouteRequest) => h.addRoute(r)),
-    removeRoute: unary((r: RemoveRouteRequest) => h.removeRoute(r)),
-    setPromiscuous: unary((r: SetPromiscuousRequest) => h.setPromiscuous(r)),
+    addAddress: unary((r: AddAddressRequest, call) => h.addAddress(r, who(call))),
+    removeAddress: unary((r: RemoveAddressRequest, call) => h.removeAddress(r, who(call))),
+    addRoute: unary((r: AddRouteRequest, call) => h.addRoute(r, who(call))),
+    removeRoute: unary((r: RemoveRouteRequest, call) => h.removeRoute(r, who(call))),
+    setPromiscuous: unary((r: SetPromiscuousRequest, call) => h.setPromiscuous(r, who(call))),
   };
 }
 
@@ -300,25 +324,66 @@ export async function listen(
   security: ServerSecurity,
   options: ChannelOptions = {},
 ): Promise<Listening> {
-  const guard = new CallGuard(security.auth);
+  const guard = new CallGuard(security.auth, security.audit);
   const server = new Server({
     ...DEFAULT_SERVER_OPTIONS,
     ...options,
     interceptors: [guard.interceptor],
   });
   server.addService(serviceDefinition, implementation(handlers, guard));
-  server.addService(EchoAdminService, adminImplementation(handlers.admin));
+  server.addService(EchoAdminService, adminImplementation(handlers.admin, guard));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   addReflection(server);
   const unix = listenAt.startsWith("unix:");
-  if (unix) await removeStaleSocket(listenAt.slice("unix:".length));
+  const path = listenAt.slice("unix:".length);
+  if (unix) await removeStaleSocket(path);
   const creds = serverCredentials(security.tls);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listenAt, creds, (err, p) => (err === null ? resolve(p) : reject(err)));
-  });
+  // A unix socket is created 0600: only its owner (and root) can connect, which is what makes
+  // callers without credentials on it trustworthy (auth.ts). The umask covers the moment
+  // between bind(2) and chmod(2).
+  const umask = unix ? process.umask(0o177) : null;
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(listenAt, creds, (err, p) => (err === null ? resolve(p) : reject(err)));
+    });
+  } catch (e) {
+    throw new Error(await whyNotListening(listenAt, (e as Error).message));
+  } finally {
+    if (umask !== null) process.umask(umask);
+  }
+  if (unix) chmodSync(path, 0o600);
   const address = unix ? listenAt : `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}`;
   return { server, credentials: creds, address, health };
+}
+
+/**
+ * grpc-js says only "No address added out of total 1 resolved": the same bind with node:net
+ * names the errno (EADDRINUSE, EACCES, ENOENT, EADDRNOTAVAIL…). Falls back to grpc-js's text.
+ */
+async function whyNotListening(listenAt: string, grpcMessage: string): Promise<string> {
+  const probe = createServer();
+  const unix = listenAt.startsWith("unix:");
+  const target = unix
+    ? { path: listenAt.slice("unix:".length) }
+    : {
+        host: listenAt.slice(0, listenAt.lastIndexOf(":")).replace(/^\[|\]$/g, ""),
+        port: Number(listenAt.slice(listenAt.lastIndexOf(":") + 1)),
+      };
+  const code = await new Promise<string | null>((resolve) => {
+    probe.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? null));
+    probe.listen(target, () => probe.close(() => resolve(null)));
+  });
+  if (code === null) return grpcMessage;
+  const hint: Record<string, string> = {
+    EADDRINUSE: "address already in use",
+    EACCES: "permission denied",
+    ENOENT: "no such directory",
+    EADDRNOTAVAIL: "no such local address",
+    ENOTFOUND: "host not found",
+  };
+  return `${hint[code] ?? "cannot listen"} (${code})`;
 }
 
 /** Stops accepting and waits for calls to end; after `graceMs`, cuts what is left. */

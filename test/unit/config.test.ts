@@ -139,6 +139,22 @@ describe("configuration", () => {
     });
   });
 
+  it("refuses a TCP listener that is not loopback without credentials, unless --allow-unauthenticated", () => {
+    expect(() => resolveConfig({ listen: "0.0.0.0:50051" })).toThrow(
+      /listen \(--listen, ICMPFWD_LISTEN\): a TCP listener that is not loopback needs credentials/,
+    );
+    expect(resolveConfig({ listen: "0.0.0.0:50051", allowUnauthenticated: true }).listen).toBe(
+      "0.0.0.0:50051",
+    );
+    // Credentials of any kind lift it (a token over plaintext still needs --insecure-token).
+    expect(
+      resolveConfig({ listen: "0.0.0.0:50051", token: "t".repeat(16), insecureToken: true }).listen,
+    ).toBe("0.0.0.0:50051");
+    // Loopback and unix sockets need nothing: callers there are told apart by their uid.
+    expect(resolveConfig({ listen: "127.0.0.1:50051" }).allowUnauthenticated).toBe(false);
+    expect(resolveConfig({ listen: "unix:/run/icmpfwd.sock" }).allowUnauthenticated).toBe(false);
+  });
+
   it("validates every option: a bad value of each is refused with a message naming it", () => {
     const bad: Record<string, unknown> = {
       tun: "no spaces allowed",
@@ -175,6 +191,7 @@ describe("configuration", () => {
       observerQueue: 0,
       token: "short",
       insecureToken: "true",
+      allowUnauthenticated: "true",
       tlsCert: "/nonexistent/cert.pem",
       tlsKey: "/nonexistent/key.pem",
       tlsClientCa: "/nonexistent/ca.pem",

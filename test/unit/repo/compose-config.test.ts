@@ -89,6 +89,8 @@ describe.skipIf(!haveCompose)("docker-compose.yml (docker-compose config)", () =
     expect(s.sysctls?.["net.ipv6.conf.all.disable_ipv6"]).toBe("0");
     expect(s.healthcheck?.test).toEqual(["CMD", "icmpfwd", "health"]);
     expect(s.environment?.ICMPFWD_LISTEN).toBe("0.0.0.0:50051");
+    // Explicit: a non-loopback listener without credentials refuses to start otherwise.
+    expect(s.environment?.ICMPFWD_ALLOW_UNAUTHENTICATED).toBe("true");
     expect(s.environment?.ICMPFWD_METRICS_LISTEN).toBe("0.0.0.0:9464");
     expect(s.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://jaeger:4318");
   });
