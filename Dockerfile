@@ -42,7 +42,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app /app
 COPY deploy/bin/ /usr/local/bin/
-# In a container the gRPC and metrics listeners face the container's network.
+# In a container the gRPC and metrics listeners face the container's network; the service then
+# needs credentials (ICMPFWD_TOKEN with TLS, ICMPFWD_TLS_CLIENT_CA, ICMPFWD_AUTHZ) or an explicit
+# ICMPFWD_ALLOW_UNAUTHENTICATED=true, and says so at start-up (docs/security.md).
 ENV NODE_ENV=production ICMPFWD_LISTEN=0.0.0.0:50051 ICMPFWD_METRICS_LISTEN=0.0.0.0:9464
 ENTRYPOINT ["icmpfwd"]
 CMD ["serve"]
@@ -54,7 +56,9 @@ FROM ${BASE} AS local
 COPY node /usr/local/bin/node
 COPY app/ /app/
 COPY bin/ /usr/local/bin/
-# In a container the gRPC and metrics listeners face the container's network.
+# In a container the gRPC and metrics listeners face the container's network; the service then
+# needs credentials (ICMPFWD_TOKEN with TLS, ICMPFWD_TLS_CLIENT_CA, ICMPFWD_AUTHZ) or an explicit
+# ICMPFWD_ALLOW_UNAUTHENTICATED=true, and says so at start-up (docs/security.md).
 ENV NODE_ENV=production ICMPFWD_LISTEN=0.0.0.0:50051 ICMPFWD_METRICS_LISTEN=0.0.0.0:9464
 ENTRYPOINT ["icmpfwd"]
 CMD ["serve"]
