@@ -9,7 +9,7 @@ import { runKernelCommands } from "../kernel-side.js";
 import type { LinkEndpoint } from "../netstack/link-endpoint.js";
 import type { Stack } from "../netstack/stack.js";
 import { flattenStats } from "../netstack/stats.js";
-import type { ServiceError } from "../service/errors.js";
+import { type ServiceError, serviceError } from "../service/errors.js";
 import { DECISION_SETTING_KEYS, EchoService } from "../service/index.js";
 import { NetworkControl } from "../service/network.js";
 import type { Telemetry } from "../telemetry/index.js";
@@ -106,10 +106,13 @@ export async function compose(config: Config, link: LinkEndpoint, o: RootOptions
     NIC_ID,
     networkControlOptionsOf(config, runKernelCommands),
   );
-  // The operator's reload reaches the reloader built below, once it exists.
+  // The reloader needs the service it reconfigures, and the service's EchoAdmin.Reload needs
+  // the reloader: a Reload before it exists (start-up not finished) is refused.
   let reloader: Reloader | null = null;
   const reload = (trigger: string): Promise<ConfigChange[] | ServiceError> =>
-    (reloader as Reloader).reload(trigger);
+    reloader === null
+      ? Promise.resolve(serviceError("failedPrecondition", "the service is still starting"))
+      : reloader.reload(trigger);
   let service: EchoService;
   try {
     service = await EchoService.start({
