@@ -289,20 +289,23 @@ describe("a client that never reads", () => {
     await waitFor(() => d.sessions.length === 1, { what: "the session" });
     h.link.inject(v4Echo());
     await waitFor(() => d.pendingCount === 1, { what: "a request in flight" });
-    // 5,000 verdicts for unknown ids: 5,000 Rejections the client never reads.
-    const verdicts = ClientMessage.encode({
-      message: {
-        $case: "verdicts",
-        value: {
-          verdicts: Array.from({ length: 5000 }, (_, i) => ({
-            requestId: BigInt(1_000_000 + i),
-            action: Action.ACTION_CONSUME,
-            applyToFlowMs: 0,
-          })),
+    // 5,000 verdicts for unknown ids (five batches of 1,000: a batch holds at most the
+    // session's max_in_flight, 1,024): 5,000 Rejections the client never reads.
+    for (let b = 0; b < 5; b++) {
+      const verdicts = ClientMessage.encode({
+        message: {
+          $case: "verdicts",
+          value: {
+            verdicts: Array.from({ length: 1000 }, (_, i) => ({
+              requestId: BigInt(1_000_000 + b * 1000 + i),
+              action: Action.ACTION_CONSUME,
+              applyToFlowMs: 0,
+            })),
+          },
         },
-      },
-    }).finish();
-    st.write(grpcFrame(Buffer.from(verdicts)));
+      }).finish();
+      st.write(grpcFrame(Buffer.from(verdicts)));
+    }
     await waitFor(() => d.sessions.length === 0, { what: "the session is cut" });
     expect(h.counter("service.outcomes.fallthrough.disconnect")).toBe(1);
     // Reading again: the queued messages, then the status.
