@@ -13,6 +13,7 @@
  * whole (it cannot hold that many valid verdicts, and each invalid one would be answered).
  */
 import { randomUUID } from "node:crypto";
+import { constants as http2Constants } from "node:http2";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   Action,
@@ -234,6 +235,9 @@ export class ConnectSession implements SessionSink, ObserverSink {
     if (!this.call.cancelled && !this.call.writableEnded) {
       if (error === null) this.call.end();
       else this.call.emit("error", toGrpcError(error));
+      // The status goes out after what is queued; a client that reads nothing never lets it
+      // through, so the stream is reset after one more stall bound.
+      if (this.call.writableLength > 0) resetIfStillOpen(this.call, this.limits.writeStallMs);
     }
     this.onEnd(this);
   }
@@ -449,6 +453,42 @@ export class ConnectSession implements SessionSink, ObserverSink {
     this.helloTimer = null;
     this.stallTimer = null;
   }
+}
+
+/** The HTTP/2 stream under a grpc-js call, where grpc-js keeps it (null if it moved). */
+interface ResettableStream {
+  readonly closed: boolean;
+  close(code: number): void;
+}
+
+function http2StreamOf(call: ConnectCall): ResettableStream | null {
+  // ServerDuplexStream.call → ServerInterceptingCall.nextCall … → BaseServerInterceptingCall.stream
+  let c = (call as unknown as { call?: unknown }).call;
+  for (let depth = 0; depth < 8 && typeof c === "object" && c !== null; depth++) {
+    const stream = (c as { stream?: unknown }).stream;
+    if (
+      typeof stream === "object" &&
+      stream !== null &&
+      typeof (stream as ResettableStream).close === "function" &&
+      typeof (stream as ResettableStream).closed === "boolean"
+    )
+      return stream as ResettableStream;
+    c = (c as { nextCall?: unknown }).nextCall;
+  }
+  return null;
+}
+
+/**
+ * Resets the stream with ENHANCE_YOUR_CALM (gRPC clients report RESOURCE_EXHAUSTED) if it is
+ * still open after `ms`: its status is stuck behind data the client does not read, and the
+ * queue is freed only when the stream closes.
+ */
+function resetIfStillOpen(call: ConnectCall, ms: number): void {
+  const stream = http2StreamOf(call);
+  if (stream === null) return;
+  setTimeout(() => {
+    if (!stream.closed) stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  }, ms).unref();
 }
 
 function emptyFilter(): Filter {
