@@ -14,11 +14,10 @@ import {
   ClientMessage,
   Mode,
   RejectionReason,
-  ServerMessage,
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { waitFor } from "../../helpers/netns.js";
 import { v4Echo } from "../../helpers/packets.js";
-import { CONNECT_PATH, type Harness, outcomes, serviceTests } from "./harness.js";
+import { CONNECT_PATH, type Harness, outcomes, pausedConnect, serviceTests } from "./harness.js";
 
 const t = serviceTests();
 let h: Harness;
@@ -257,33 +256,9 @@ describe("10,000 concurrent streams", () => {
 describe("a client that never reads", () => {
   it("its queue reaches 4,096 messages: the stream ends RESOURCE_EXHAUSTED, its request gets on-disconnect", async () => {
     h = await t.start({ deadlineMs: 10_000 });
-    const session = http2.connect(`http://${h.service.address}`, {
-      // A small window: the server's writes back up at once.
-      settings: { initialWindowSize: 1024 },
-    });
-    session.on("error", () => {});
-    const st = session.request({
-      ":method": "POST",
-      ":path": CONNECT_PATH,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    st.on("error", () => {});
-    const messages: ServerMessage[] = [];
-    let pending = Buffer.alloc(0);
-    st.on("data", (b: Buffer) => {
-      pending = Buffer.concat([pending, b]);
-      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-        const n = pending.readUInt32BE(1);
-        messages.push(ServerMessage.decode(pending.subarray(5, 5 + n)));
-        pending = pending.subarray(5 + n);
-      }
-    });
-    let status: string | undefined;
-    st.on("trailers", (tr) => {
-      status = String(tr["grpc-status"]);
-    });
-    st.pause();
+    // A small window: the server's writes back up at once.
+    const raw = pausedConnect(h.service.address, 1024);
+    const { session, st, messages } = raw;
     st.write(grpcFrame(hello()));
     const d = h.service.dispatcher;
     await waitFor(() => d.sessions.length === 1, { what: "the session" });
@@ -310,9 +285,9 @@ describe("a client that never reads", () => {
     expect(h.counter("service.outcomes.fallthrough.disconnect")).toBe(1);
     // Reading again: the queued messages, then the status.
     st.resume();
-    await waitFor(() => status !== undefined, { what: "the status", timeoutMs: 10_000 });
+    await waitFor(() => raw.trailers !== null, { what: "the status", timeoutMs: 10_000 });
     session.destroy();
-    expect(status).toBe("8");
+    expect(String(raw.trailers?.["grpc-status"])).toBe("8");
     expect(messages.filter((m) => m.message?.$case === "rejection").length).toBeLessThanOrEqual(
       4096,
     );

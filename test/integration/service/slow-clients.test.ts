@@ -7,11 +7,11 @@
 import http2 from "node:http2";
 import { describe, expect, it } from "vitest";
 import { resolveConfig } from "../../../src/config.js";
-import { ClientMessage, Mode, ServerMessage } from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { ClientMessage, Mode } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { DEFAULT_LIMITS } from "../../../src/service/index.js";
 import { sleep, waitFor } from "../../helpers/netns.js";
 import { v4Echo } from "../../helpers/packets.js";
-import { CONNECT_PATH, type Harness, outcomes, serviceTests, tick } from "./harness.js";
+import { grpcFrame, type Harness, outcomes, pausedConnect, serviceTests, tick } from "./harness.js";
 
 const t = serviceTests();
 let h: Harness;
@@ -42,46 +42,10 @@ describe("the Hello timeout", () => {
   });
 });
 
-function grpcFrame(m: Uint8Array): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(m.length, 1);
-  return Buffer.concat([head, m]);
-}
-
 /** A raw HTTP/2 client that says Hello and then never reads (no WINDOW_UPDATE goes back). */
 async function neverReading() {
-  const session = http2.connect(`http://${h.service.address}`, {
-    settings: { initialWindowSize: 65_535 },
-  });
-  session.on("error", () => {});
-  const st = session.request({
-    ":method": "POST",
-    ":path": CONNECT_PATH,
-    "content-type": "application/grpc",
-    te: "trailers",
-  });
-  st.on("error", () => {});
-  const got: {
-    trailers: http2.IncomingHttpHeaders | null;
-    messages: ServerMessage[];
-    closedAt: number;
-  } = { trailers: null, messages: [], closedAt: 0 };
-  st.on("trailers", (tr) => {
-    got.trailers = tr;
-  });
-  st.on("close", () => {
-    got.closedAt = performance.now();
-  });
-  let pending = Buffer.alloc(0);
-  st.on("data", (b: Buffer) => {
-    pending = Buffer.concat([pending, b]);
-    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-      const n = pending.readUInt32BE(1);
-      got.messages.push(ServerMessage.decode(pending.subarray(5, 5 + n)));
-      pending = pending.subarray(5 + n);
-    }
-  });
-  st.pause();
+  const raw = pausedConnect(h.service.address, 65_535);
+  const { session, st } = raw;
   const hello = ClientMessage.encode({
     message: {
       $case: "hello",
@@ -115,7 +79,7 @@ async function neverReading() {
   expect(d.pendingCount).toBe(heldAtStall);
   await waitFor(() => d.sessions.length === 0, { what: "the cut", timeoutMs: STALL_MS + 3000 });
   const cutAt = performance.now();
-  return { session, st, got, stalledAt, cutAt, heldAtStall };
+  return { session, st, got: raw, stalledAt, cutAt, heldAtStall };
 }
 
 const STALL_MS = DEFAULT_LIMITS.writeStallMs;
