@@ -17,7 +17,14 @@ import {
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { waitFor } from "../../helpers/netns.js";
 import { v4Echo } from "../../helpers/packets.js";
-import { CONNECT_PATH, type Harness, outcomes, pausedConnect, serviceTests } from "./harness.js";
+import {
+  CONNECT_PATH,
+  grpcFrame,
+  type Harness,
+  outcomes,
+  pausedConnect,
+  serviceTests,
+} from "./harness.js";
 
 const t = serviceTests();
 let h: Harness;
@@ -60,13 +67,6 @@ const hello = (): Buffer =>
       },
     }).finish(),
   );
-
-/** A gRPC length-prefixed message. */
-function grpcFrame(m: Buffer): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(m.length, 1);
-  return Buffer.concat([head, m]);
-}
 
 /** An HTTP/2 frame. */
 function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
