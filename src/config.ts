@@ -308,6 +308,13 @@ const SPECS = {
     description: "copies an observe session may have queued; more are dropped and counted",
     schema: z.number().int().min(1).max(4000).default(1024),
   },
+  helloTimeout: {
+    flag: "--hello-timeout",
+    kind: "int",
+    description:
+      "milliseconds a Connect stream may go without Hello; then it ends DEADLINE_EXCEEDED",
+    schema: z.number().int().min(100).max(600_000).default(10_000),
+  },
   token: {
     flag: "--token",
     kind: "string",

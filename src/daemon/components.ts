@@ -52,6 +52,7 @@ export function serviceOptionsOf(
       observerQueue: c.observerQueue,
     },
     syntheticWindowMs: c.syntheticWindow,
+    helloTimeoutMs: c.helloTimeout,
   };
 }
 

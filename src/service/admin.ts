@@ -25,20 +25,28 @@ import type { Stack } from "../netstack/stack.js";
 import { type ServiceError, serviceError, toGrpcError } from "./errors.js";
 import { protoTimeOfMs } from "./wire.js";
 
-/** WatchStats: the interval when none is given, and the shortest one honoured. */
+/** WatchStats: the interval when none is given, the shortest one honoured, the longest taken. */
 export const WATCH_DEFAULT_MS = 1000;
 export const WATCH_MIN_MS = 100;
+export const WATCH_MAX_MS = 3_600_000;
 
 export const PING_LIMITS = {
   defaultCount: 4,
   maxCount: 10_000,
   defaultIntervalMs: 1000,
   minIntervalMs: 10,
+  maxIntervalMs: 60_000,
   defaultTimeoutMs: 1000,
   maxTimeoutMs: 60_000,
   /** payload_size 0 means this (ping(8)'s default). */
   defaultPayloadSize: 56,
-  maxPayloadSize: 65_507,
+  /**
+   * The largest Echo payload one datagram carries: IPv4, 65,535 − 20 (header) − 8 (Echo
+   * header); IPv6, 65,535 (payload length) − 8.
+   */
+  maxPayloadSize: { ipv4: 65_507, ipv6: 65_527 },
+  /** The longest destination text (an IPv6 address is at most 45 characters). */
+  maxDestinationText: 64,
 } as const;
 
 export function msOfDuration(d: Duration | undefined): number {
@@ -53,6 +61,15 @@ export function watchStats(
   track: (stop: () => void) => () => void,
 ): void {
   const asked = msOfDuration(call.request.interval);
+  if (asked > WATCH_MAX_MS) {
+    // A timer that long would overflow (Node runs it every 1 ms instead).
+    const e = serviceError(
+      "invalidArgument",
+      `interval: at most ${WATCH_MAX_MS} ms, got ${asked} ms`,
+    );
+    call.emit("error", toGrpcError(e));
+    return;
+  }
   const every = asked === 0 ? WATCH_DEFAULT_MS : Math.max(WATCH_MIN_MS, asked);
   call.write(snapshot());
   const timer = setInterval(() => {
@@ -79,6 +96,12 @@ export interface PingPlan {
 
 /** Validates a PingRequest against the limits and the netstack's own and temporary addresses. */
 export function planPing(req: PingRequest, stack: Stack): PingPlan | ServiceError {
+  const L = PING_LIMITS;
+  if (req.destination.length > L.maxDestinationText)
+    return serviceError(
+      "invalidArgument",
+      `destination: at most ${L.maxDestinationText} characters, got ${req.destination.length}`,
+    );
   const text = req.destination.trim();
   const destination = parseAddress(text);
   if (destination === null)
@@ -94,16 +117,15 @@ export function planPing(req: PingRequest, stack: Stack): PingPlan | ServiceErro
     );
   const refusal = ownOrTemporary(stack, destination);
   if (refusal !== null) return serviceError("failedPrecondition", refusal);
-  const L = PING_LIMITS;
   const count = req.count === 0 ? L.defaultCount : req.count;
   if (count > L.maxCount)
     return serviceError("invalidArgument", `count: at most ${L.maxCount}, got ${count}`);
   const interval = msOfDuration(req.interval);
   const intervalMs = interval === 0 ? L.defaultIntervalMs : interval;
-  if (intervalMs < L.minIntervalMs)
+  if (intervalMs < L.minIntervalMs || intervalMs > L.maxIntervalMs)
     return serviceError(
       "invalidArgument",
-      `interval: at least ${L.minIntervalMs} ms, got ${intervalMs} ms`,
+      `interval: between ${L.minIntervalMs} and ${L.maxIntervalMs} ms, got ${intervalMs} ms`,
     );
   const timeout = msOfDuration(req.timeout);
   const timeoutMs = timeout === 0 ? L.defaultTimeoutMs : timeout;
@@ -112,13 +134,15 @@ export function planPing(req: PingRequest, stack: Stack): PingPlan | ServiceErro
       "invalidArgument",
       `timeout: at most ${L.maxTimeoutMs} ms, got ${timeoutMs} ms`,
     );
+  const family = v4 ? "ipv4" : "ipv6";
   const payloadSize = req.payloadSize === 0 ? L.defaultPayloadSize : req.payloadSize;
-  if (payloadSize > L.maxPayloadSize)
+  const maxPayload = L.maxPayloadSize[family];
+  if (payloadSize > maxPayload)
     return serviceError(
       "invalidArgument",
-      `payload_size: at most ${L.maxPayloadSize} bytes, got ${payloadSize}`,
+      `payload_size: at most ${maxPayload} bytes to an ${v4 ? "IPv4" : "IPv6"} destination, got ${payloadSize}`,
     );
-  return { destination, family: v4 ? "ipv4" : "ipv6", count, intervalMs, timeoutMs, payloadSize };
+  return { destination, family, count, intervalMs, timeoutMs, payloadSize };
 }
 
 /**

@@ -68,13 +68,14 @@ export interface CounterSnapshot {
   gauges: Record<string, number>;
 }
 
-export const DEFAULT_LIMITS: SessionLimits = {
+export const DEFAULT_LIMITS: Omit<SessionLimits, "helloTimeoutMs"> = {
   defaultMaxInFlight: 1024,
   maxInFlightCap: 65536,
   maxBatch: 128,
   maxBatchBytes: 1 << 20,
   maxPayloadBytes: 65535,
   observerQueue: 1024,
+  writeStallMs: 2000,
 };
 
 function authOptionsOf(s: SecurityOptions): AuthOptions {
@@ -109,7 +110,9 @@ export interface ServiceOptions {
   temporaryReply?: boolean;
   /** How long a server drain waits for held requests. */
   drainTimeoutMs: number;
-  limits?: Partial<SessionLimits>;
+  limits?: Partial<Omit<SessionLimits, "helloTimeoutMs">>;
+  /** How long a Connect stream may go without Hello (the default is the config schema's). */
+  helloTimeoutMs: number;
   /** Passed to the dispatcher (table sizes, pending bound). */
   dispatcher?: Pick<
     DispatcherOptions,
@@ -187,7 +190,7 @@ export class EchoService {
       maxHeld: o.forwarderMaxHeld ?? maxPending + 4096,
       onOverflow: o.policy.onOverload,
     });
-    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits, helloTimeoutMs: o.helloTimeoutMs };
     this.drainTimeoutMs = o.drainTimeoutMs;
     this.operator = o.operator ?? null;
     this.auth = new Authenticator(authOptionsOf(o.security ?? {}));

@@ -18,6 +18,8 @@ export type ServiceErrorKind =
   | "unimplemented"
   | "shuttingDown"
   | "resourceExhausted"
+  /** The client did not do what it had to within a time bound (no Hello). */
+  | "deadlineExceeded"
   /** A request field is malformed (an address that does not parse, …). */
   | "invalidArgument"
   /** The request is well formed but cannot be carried out here (Ping to an own address). */
@@ -48,6 +50,7 @@ const STATUS_OF: Record<ServiceErrorKind, status> = {
   unimplemented: status.UNIMPLEMENTED,
   shuttingDown: status.UNAVAILABLE,
   resourceExhausted: status.RESOURCE_EXHAUSTED,
+  deadlineExceeded: status.DEADLINE_EXCEEDED,
   invalidArgument: status.INVALID_ARGUMENT,
   failedPrecondition: status.FAILED_PRECONDITION,
   unauthenticated: status.UNAUTHENTICATED,

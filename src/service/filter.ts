@@ -7,6 +7,12 @@ import { type ServiceError, serviceError } from "./errors.js";
 /** The most prefixes one filter list may hold (matching is linear). */
 export const MAX_FILTER_PREFIXES = 256;
 
+/**
+ * The longest text of one prefix ("ffff:…:ffff/128" is 43 characters, an IPv4-mapped one 49):
+ * a longer one is no prefix, and is refused without being parsed or quoted.
+ */
+export const MAX_PREFIX_TEXT = 64;
+
 export class SessionFilter {
   /** Matches everything. */
   static readonly ALL = new SessionFilter(null, [], [], false);
@@ -62,9 +68,17 @@ function anyContains(subnets: readonly Subnet[], a: Address): boolean {
 
 function parsePrefixes(field: string, texts: readonly string[]): Subnet[] | ServiceError {
   if (texts.length > MAX_FILTER_PREFIXES)
-    return serviceError("invalidHello", `${field}: at most ${MAX_FILTER_PREFIXES} prefixes`);
+    return serviceError(
+      "invalidHello",
+      `${field}: at most ${MAX_FILTER_PREFIXES} prefixes, got ${texts.length}`,
+    );
   const out: Subnet[] = [];
   for (const [i, t] of texts.entries()) {
+    if (t.length > MAX_PREFIX_TEXT)
+      return serviceError(
+        "invalidHello",
+        `${field}[${i}]: at most ${MAX_PREFIX_TEXT} characters, got ${t.length}`,
+      );
     const s = Subnet.parse(t);
     if (s === null)
       return serviceError("invalidHello", `${field}[${i}]: "${t}" is not an ADDRESS/PREFIX`);

@@ -4,8 +4,16 @@
  * current tick (a microtask: at low load a lone request goes out at once). A write() that
  * returns false makes the session not writable until 'drain', so it gets nothing more meanwhile.
  * The session is in one state at a time: awaiting Hello, deciding, observing, or ended.
+ *
+ * Bounds on what a client can make it hold: a stream without Hello ends after helloTimeoutMs
+ * (DEADLINE_EXCEEDED); a stream whose write() said to wait and that sees no 'drain' for
+ * writeStallMs (the client reads nothing: HTTP/2 flow control holds every byte queued) ends
+ * RESOURCE_EXHAUSTED, as does one with MAX_QUEUED_WRITES messages queued (a client that keeps
+ * sending but never reads); a verdict batch longer than the session's max_in_flight is refused
+ * whole (it cannot hold that many valid verdicts, and each invalid one would be answered).
  */
 import { randomUUID } from "node:crypto";
+import { constants as http2Constants } from "node:http2";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   Action,
@@ -41,7 +49,10 @@ import {
 export const PROTOCOL_VERSION = 1;
 
 /** Messages a stream may have queued before a client that does not read is cut off. */
-const MAX_QUEUED_WRITES = 4096;
+export const MAX_QUEUED_WRITES = 4096;
+
+/** Hello.client_name: the most UTF-8 bytes (it is shown in logs, metrics and ListSessions). */
+export const MAX_CLIENT_NAME_BYTES = 256;
 
 export interface SessionLimits {
   /** max_in_flight for a Hello that says 0. */
@@ -56,6 +67,13 @@ export interface SessionLimits {
   maxPayloadBytes: number;
   /** Copies an observe session may have queued (not yet handed to the socket); more are dropped. */
   observerQueue: number;
+  /**
+   * How long the stream may stay full (a write() said to wait, and no 'drain' came) before the
+   * client counts as not reading and the stream ends RESOURCE_EXHAUSTED.
+   */
+  writeStallMs: number;
+  /** How long a stream may go without Hello before it ends DEADLINE_EXCEEDED. */
+  helloTimeoutMs: number;
 }
 
 export type ConnectCall = ServerDuplexStream<ClientInput, ServerOutput>;
@@ -87,6 +105,12 @@ export class ConnectSession implements SessionSink, ObserverSink {
   private readonly batch = new EventBatch();
   private flushQueued = false;
   private readonly streamLink: unknown;
+  /** Armed until Hello; ends the stream when no Hello came in time. */
+  private helloTimer: ReturnType<typeof setTimeout> | null;
+  /** Whether the stream is full: a write() said to wait and no 'drain' has come since. */
+  private stalled = false;
+  /** Re-armed (refresh(), no allocation) at each stall; when it fires still stalled, the end. */
+  private stallTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly call: ConnectCall,
@@ -104,7 +128,13 @@ export class ConnectSession implements SessionSink, ObserverSink {
     call.on("error", () => this.finish(null));
     call.on("drain", () => {
       this.streamWritable = true;
+      this.stalled = false;
     });
+    this.helloTimer = setTimeout(() => {
+      const ms = this.limits.helloTimeoutMs;
+      this.finish(serviceError("deadlineExceeded", `no Hello came within ${ms} ms`));
+    }, limits.helloTimeoutMs);
+    this.helloTimer.unref();
   }
 
   // ---- SessionSink (called by the dispatcher) ----
@@ -199,11 +229,15 @@ export class ConnectSession implements SessionSink, ObserverSink {
     if (st.kind === "ended") return;
     this.state = ENDED;
     this.batch.clear();
+    this.clearTimers();
     if (st.kind === "deciding") this.dispatcher.closeSession(st.slot);
     else if (st.kind === "observing") this.dispatcher.closeObserver(st.slot);
     if (!this.call.cancelled && !this.call.writableEnded) {
       if (error === null) this.call.end();
       else this.call.emit("error", toGrpcError(error));
+      // The status goes out after what is queued; a client that reads nothing never lets it
+      // through, so the stream is reset after one more stall bound.
+      if (this.call.writableLength > 0) resetIfStillOpen(this.call, this.limits.writeStallMs);
     }
     this.onEnd(this);
   }
@@ -258,6 +292,18 @@ export class ConnectSession implements SessionSink, ObserverSink {
   private verdicts(v: Verdicts): void {
     const d = this.dispatcher;
     const st = this.state;
+    // A session holds at most max_in_flight requests, so a longer batch cannot be all valid;
+    // it is refused whole, with one Rejection instead of one per verdict.
+    const most = st.kind === "deciding" ? st.slot.maxInFlight : this.limits.defaultMaxInFlight;
+    if (v.length > most) {
+      d.reject(
+        this,
+        0n,
+        "invalidArgument",
+        `verdicts: at most ${most} per VerdictBatch (${st.kind === "deciding" ? "the session's max_in_flight" : "before Hello or when observing, the default max_in_flight"}), got ${v.length}; none applied`,
+      );
+      return;
+    }
     if (st.kind === "deciding") {
       d.decide(st.slot, v);
       return;
@@ -273,6 +319,8 @@ export class ConnectSession implements SessionSink, ObserverSink {
       d.reject(this, 0n, "protocolViolation", "a second Hello");
       return;
     }
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
     const problem = this.checkHello(h);
     if (problem !== null) {
       this.finish(problem);
@@ -333,6 +381,12 @@ export class ConnectSession implements SessionSink, ObserverSink {
     if (h.mode !== Mode.MODE_DECIDE && h.mode !== Mode.MODE_OBSERVE) {
       return serviceError("invalidHello", `mode: ${h.mode} is not MODE_DECIDE or MODE_OBSERVE`);
     }
+    const nameBytes = Buffer.byteLength(h.clientName, "utf8");
+    if (nameBytes > MAX_CLIENT_NAME_BYTES)
+      return serviceError(
+        "invalidHello",
+        `client_name: at most ${MAX_CLIENT_NAME_BYTES} bytes (UTF-8), got ${nameBytes}`,
+      );
     const denied =
       authorize(this.principal, h.mode === Mode.MODE_DECIDE ? "decide" : "observe") ??
       authorizeFilter(this.principal, h.filter);
@@ -370,9 +424,71 @@ export class ConnectSession implements SessionSink, ObserverSink {
       this.finish(serviceError("resourceExhausted", "the client does not read its stream"));
       return;
     }
+    if (this.call.write(m, written)) return;
     // Only a deciding session is given requests, so only its writes gate what it gets.
-    if (!this.call.write(m, written) && this.state.kind === "deciding") this.streamWritable = false;
+    if (this.state.kind === "deciding") this.streamWritable = false;
+    if (this.stalled) return;
+    // The stream is full: unless 'drain' comes within writeStallMs, the client reads nothing.
+    this.stalled = true;
+    if (this.stallTimer === null) {
+      this.stallTimer = setTimeout(this.stallExpired, this.limits.writeStallMs);
+      this.stallTimer.unref();
+    } else this.stallTimer.refresh();
   }
+
+  private readonly stallExpired = (): void => {
+    if (!this.stalled) return;
+    const ms = this.limits.writeStallMs;
+    this.finish(
+      serviceError(
+        "resourceExhausted",
+        `the client does not read its stream: it stayed full for ${ms} ms`,
+      ),
+    );
+  };
+
+  private clearTimers(): void {
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
+    this.helloTimer = null;
+    this.stallTimer = null;
+  }
+}
+
+/** The HTTP/2 stream under a grpc-js call, where grpc-js keeps it (null if it moved). */
+interface ResettableStream {
+  readonly closed: boolean;
+  close(code: number): void;
+}
+
+function http2StreamOf(call: ConnectCall): ResettableStream | null {
+  // ServerDuplexStream.call → ServerInterceptingCall.nextCall … → BaseServerInterceptingCall.stream
+  let c = (call as unknown as { call?: unknown }).call;
+  for (let depth = 0; depth < 8 && typeof c === "object" && c !== null; depth++) {
+    const stream = (c as { stream?: unknown }).stream;
+    if (
+      typeof stream === "object" &&
+      stream !== null &&
+      typeof (stream as ResettableStream).close === "function" &&
+      typeof (stream as ResettableStream).closed === "boolean"
+    )
+      return stream as ResettableStream;
+    c = (c as { nextCall?: unknown }).nextCall;
+  }
+  return null;
+}
+
+/**
+ * Resets the stream with ENHANCE_YOUR_CALM (gRPC clients report RESOURCE_EXHAUSTED) if it is
+ * still open after `ms`: its status is stuck behind data the client does not read, and the
+ * queue is freed only when the stream closes.
+ */
+function resetIfStillOpen(call: ConnectCall, ms: number): void {
+  const stream = http2StreamOf(call);
+  if (stream === null) return;
+  setTimeout(() => {
+    if (!stream.closed) stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  }, ms).unref();
 }
 
 function emptyFilter(): Filter {

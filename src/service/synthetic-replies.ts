@@ -42,6 +42,18 @@ export interface RequestHistory {
   markSyntheticSent(id: number): void;
 }
 
+/**
+ * The largest SyntheticReply.payload a reply can carry. The synthetic reply is one IP datagram
+ * the netstack builds itself: IPv4, a 20-byte header (no options, whatever the request had)
+ * inside the 65,535-byte total length, then the 8-byte Echo header; IPv6, the 8-byte Echo
+ * header inside the 65,535-byte payload length (no extension headers). A longer payload would
+ * leave as a fragment train no host reassembles.
+ */
+export const SYNTHETIC_PAYLOAD_LIMIT = {
+  ipv4: 65_535 - 20 - 8,
+  ipv6: 65_535 - 8,
+} as const;
+
 /** The bounds on the copies kept, unless the dispatcher's options say. */
 export const DEFAULT_SYNTHETIC_BOUNDS: Omit<SyntheticLimits, "windowMs"> = {
   maxRecords: 65536,
@@ -116,6 +128,13 @@ export class SyntheticReplies {
     const id = requestId <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(requestId) : Number.NaN;
     const r = this.records.get(id, nowMs);
     if (r === null || r.session !== session) return this.whyNot(session, requestId, id);
+    // Refused before anything is spent: the copy stays, so a shorter payload may follow.
+    const limit = SYNTHETIC_PAYLOAD_LIMIT[r.copy.family];
+    if (payload !== undefined && payload.length > limit)
+      return {
+        kind: "invalidArgument",
+        message: `request ${id}: payload: at most ${limit} bytes for an ${r.copy.family === "ipv4" ? "IPv4" : "IPv6"} Echo Reply, got ${payload.length}; nothing sent`,
+      };
     this.records.delete(id);
     this.history.markSyntheticSent(id);
     const err =

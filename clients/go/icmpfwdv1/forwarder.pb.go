@@ -271,6 +271,12 @@ func (RejectionReason) EnumDescriptor() ([]byte, []int) {
 	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{3}
 }
 
+// Every client message is at most 1 MiB (larger: the call ends RESOURCE_EXHAUSTED). A stream
+// must send Hello within --hello-timeout (default 10 s; else DEADLINE_EXCEEDED). A client that
+// reads nothing is cut off: once its stream stays full (no HTTP/2 WINDOW_UPDATE) for 2 s, or
+// 4,096 messages are queued for it, the call ends RESOURCE_EXHAUSTED and its in-flight requests
+// get on-disconnect; if the status cannot get through 2 s later, the HTTP/2 stream is reset
+// with ENHANCE_YOUR_CALM.
 type ClientMessage struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -497,9 +503,11 @@ type Filter struct {
 
 	// FAMILY_UNSPECIFIED: both families.
 	Family Family `protobuf:"varint,1,opt,name=family,proto3,enum=icmpfwd.v1.Family" json:"family,omitempty"`
-	// CIDR prefixes the request's IP source must be in (any of them).
+	// CIDR prefixes the request's IP source must be in (any of them). At most 256 prefixes of at
+	// most 64 characters each (else INVALID_ARGUMENT).
 	SourcePrefixes []string `protobuf:"bytes,2,rep,name=source_prefixes,json=sourcePrefixes,proto3" json:"source_prefixes,omitempty"`
-	// CIDR prefixes the request's IP destination must be in (any of them).
+	// CIDR prefixes the request's IP destination must be in (any of them). At most 256 prefixes
+	// of at most 64 characters each (else INVALID_ARGUMENT).
 	DestinationPrefixes []string `protobuf:"bytes,3,rep,name=destination_prefixes,json=destinationPrefixes,proto3" json:"destination_prefixes,omitempty"`
 	// Only requests for temporary addresses (a promiscuous NIC).
 	TemporaryOnly bool `protobuf:"varint,4,opt,name=temporary_only,json=temporaryOnly,proto3" json:"temporary_only,omitempty"`
@@ -571,15 +579,18 @@ type Hello struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// 1.
+	// 1 (anything else: FAILED_PRECONDITION).
 	ProtocolVersion uint32 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	// Shown in ListSessions, logs and metrics.
-	ClientName string  `protobuf:"bytes,2,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`
-	Mode       Mode    `protobuf:"varint,3,opt,name=mode,proto3,enum=icmpfwd.v1.Mode" json:"mode,omitempty"`
-	Filter     *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
-	// Most requests this session wants outstanding at once (0: the server's default).
+	// Shown in ListSessions, logs and metrics. At most 256 bytes of UTF-8 (else INVALID_ARGUMENT).
+	ClientName string `protobuf:"bytes,2,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`
+	// MODE_DECIDE or MODE_OBSERVE (else INVALID_ARGUMENT).
+	Mode   Mode    `protobuf:"varint,3,opt,name=mode,proto3,enum=icmpfwd.v1.Mode" json:"mode,omitempty"`
+	Filter *Filter `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Most requests this session wants outstanding at once (0: the server's default,
+	// --max-in-flight, 1024; more than 65,536 is cut to 65,536).
 	MaxInFlight uint32 `protobuf:"varint,5,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	// How many payload bytes each EchoRequest carries (0: none; the full length is always sent).
+	// How many payload bytes each EchoRequest carries (0: none; the full length is always sent;
+	// more than 65,535 is cut to 65,535).
 	PayloadBytes uint32 `protobuf:"varint,6,opt,name=payload_bytes,json=payloadBytes,proto3" json:"payload_bytes,omitempty"`
 }
 
@@ -673,7 +684,8 @@ type Welcome struct {
 	OnDisconnect Action               `protobuf:"varint,7,opt,name=on_disconnect,json=onDisconnect,proto3,enum=icmpfwd.v1.Action" json:"on_disconnect,omitempty"`
 	// The in-flight limit that applies to this session (Hello.max_in_flight, defaulted and capped).
 	MaxInFlight uint32 `protobuf:"varint,8,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	// Most requests the server puts in one EchoRequestBatch.
+	// Most requests the server puts in one EchoRequestBatch (--max-batch; a batch is also sent
+	// early once its events reach 1 MiB).
 	MaxBatch uint32 `protobuf:"varint,9,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 }
 
@@ -1017,7 +1029,7 @@ type Verdict struct {
 	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Action    Action `protobuf:"varint,2,opt,name=action,proto3,enum=icmpfwd.v1.Action" json:"action,omitempty"`
 	// When > 0: apply the same action to the request's flow (source, destination, ident) for
-	// this many milliseconds without asking.
+	// this many milliseconds without asking (more than 600,000, 10 min, is cut to it).
 	ApplyToFlowMs uint32 `protobuf:"varint,3,opt,name=apply_to_flow_ms,json=applyToFlowMs,proto3" json:"apply_to_flow_ms,omitempty"`
 }
 
@@ -1079,6 +1091,9 @@ type VerdictBatch struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// At most the session's Welcome.max_in_flight verdicts (before Hello or in MODE_OBSERVE, the
+	// server's default max_in_flight): a longer batch is refused whole with one Rejection
+	// (REJECTION_REASON_INVALID_ARGUMENT, request_id 0) and none of it is applied.
 	Verdicts []*Verdict `protobuf:"bytes,1,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
 }
 
@@ -1129,7 +1144,11 @@ type SyntheticReply struct {
 	unknownFields protoimpl.UnknownFields
 
 	RequestId uint64 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// Replaces the request's payload when present.
+	// Replaces the request's payload when present. At most what one Echo Reply datagram carries:
+	// 65,507 bytes for IPv4 (65,535 total length − the reply's 20-byte IP header, which has no
+	// options − the 8-byte Echo header) and 65,527 for IPv6 (65,535 payload length − 8). A
+	// longer payload is refused with REJECTION_REASON_INVALID_ARGUMENT, nothing is sent, and the
+	// request may still be answered within the window.
 	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3,oneof" json:"payload,omitempty"`
 }
 
@@ -1439,7 +1458,8 @@ type WatchStatsRequest struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Interval between snapshots (default 1 s, at least 100 ms).
+	// Interval between snapshots (default 1 s; shorter than 100 ms counts as 100 ms; longer than
+	// 1 hour: INVALID_ARGUMENT).
 	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
 }
 
@@ -1713,17 +1733,24 @@ func (x *ListSessionsResponse) GetSessions() []*Session {
 	return nil
 }
 
+// Every bound below, when crossed, ends the call INVALID_ARGUMENT naming the field.
 type PingRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Destination, as text (an address outside the netstack's own and temporary addresses).
-	Destination string               `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
-	Count       uint32               `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	Interval    *durationpb.Duration `protobuf:"bytes,3,opt,name=interval,proto3" json:"interval,omitempty"`
-	PayloadSize uint32               `protobuf:"varint,4,opt,name=payload_size,json=payloadSize,proto3" json:"payload_size,omitempty"`
-	Timeout     *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Destination, as text (an address outside the netstack's own and temporary addresses); at
+	// most 64 characters.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Echo Requests to send (0: 4); at most 10,000.
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Between two Echo Requests (unset or 0: 1 s); 10 ms to 60 s.
+	Interval *durationpb.Duration `protobuf:"bytes,3,opt,name=interval,proto3" json:"interval,omitempty"`
+	// Echo payload bytes (0: 56); at most 65,507 to an IPv4 destination and 65,527 to an IPv6 one
+	// (what one datagram carries).
+	PayloadSize uint32 `protobuf:"varint,4,opt,name=payload_size,json=payloadSize,proto3" json:"payload_size,omitempty"`
+	// How long to wait for each reply (unset or 0: 1 s); at most 60 s.
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 }
 
 func (x *PingRequest) Reset() {

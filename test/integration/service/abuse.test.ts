@@ -14,11 +14,17 @@ import {
   ClientMessage,
   Mode,
   RejectionReason,
-  ServerMessage,
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { waitFor } from "../../helpers/netns.js";
 import { v4Echo } from "../../helpers/packets.js";
-import { CONNECT_PATH, type Harness, outcomes, serviceTests } from "./harness.js";
+import {
+  CONNECT_PATH,
+  grpcFrame,
+  type Harness,
+  outcomes,
+  pausedConnect,
+  serviceTests,
+} from "./harness.js";
 
 const t = serviceTests();
 let h: Harness;
@@ -61,13 +67,6 @@ const hello = (): Buffer =>
       },
     }).finish(),
   );
-
-/** A gRPC length-prefixed message. */
-function grpcFrame(m: Buffer): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(m.length, 1);
-  return Buffer.concat([head, m]);
-}
 
 /** An HTTP/2 frame. */
 function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
@@ -257,59 +256,38 @@ describe("10,000 concurrent streams", () => {
 describe("a client that never reads", () => {
   it("its queue reaches 4,096 messages: the stream ends RESOURCE_EXHAUSTED, its request gets on-disconnect", async () => {
     h = await t.start({ deadlineMs: 10_000 });
-    const session = http2.connect(`http://${h.service.address}`, {
-      // A small window: the server's writes back up at once.
-      settings: { initialWindowSize: 1024 },
-    });
-    session.on("error", () => {});
-    const st = session.request({
-      ":method": "POST",
-      ":path": CONNECT_PATH,
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    st.on("error", () => {});
-    const messages: ServerMessage[] = [];
-    let pending = Buffer.alloc(0);
-    st.on("data", (b: Buffer) => {
-      pending = Buffer.concat([pending, b]);
-      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-        const n = pending.readUInt32BE(1);
-        messages.push(ServerMessage.decode(pending.subarray(5, 5 + n)));
-        pending = pending.subarray(5 + n);
-      }
-    });
-    let status: string | undefined;
-    st.on("trailers", (tr) => {
-      status = String(tr["grpc-status"]);
-    });
-    st.pause();
+    // A small window: the server's writes back up at once.
+    const raw = pausedConnect(h.service.address, 1024);
+    const { session, st, messages } = raw;
     st.write(grpcFrame(hello()));
     const d = h.service.dispatcher;
     await waitFor(() => d.sessions.length === 1, { what: "the session" });
     h.link.inject(v4Echo());
     await waitFor(() => d.pendingCount === 1, { what: "a request in flight" });
-    // 5,000 verdicts for unknown ids: 5,000 Rejections the client never reads.
-    const verdicts = ClientMessage.encode({
-      message: {
-        $case: "verdicts",
-        value: {
-          verdicts: Array.from({ length: 5000 }, (_, i) => ({
-            requestId: BigInt(1_000_000 + i),
-            action: Action.ACTION_CONSUME,
-            applyToFlowMs: 0,
-          })),
+    // 5,000 verdicts for unknown ids (five batches of 1,000: a batch holds at most the
+    // session's max_in_flight, 1,024): 5,000 Rejections the client never reads.
+    for (let b = 0; b < 5; b++) {
+      const verdicts = ClientMessage.encode({
+        message: {
+          $case: "verdicts",
+          value: {
+            verdicts: Array.from({ length: 1000 }, (_, i) => ({
+              requestId: BigInt(1_000_000 + b * 1000 + i),
+              action: Action.ACTION_CONSUME,
+              applyToFlowMs: 0,
+            })),
+          },
         },
-      },
-    }).finish();
-    st.write(grpcFrame(Buffer.from(verdicts)));
+      }).finish();
+      st.write(grpcFrame(Buffer.from(verdicts)));
+    }
     await waitFor(() => d.sessions.length === 0, { what: "the session is cut" });
     expect(h.counter("service.outcomes.fallthrough.disconnect")).toBe(1);
     // Reading again: the queued messages, then the status.
     st.resume();
-    await waitFor(() => status !== undefined, { what: "the status", timeoutMs: 10_000 });
+    await waitFor(() => raw.trailers !== null, { what: "the status", timeoutMs: 10_000 });
     session.destroy();
-    expect(status).toBe("8");
+    expect(String(raw.trailers?.["grpc-status"])).toBe("8");
     expect(messages.filter((m) => m.message?.$case === "rejection").length).toBeLessThanOrEqual(
       4096,
     );

@@ -2,6 +2,7 @@
  * The service on a real loopback socket (port 0) in front of a stack on the in-memory channel
  * link, and a small grpc-js client that records everything the server sends.
  */
+import http2 from "node:http2";
 import {
   type ChannelCredentials,
   type ChannelOptions,
@@ -302,4 +303,61 @@ export class TestClient {
     this.call.cancel();
     this.client.close();
   }
+}
+
+/**
+ * A Connect stream over a raw HTTP/2 client with the given stream window (gRPC framing by
+ * hand), paused at once: it reads nothing until `st.resume()`, so no WINDOW_UPDATE goes back.
+ * What it reads is decoded into `messages`; the trailers and the close time are kept.
+ */
+export function pausedConnect(
+  address: string,
+  initialWindowSize: number,
+): {
+  session: http2.ClientHttp2Session;
+  st: http2.ClientHttp2Stream;
+  messages: ServerMessage[];
+  trailers: http2.IncomingHttpHeaders | null;
+  closedAt: number;
+} {
+  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize } });
+  session.on("error", () => {});
+  const st = session.request({
+    ":method": "POST",
+    ":path": CONNECT_PATH,
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  st.on("error", () => {});
+  const out = {
+    session,
+    st,
+    messages: [] as ServerMessage[],
+    trailers: null as http2.IncomingHttpHeaders | null,
+    closedAt: 0,
+  };
+  st.on("trailers", (tr) => {
+    out.trailers = tr;
+  });
+  st.on("close", () => {
+    out.closedAt = performance.now();
+  });
+  let pending = Buffer.alloc(0);
+  st.on("data", (b: Buffer) => {
+    pending = Buffer.concat([pending, b]);
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      const n = pending.readUInt32BE(1);
+      out.messages.push(ServerMessage.decode(pending.subarray(5, 5 + n)));
+      pending = pending.subarray(5 + n);
+    }
+  });
+  st.pause();
+  return out;
+}
+
+/** A gRPC length-prefixed message. */
+export function grpcFrame(m: Uint8Array): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(m.length, 1);
+  return Buffer.concat([head, m]);
 }

@@ -55,7 +55,10 @@ export interface ReloadResponse {
 }
 
 export interface GetDecisionStatsRequest {
-  /** The window the percentiles cover, ending now (default 10 s; 1 s to 60 s). */
+  /**
+   * The window the percentiles cover, ending now (default 10 s; 1 s to 60 s, else
+   * INVALID_ARGUMENT).
+   */
   window: Duration | undefined;
 }
 

@@ -272,6 +272,14 @@ export function rejectionReasonToJSON(object: RejectionReason): string {
   }
 }
 
+/**
+ * Every client message is at most 1 MiB (larger: the call ends RESOURCE_EXHAUSTED). A stream
+ * must send Hello within --hello-timeout (default 10 s; else DEADLINE_EXCEEDED). A client that
+ * reads nothing is cut off: once its stream stays full (no HTTP/2 WINDOW_UPDATE) for 2 s, or
+ * 4,096 messages are queued for it, the call ends RESOURCE_EXHAUSTED and its in-flight requests
+ * get on-disconnect; if the status cannot get through 2 s later, the HTTP/2 stream is reset
+ * with ENHANCE_YOUR_CALM.
+ */
 export interface ClientMessage {
   message:
     | { $case: "hello"; value: Hello }
@@ -294,9 +302,15 @@ export interface ServerMessage {
 export interface Filter {
   /** FAMILY_UNSPECIFIED: both families. */
   family: Family;
-  /** CIDR prefixes the request's IP source must be in (any of them). */
+  /**
+   * CIDR prefixes the request's IP source must be in (any of them). At most 256 prefixes of at
+   * most 64 characters each (else INVALID_ARGUMENT).
+   */
   sourcePrefixes: string[];
-  /** CIDR prefixes the request's IP destination must be in (any of them). */
+  /**
+   * CIDR prefixes the request's IP destination must be in (any of them). At most 256 prefixes
+   * of at most 64 characters each (else INVALID_ARGUMENT).
+   */
   destinationPrefixes: string[];
   /** Only requests for temporary addresses (a promiscuous NIC). */
   temporaryOnly: boolean;
@@ -304,17 +318,24 @@ export interface Filter {
 
 /** The first client message of a Connect stream. */
 export interface Hello {
-  /** 1. */
+  /** 1 (anything else: FAILED_PRECONDITION). */
   protocolVersion: number;
-  /** Shown in ListSessions, logs and metrics. */
+  /** Shown in ListSessions, logs and metrics. At most 256 bytes of UTF-8 (else INVALID_ARGUMENT). */
   clientName: string;
+  /** MODE_DECIDE or MODE_OBSERVE (else INVALID_ARGUMENT). */
   mode: Mode;
   filter:
     | Filter
     | undefined;
-  /** Most requests this session wants outstanding at once (0: the server's default). */
+  /**
+   * Most requests this session wants outstanding at once (0: the server's default,
+   * --max-in-flight, 1024; more than 65,536 is cut to 65,536).
+   */
   maxInFlight: number;
-  /** How many payload bytes each EchoRequest carries (0: none; the full length is always sent). */
+  /**
+   * How many payload bytes each EchoRequest carries (0: none; the full length is always sent;
+   * more than 65,535 is cut to 65,535).
+   */
   payloadBytes: number;
 }
 
@@ -330,7 +351,10 @@ export interface Welcome {
   onDisconnect: Action;
   /** The in-flight limit that applies to this session (Hello.max_in_flight, defaulted and capped). */
   maxInFlight: number;
-  /** Most requests the server puts in one EchoRequestBatch. */
+  /**
+   * Most requests the server puts in one EchoRequestBatch (--max-batch; a batch is also sent
+   * early once its events reach 1 MiB).
+   */
   maxBatch: number;
 }
 
@@ -386,12 +410,17 @@ export interface Verdict {
   action: Action;
   /**
    * When > 0: apply the same action to the request's flow (source, destination, ident) for
-   * this many milliseconds without asking.
+   * this many milliseconds without asking (more than 600,000, 10 min, is cut to it).
    */
   applyToFlowMs: number;
 }
 
 export interface VerdictBatch {
+  /**
+   * At most the session's Welcome.max_in_flight verdicts (before Hello or in MODE_OBSERVE, the
+   * server's default max_in_flight): a longer batch is refused whole with one Rejection
+   * (REJECTION_REASON_INVALID_ARGUMENT, request_id 0) and none of it is applied.
+   */
   verdicts: Verdict[];
 }
 
@@ -401,7 +430,13 @@ export interface VerdictBatch {
  */
 export interface SyntheticReply {
   requestId: bigint;
-  /** Replaces the request's payload when present. */
+  /**
+   * Replaces the request's payload when present. At most what one Echo Reply datagram carries:
+   * 65,507 bytes for IPv4 (65,535 total length − the reply's 20-byte IP header, which has no
+   * options − the 8-byte Echo header) and 65,527 for IPv6 (65,535 payload length − 8). A
+   * longer payload is refused with REJECTION_REASON_INVALID_ARGUMENT, nothing is sent, and the
+   * request may still be answered within the window.
+   */
   payload?: Buffer | undefined;
 }
 
@@ -446,7 +481,10 @@ export interface GetStatsResponse_GaugesEntry {
 }
 
 export interface WatchStatsRequest {
-  /** Interval between snapshots (default 1 s, at least 100 ms). */
+  /**
+   * Interval between snapshots (default 1 s; shorter than 100 ms counts as 100 ms; longer than
+   * 1 hour: INVALID_ARGUMENT).
+   */
   interval: Duration | undefined;
 }
 
@@ -478,12 +516,25 @@ export interface ListSessionsResponse {
   sessions: Session[];
 }
 
+/** Every bound below, when crossed, ends the call INVALID_ARGUMENT naming the field. */
 export interface PingRequest {
-  /** Destination, as text (an address outside the netstack's own and temporary addresses). */
+  /**
+   * Destination, as text (an address outside the netstack's own and temporary addresses); at
+   * most 64 characters.
+   */
   destination: string;
+  /** Echo Requests to send (0: 4); at most 10,000. */
   count: number;
-  interval: Duration | undefined;
+  /** Between two Echo Requests (unset or 0: 1 s); 10 ms to 60 s. */
+  interval:
+    | Duration
+    | undefined;
+  /**
+   * Echo payload bytes (0: 56); at most 65,507 to an IPv4 destination and 65,527 to an IPv6 one
+   * (what one datagram carries).
+   */
   payloadSize: number;
+  /** How long to wait for each reply (unset or 0: 1 s); at most 60 s. */
   timeout: Duration | undefined;
 }
 
