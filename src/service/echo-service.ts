@@ -37,6 +37,7 @@ import {
   type Synthesizer,
 } from "./dispatcher.js";
 import { isServiceError, type ServiceError, serviceError, toGrpcError } from "./errors.js";
+import { MAX_PREFIX_TEXT } from "./filter.js";
 import type { NetworkChange, NetworkControl } from "./network.js";
 import type { RequestTelemetry } from "./request-telemetry.js";
 import {
@@ -48,7 +49,12 @@ import {
   shutdown,
   type TlsFiles,
 } from "./server.js";
-import { type ConnectCall, ConnectSession, type SessionLimits } from "./session.js";
+import {
+  type ConnectCall,
+  ConnectSession,
+  type SessionHooks,
+  type SessionLimits,
+} from "./session.js";
 import { protoTimeOfMs } from "./wire.js";
 
 /** GetDecisionStats: the window when none is given, and its bounds. */
@@ -159,6 +165,20 @@ export class EchoService {
   private readonly limits: SessionLimits;
   private readonly auth: Authenticator;
   private readonly audit: AuditLog;
+  /** Sessions come and go in the set, and in the audit log; the server's own cuts as disconnects. */
+  private readonly sessionHooks: SessionHooks = {
+    opened: (r) => this.audit.sessionOpened(r),
+    ended: (s, record, error) => {
+      this.sessions.delete(s);
+      const reason = error === null ? "ended" : `${error.kind}: ${error.message}`;
+      if (record !== null) this.audit.sessionClosed(record, reason);
+      if (
+        error !== null &&
+        (error.kind === "resourceExhausted" || error.kind === "deadlineExceeded")
+      )
+        this.audit.disconnected(s.caller, reason);
+    },
+  };
   /** The bound server; null until listen() has bound it. */
   private listening: Listening | null = null;
   /** Recent decision times (GetDecisionStats), in front of the telemetry hooks. */
@@ -304,12 +324,20 @@ export class EchoService {
     const network = (): NetworkControl | ServiceError =>
       this.operator?.network ??
       serviceError("failedPrecondition", "this service has no netstack to change");
-    // Each change is audited with the network before and after it.
+    // Each change is audited with the network before and after it. The address or prefix text
+    // is bounded like a filter's prefixes (it is quoted back in errors and the log).
     const change = async (
       who: Caller,
+      field: string,
+      text: string,
       what: string,
       fn: (n: NetworkControl) => Promise<NetworkChange | ServiceError>,
     ): Promise<NetworkChange | ServiceError> => {
+      if (text.length > MAX_PREFIX_TEXT)
+        return serviceError(
+          "invalidArgument",
+          `${field}: at most ${MAX_PREFIX_TEXT} characters, got ${text.length}`,
+        );
       const n = network();
       if (isServiceError(n)) return n;
       const before = n.state();
@@ -334,15 +362,25 @@ export class EchoService {
         return isServiceError(n) ? n : n.state();
       },
       addAddress: (r, who) =>
-        change(who, `addr add ${r.address}`, (n) => n.addAddress(r.address, r.nic)),
+        change(who, "address", r.address, `addr add ${r.address}`, (n) =>
+          n.addAddress(r.address, r.nic),
+        ),
       removeAddress: (r, who) =>
-        change(who, `addr del ${r.address}`, (n) => n.removeAddress(r.address, r.nic)),
+        change(who, "address", r.address, `addr del ${r.address}`, (n) =>
+          n.removeAddress(r.address, r.nic),
+        ),
       addRoute: (r, who) =>
-        change(who, `route add ${r.destination}`, (n) => n.addRoute(r.destination, r.nic)),
+        change(who, "destination", r.destination, `route add ${r.destination}`, (n) =>
+          n.addRoute(r.destination, r.nic),
+        ),
       removeRoute: (r, who) =>
-        change(who, `route del ${r.destination}`, (n) => n.removeRoute(r.destination, r.nic)),
+        change(who, "destination", r.destination, `route del ${r.destination}`, (n) =>
+          n.removeRoute(r.destination, r.nic),
+        ),
       setPromiscuous: (r, who) =>
-        change(who, `promiscuous ${r.on ? "on" : "off"}`, (n) => n.setPromiscuous(r.on, r.nic)),
+        change(who, "on", "", `promiscuous ${r.on ? "on" : "off"}`, (n) =>
+          n.setPromiscuous(r.on, r.nic),
+        ),
     };
   }
 
@@ -410,13 +448,7 @@ export class EchoService {
       call.emit("error", toGrpcError(serviceError("shuttingDown", "the server is shutting down")));
       return;
     }
-    const s = new ConnectSession(
-      call,
-      this.dispatcher,
-      this.limits,
-      (ended) => this.sessions.delete(ended),
-      principal,
-    );
+    const s = new ConnectSession(call, this.dispatcher, this.limits, this.sessionHooks, principal);
     this.sessions.add(s);
   }
 

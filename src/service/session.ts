@@ -12,6 +12,7 @@
  * sending but never reads); a verdict batch longer than the session's max_in_flight is refused
  * whole (it cannot hold that many valid verdicts, and each invalid one would be answered).
  */
+
 import { randomUUID } from "node:crypto";
 import { constants as http2Constants } from "node:http2";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
@@ -24,6 +25,7 @@ import {
   type ServerMessage,
   type Session,
 } from "../gen/icmpfwd/v1/forwarder.js";
+import type { Caller, SessionRecord } from "./audit.js";
 import { authorize, authorizeFilter, type Principal } from "./auth.js";
 import type { Dispatcher, SessionSink, SessionSlot } from "./dispatcher.js";
 import {
@@ -89,12 +91,25 @@ type SessionState =
   | { readonly kind: "observing"; readonly hello: Hello; readonly slot: ObserverSlot }
   | { readonly kind: "ended" };
 
+/** What the session tells its owner (the service: its session set and the audit log). */
+export interface SessionHooks {
+  /** Hello was accepted: the session decides or observes from now on. */
+  opened(s: SessionRecord): void;
+  /**
+   * The stream ended. `record` is null when it never said Hello; `error` is what the server
+   * ended it with (null: OK, or the client ended it).
+   */
+  ended(s: ConnectSession, record: SessionRecord | null, error: ServiceError | null): void;
+}
+
 const AWAITING_HELLO: SessionState = { kind: "awaitingHello" };
 const ENDED: SessionState = { kind: "ended" };
 
 export class ConnectSession implements SessionSink, ObserverSink {
   readonly id = randomUUID();
   readonly connectedAtMs = Date.now();
+  /** Taken at the start: once the stream has ended grpc-js no longer knows it. */
+  private readonly peer: string;
   private state: SessionState = AWAITING_HELLO;
   /** False from a write() that said to wait (while deciding) until the stream's 'drain'. */
   private streamWritable = true;
@@ -116,9 +131,10 @@ export class ConnectSession implements SessionSink, ObserverSink {
     private readonly call: ConnectCall,
     private readonly dispatcher: Dispatcher,
     private readonly limits: SessionLimits,
-    private readonly onEnd: (s: ConnectSession) => void,
+    private readonly hooks: SessionHooks,
     private readonly principal: Principal,
   ) {
+    this.peer = call.getPeer();
     // Decisions link to the Connect stream's span: a long-lived stream is no request's parent.
     this.streamLink = dispatcher.telemetry?.streamLink();
     call.on("data", (m: ClientInput) => this.receive(m));
@@ -181,7 +197,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
       decided: BigInt(deciding?.decided ?? 0),
       rejections: BigInt(this.rejections),
       connectedAt: protoTimeOfMs(this.connectedAtMs),
-      peer: this.call.getPeer(),
+      peer: this.peer,
       draining: deciding?.draining ?? false,
       dropped: BigInt(st.kind === "observing" ? st.slot.dropped : 0),
       identity: this.principal.identity,
@@ -232,6 +248,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
     this.clearTimers();
     if (st.kind === "deciding") this.dispatcher.closeSession(st.slot);
     else if (st.kind === "observing") this.dispatcher.closeObserver(st.slot);
+    const record = st.kind === "awaitingHello" ? null : this.record(st.hello);
     if (!this.call.cancelled && !this.call.writableEnded) {
       if (error === null) this.call.end();
       else this.call.emit("error", toGrpcError(error));
@@ -239,7 +256,23 @@ export class ConnectSession implements SessionSink, ObserverSink {
       // through, so the stream is reset after one more stall bound.
       if (this.call.writableLength > 0) resetIfStillOpen(this.call, this.limits.writeStallMs);
     }
-    this.onEnd(this);
+    this.hooks.ended(this, record, error);
+  }
+
+  /** Who this session is, for the audit log. */
+  private record(h: Hello): SessionRecord {
+    return {
+      sessionId: this.id,
+      clientName: h.clientName,
+      mode: h.mode === Mode.MODE_OBSERVE ? "observe" : "decide",
+      identity: this.principal.identity,
+      peer: this.peer,
+    };
+  }
+
+  /** Who is on the other end before Hello says more (the audit log's forced disconnects). */
+  get caller(): Caller {
+    return { identity: this.principal.identity, peer: this.peer };
   }
 
   // ---- inbound ----
@@ -369,6 +402,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
               streamLink: this.streamLink,
             }),
           };
+    this.hooks.opened(this.record(h));
   }
 
   private checkHello(h: Hello): ServiceError | null {

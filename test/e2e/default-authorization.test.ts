@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeNetns, Netns, run, tempDir } from "../helpers/netns.js";
+import { describeNetns, Netns, run, tempDir, waitFor } from "../helpers/netns.js";
 import { MAIN_JS, type ServeProcess, startServe } from "../helpers/serve.js";
 
 const PROBE = fileURLToPath(new URL("./fixtures/connect-probe.mjs", import.meta.url));
@@ -104,7 +104,25 @@ describeNetns("default authorization", () => {
   });
 
   it("root: the same commands work with no flags", async () => {
-    for (const mode of ["decide", "observe"]) expect((await probe(mode, null)).welcome).toBe(true);
+    const ids: string[] = [];
+    for (const mode of ["decide", "observe"]) {
+      const r = await probe(mode, null);
+      expect(r.welcome).toBe(true);
+      ids.push(String((r as { sessionId?: string }).sessionId));
+    }
+    // Each session's opening and end are in the audit log, with its mode, name and caller.
+    await waitFor(() => auditLines(serve, "session closed").length >= 2, {
+      what: "two session closed lines",
+    });
+    for (const msg of ["session opened", "session closed"]) {
+      const lines = auditLines(serve, msg);
+      expect(lines.map((l) => [l.sessionId, l.mode, l.clientName, l.identity])).toEqual([
+        [ids[0], "decide", "probe", "uid:0"],
+        [ids[1], "observe", "probe", "uid:0"],
+      ]);
+      expect(String(lines[0].peer)).toMatch(/^127\.0\.0\.1:\d+$/);
+    }
+    expect(auditLines(serve, "session closed")[0].reason).toBe("ended");
     const add = await cli(["route", "add", "198.18.64.0/24"], null);
     expect(add.code, add.stderr).toBe(0);
     expect(await ns.sh("ip route show 198.18.64.0/24")).toMatch(/dev icmpfwd0/);

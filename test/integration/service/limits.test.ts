@@ -296,3 +296,26 @@ describe("WatchStatsRequest.interval is at most one hour", () => {
     expect("details" in over && over.details).toBe("interval: at most 3600000 ms, got 3600001 ms");
   });
 });
+
+describe("EchoAdmin address and prefix texts are at most 64 characters", () => {
+  it("64 characters reach the network control (here: none to change), 65 are refused INVALID_ARGUMENT unread", async () => {
+    h = await t.start();
+    const { EchoAdminClient } = await import("../../../src/gen/icmpfwd/v1/admin.js");
+    const admin = new EchoAdminClient(h.service.address, credentials.createInsecure());
+    const call = (destination: string) =>
+      new Promise<ServiceError | null>((resolve) =>
+        admin.addRoute({ destination, nic: 0 }, (e) => resolve(e)),
+      );
+    try {
+      const at = await call("1".repeat(MAX_PREFIX_TEXT));
+      expect([at?.code, at?.details]).toEqual([9, "this service has no netstack to change"]);
+      const over = await call("1".repeat(MAX_PREFIX_TEXT + 1));
+      expect([over?.code, over?.details]).toEqual([
+        3,
+        `destination: at most ${MAX_PREFIX_TEXT} characters, got ${MAX_PREFIX_TEXT + 1}`,
+      ]);
+    } finally {
+      admin.close();
+    }
+  });
+});

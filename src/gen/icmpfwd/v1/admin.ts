@@ -128,7 +128,10 @@ export interface GetNetworkResponse {
 }
 
 export interface AddAddressRequest {
-  /** ADDRESS/PREFIX. */
+  /**
+   * ADDRESS/PREFIX.
+   * At most 64 characters (INVALID_ARGUMENT beyond).
+   */
   address: string;
   /** 0: the service's NIC (1). */
   nic: number;
@@ -143,7 +146,10 @@ export interface AddAddressResponse {
 }
 
 export interface RemoveAddressRequest {
-  /** ADDRESS, or ADDRESS/PREFIX (the prefix is ignored). */
+  /**
+   * ADDRESS, or ADDRESS/PREFIX (the prefix is ignored).
+   * At most 64 characters (INVALID_ARGUMENT beyond).
+   */
   address: string;
   nic: number;
 }
@@ -154,7 +160,10 @@ export interface RemoveAddressResponse {
 }
 
 export interface AddRouteRequest {
-  /** A prefix, e.g. "198.18.128.0/17". */
+  /**
+   * A prefix, e.g. "198.18.128.0/17".
+   * At most 64 characters (INVALID_ARGUMENT beyond).
+   */
   destination: string;
   nic: number;
 }
@@ -165,6 +174,7 @@ export interface AddRouteResponse {
 }
 
 export interface RemoveRouteRequest {
+  /** At most 64 characters (INVALID_ARGUMENT beyond). */
   destination: string;
   nic: number;
 }
