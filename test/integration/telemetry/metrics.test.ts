@@ -3,12 +3,7 @@
  * the service on a real loopback socket in front of a stack on the channel link.
  */
 import { emptyResource } from "@opentelemetry/resources";
-import {
-  type DataPoint,
-  type Histogram,
-  MeterProvider,
-  MetricReader,
-} from "@opentelemetry/sdk-metrics";
+import { type DataPoint, type Histogram, MeterProvider } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
 import { CounterRegistry } from "../../../src/daemon/counters.js";
 import { metricSourcesOf } from "../../../src/daemon/metric-sources.js";
@@ -16,14 +11,9 @@ import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { DecisionHistograms } from "../../../src/telemetry/decision-histograms.js";
 import { registerServiceMetrics } from "../../../src/telemetry/metrics.js";
 import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
+import { TestReader } from "../../helpers/metric-reader.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
 import { type Harness, serviceTests, tick } from "../service/harness.js";
-
-/** Collects on demand (what a Prometheus scrape does). */
-class TestReader extends MetricReader {
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
-}
 
 const t = serviceTests();
 let provider: MeterProvider | null = null;

@@ -5,22 +5,13 @@
  */
 import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { emptyResource } from "@opentelemetry/resources";
-import {
-  type DataPoint,
-  type Histogram,
-  MeterProvider,
-  MetricReader,
-} from "@opentelemetry/sdk-metrics";
+import { type DataPoint, type Histogram, MeterProvider } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
 import type { OutcomeAction } from "../../../src/service/outcomes.js";
 import type { DecidingSession } from "../../../src/service/request-telemetry.js";
 import { DECISION_METRIC, DecisionHistograms } from "../../../src/telemetry/decision-histograms.js";
 import { DECISION_BUCKETS } from "../../../src/telemetry/metrics.js";
-
-class TestReader extends MetricReader {
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
-}
+import { TestReader } from "../../helpers/metric-reader.js";
 
 const SCOPE = { name: "icmpfwd", version: "1.2.3" };
 const providers: MeterProvider[] = [];
