@@ -97,7 +97,11 @@ export class DecisionHistograms implements MetricProducer {
   /** Series by label, "other" excepted; at most maxSessions. */
   private readonly named = new Map<string, Series>();
   private readonly other = new Series(OTHER_SESSION);
-  /** The series each session records into, found without building a key per request. */
+  /**
+   * The series each session records into, found without building a key per request. Keyed by
+   * the session's DecidingSession object: sessions the dispatcher opened without one share its
+   * default object and count as one session here.
+   */
   private readonly joined = new WeakMap<DecidingSession, Series>();
 
   /**
