@@ -379,6 +379,13 @@ const SPECS = {
     description: "HOST:PORT of the Prometheus /metrics endpoint, or off",
     schema: z.union([z.literal("off"), hostPort]).default("127.0.0.1:9464"),
   },
+  metricsMaxSessions: {
+    flag: "--metrics-max-sessions",
+    kind: "int",
+    description:
+      'client names the decision-time histogram labels at a time (the rest: session="other"); a closed session\'s series goes',
+    schema: z.number().int().min(0).max(10_000).default(100),
+  },
   tracing: {
     flag: "--tracing",
     kind: "string",

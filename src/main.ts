@@ -92,6 +92,7 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
   try {
     const settings = telemetrySettings({
       metricsListen: config.metricsListen,
+      metricsMaxSessions: config.metricsMaxSessions,
       tracing: config.tracing,
       traceSampleRatio: config.traceSampleRatio,
     });

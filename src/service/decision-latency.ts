@@ -94,6 +94,13 @@ export class DecisionLatencies implements RequestTelemetry {
     this.inner?.requestEnded(trace, action, cause, session, decisionMs);
   }
 
+  sessionEnded(session: DecidingSession): void {
+    // Its ring (64 KiB) goes now rather than at the next GetDecisionStats, which shows only
+    // open sessions anyway: thousands of short sessions must not hold memory.
+    this.bySession.delete(session.sessionId);
+    this.inner?.sessionEnded(session);
+  }
+
   streamLink(): unknown {
     return this.inner?.streamLink();
   }

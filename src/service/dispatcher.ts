@@ -505,6 +505,7 @@ export class Dispatcher {
         this.assign(p, next, now);
       }
     }
+    this.telemetry?.sessionEnded(slot.meta);
   }
 
   /** Server drain: no new requests go out; every session drains. */

@@ -38,6 +38,8 @@ export interface RequestTelemetry {
     session: DecidingSession | null,
     decisionMs: number,
   ): void;
+  /** A decide session closed: nothing is recorded for it afterwards. */
+  sessionEnded(session: DecidingSession): void;
   /** Called where a Connect stream starts: what to link its decisions to. */
   streamLink(): unknown;
 }

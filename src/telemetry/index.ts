@@ -41,7 +41,8 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
-import { decisionHistogram, type MetricSources, registerServiceMetrics } from "./metrics.js";
+import { DecisionHistograms } from "./decision-histograms.js";
+import { type MetricSources, registerServiceMetrics } from "./metrics.js";
 import { OtelRequestTelemetry } from "./request-spans.js";
 import type { OtlpProtocol, SamplerSetting, TelemetrySettings } from "./settings.js";
 
@@ -159,6 +160,13 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     tracer = tracerProvider.getTracer("icmpfwd", version);
   }
 
+  // Collected by every reader beside the SDK's instruments (it can forget closed sessions).
+  const decisions = new DecisionHistograms(
+    s.metricsMaxSessions,
+    { name: "icmpfwd", version },
+    resource,
+  );
+  const metricProducers = [decisions];
   const readers: MetricReader[] = [];
   let prometheus: PrometheusExporter | null = null;
   if (s.metricsListen !== null) {
@@ -166,6 +174,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
       host: s.metricsListen.host,
       port: s.metricsListen.port,
       preventServerStart: true,
+      metricProducers,
     });
     try {
       await prometheus.startServer();
@@ -186,6 +195,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
       new PeriodicExportingMetricReader({
         exporter,
         exportIntervalMillis: s.metricExportIntervalMs,
+        metricProducers,
       }),
     );
   }
@@ -195,7 +205,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
 
   const requests =
     tracer !== null || meter !== null
-      ? new OtelRequestTelemetry(tracer, meter === null ? null : decisionHistogram(meter))
+      ? new OtelRequestTelemetry(tracer, meter === null ? null : decisions)
       : null;
   const host = s.metricsListen?.host ?? "";
   return {

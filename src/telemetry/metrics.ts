@@ -2,9 +2,14 @@
  * The service's metrics. The counters already exist as plain numbers (the dispatcher's
  * Outcomes, the netstack's gVisor-named Stats, the counter registry), so they are observable
  * instruments read at collection time: nothing is added to the packet path. Only decision
- * durations are recorded as they happen (a histogram, see request-spans.ts).
+ * durations are recorded as they happen (a histogram, see decision-histograms.ts).
+ *
+ * Label values are bounded: every label here takes its values from a fixed list in the code
+ * (outcomes, causes, families, rejection kinds, session modes, the netstack's counter names, the
+ * counter registry's dotted names), none from a client or a packet. The one label a client
+ * chooses, the decision histogram's `session`, is bounded in decision-histograms.ts.
  */
-import type { Histogram, Meter, ObservableResult } from "@opentelemetry/api";
+import type { Meter, ObservableResult } from "@opentelemetry/api";
 import type { Stats } from "../netstack/stats.js";
 import { REJECTION_KINDS } from "../service/errors.js";
 import {
@@ -36,14 +41,6 @@ export interface MetricSources {
 export const DECISION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
-
-export function decisionHistogram(meter: Meter): Histogram {
-  return meter.createHistogram("icmpfwd_decision_duration_seconds", {
-    description: "Receive to verdict, for requests a session decided",
-    unit: "s",
-    advice: { explicitBucketBoundaries: DECISION_BUCKETS },
-  });
-}
 
 /** gVisor's camelCase counter names as snake_case label values (echoRequest → echo_request). */
 export function snake(name: string): string {

@@ -5,8 +5,6 @@
  * and the traceparent the client continues from.
  */
 import {
-  type Attributes,
-  type Histogram,
   isSpanContextValid,
   type Link,
   ROOT_CONTEXT,
@@ -25,6 +23,7 @@ import type {
   RequestTelemetry,
   RequestTrace,
 } from "../service/request-telemetry.js";
+import type { DecisionHistograms } from "./decision-histograms.js";
 
 /** `00-<trace id>-<span id>-<flags>` (W3C Trace Context, version 00). */
 export function traceparentOf(sc: SpanContext): string {
@@ -52,16 +51,13 @@ class TracedRequest implements RequestTrace {
 }
 
 export class OtelRequestTelemetry implements RequestTelemetry {
-  /** One attribute object per (client name, verdict): no allocation per recorded decision. */
-  private readonly decisionAttrs = new Map<string, Attributes>();
-
   /**
    * @param tracer null: tracing is off (requestStarted returns null, nothing is traced).
-   * @param decisionDuration icmpfwd_decision_duration_seconds, or null without metrics.
+   * @param decisions icmpfwd_decision_duration_seconds, or null without metrics.
    */
   constructor(
     private readonly tracer: Tracer | null,
-    private readonly decisionDuration: Histogram | null,
+    private readonly decisions: DecisionHistograms | null,
   ) {}
 
   requestStarted(f: EchoRequestFields, temporary: boolean): RequestTrace | null {
@@ -115,8 +111,8 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     session: DecidingSession | null,
     decisionMs: number,
   ): void {
-    if (decisionMs >= 0 && this.decisionDuration !== null && session !== null)
-      this.decisionDuration.record(decisionMs / 1000, this.attrsFor(session.clientName, action));
+    if (decisionMs >= 0 && this.decisions !== null && session !== null)
+      this.decisions.record(session, action, decisionMs / 1000);
     if (t === null) return;
     const r = t as TracedRequest;
     if (!r.span.isRecording()) return;
@@ -135,18 +131,11 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     r.span.end();
   }
 
-  streamLink(): unknown {
-    return trace.getActiveSpan()?.spanContext();
+  sessionEnded(session: DecidingSession): void {
+    this.decisions?.sessionEnded(session);
   }
 
-  private attrsFor(client: string, verdict: OutcomeAction): Attributes {
-    const key = `${verdict}\u0000${client}`;
-    let a = this.decisionAttrs.get(key);
-    if (a === undefined) {
-      a = { session: client === "" ? "unnamed" : client, verdict };
-      // Client names are chosen by clients: keep the label set bounded.
-      if (this.decisionAttrs.size < 1024) this.decisionAttrs.set(key, a);
-    }
-    return a;
+  streamLink(): unknown {
+    return trace.getActiveSpan()?.spanContext();
   }
 }

@@ -25,6 +25,8 @@ export interface TelemetrySettings {
   metricsProtocol: OtlpProtocol;
   /** HOST:PORT of the Prometheus endpoint, or null (off). */
   metricsListen: { host: string; port: number } | null;
+  /** Distinct `session` label values of the decision histogram besides "other". */
+  metricsMaxSessions: number;
   /** OTEL_METRIC_EXPORT_INTERVAL (ms) for OTLP and console pushes. */
   metricExportIntervalMs: number;
   /** OTEL_BSP_*: the batch span processor's delay (ms), queue and export batch sizes. */
@@ -35,6 +37,8 @@ export interface TelemetrySettings {
 export interface TelemetryFlags {
   /** `--metrics-listen`: HOST:PORT or "off". */
   metricsListen: string;
+  /** `--metrics-max-sessions`; unset: 100, config.ts's default. */
+  metricsMaxSessions?: number;
   /** `--tracing`: an exporter, or none; unset: OTEL_TRACES_EXPORTER decides. */
   tracing?: "otlp" | "console" | "none";
   /** `--trace-sample-ratio`: head sampling ratio for root spans (parent-based). */
@@ -161,6 +165,7 @@ export function telemetrySettings(
     metrics: disabled ? [] : metrics.filter((m) => m !== "prometheus" || wantPrometheus),
     metricsProtocol: protocolOf(env, "METRICS"),
     metricsListen: disabled || !wantPrometheus ? null : metricsListen,
+    metricsMaxSessions: flags.metricsMaxSessions ?? 100,
     metricExportIntervalMs,
     batchSpans,
   };

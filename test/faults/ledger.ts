@@ -122,6 +122,8 @@ export class Ledger implements RequestTelemetry {
     this.cause[key] = CAUSES.indexOf(cause);
   }
 
+  sessionEnded(): void {}
+
   streamLink(): unknown {
     return undefined;
   }

@@ -84,6 +84,12 @@ describe("configuration", () => {
     expect(isLoopbackListen(c.listen)).toBe(true);
   });
 
+  it("bounds the decision histogram's session labels: 100 by default, 0–10000", () => {
+    expect(resolveConfig().metricsMaxSessions).toBe(100);
+    expect(resolveConfig(fromFlags({ metricsMaxSessions: "0" })).metricsMaxSessions).toBe(0);
+    expect(() => resolveConfig({ metricsMaxSessions: -1 })).toThrow(/metricsMaxSessions/);
+  });
+
   it("rejects a bad prefix naming the field and the entry", () => {
     expect(() => resolveConfig({ routes: ["198.18.0.0/33"] })).toThrow(
       /routes \(--route, ICMPFWD_ROUTES\)\[0\]: expected a network prefix/,
@@ -200,6 +206,7 @@ describe("configuration", () => {
       user: "no-such-user-icmpfwd",
       group: "no-such-group-icmpfwd",
       metricsListen: "9464",
+      metricsMaxSessions: 10_001,
       tracing: "jaeger",
       traceSampleRatio: 1.5,
     };

@@ -2,26 +2,18 @@
  * DESIGN.md §5's metrics after a known sequence of requests, read through a MetricReader from
  * the service on a real loopback socket in front of a stack on the channel link.
  */
-import {
-  type DataPoint,
-  type Histogram,
-  MeterProvider,
-  MetricReader,
-} from "@opentelemetry/sdk-metrics";
+import { emptyResource } from "@opentelemetry/resources";
+import { type DataPoint, type Histogram, MeterProvider } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
 import { CounterRegistry } from "../../../src/daemon/counters.js";
 import { metricSourcesOf } from "../../../src/daemon/metric-sources.js";
 import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import { decisionHistogram, registerServiceMetrics } from "../../../src/telemetry/metrics.js";
+import { DecisionHistograms } from "../../../src/telemetry/decision-histograms.js";
+import { registerServiceMetrics } from "../../../src/telemetry/metrics.js";
 import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
+import { TestReader } from "../../helpers/metric-reader.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
 import { type Harness, serviceTests, tick } from "../service/harness.js";
-
-/** Collects on demand (what a Prometheus scrape does). */
-class TestReader extends MetricReader {
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
-}
 
 const t = serviceTests();
 let provider: MeterProvider | null = null;
@@ -32,15 +24,13 @@ afterEach(async () => {
   provider = null;
 });
 
-/** The service and stack with every metric registered. */
-async function start(o: Parameters<typeof t.start>[0] = {}): Promise<Harness> {
-  reader = new TestReader();
+/** The service and stack with every metric registered (decision times: at most `maxSessions` names). */
+async function start(o: Parameters<typeof t.start>[0] = {}, maxSessions = 100): Promise<Harness> {
+  const decisions = new DecisionHistograms(maxSessions, { name: "test" }, emptyResource());
+  reader = new TestReader({ metricProducers: [decisions] });
   provider = new MeterProvider({ readers: [reader] });
   const meter = provider.getMeter("test");
-  const h = await t.start({
-    ...o,
-    telemetry: new OtelRequestTelemetry(null, decisionHistogram(meter)),
-  });
+  const h = await t.start({ ...o, telemetry: new OtelRequestTelemetry(null, decisions) });
   registerServiceMetrics(meter, metricSourcesOf(h.service, h.stack, new CounterRegistry()));
   return h;
 }
@@ -102,6 +92,51 @@ describe("metrics (DESIGN.md §5)", () => {
     expect(v?.count).toBe(2);
     expect(v?.sum).toBeGreaterThan(0);
     expect(v?.sum).toBeLessThan(0.04 * 2);
+  });
+
+  it("icmpfwd_decision_duration_seconds: at most N client names, the rest as other; a closed session's series goes", async () => {
+    const h = await start({}, 2);
+    // Each client sees only its own source, so each decides exactly its own requests.
+    const names = ["a", "b", "c", "d"];
+    const clients = [];
+    for (const [i, name] of names.entries()) {
+      const src = `198.18.0.${10 + i}`;
+      const c = await t.connect({
+        clientName: name,
+        filter: {
+          family: 0,
+          sourcePrefixes: [`${src}/32`],
+          destinationPrefixes: [],
+          temporaryOnly: false,
+        },
+      });
+      // Client i decides i + 1 requests.
+      h.link.inject(...Array.from({ length: i + 1 }, (_, k) => v4Echo({ src, sequence: k })));
+      c.decide(await c.waitEvents(i + 1), Action.ACTION_REPLY);
+      await c.until(() => h.service.dispatcher.pendingCount === 0, "decided");
+      clients.push(c);
+    }
+    const counts = async (): Promise<Record<string, number>> =>
+      Object.fromEntries(
+        [...((await points("icmpfwd_decision_duration_seconds")) as Map<string, Histogram>)].map(
+          ([k, v]) => [k, v.count],
+        ),
+      );
+    // a and b came first; c and d (3 + 4 decisions) are other.
+    expect(await counts()).toEqual({
+      "session=a,verdict=reply": 1,
+      "session=b,verdict=reply": 2,
+      "session=other,verdict=reply": 7,
+    });
+    clients[0].close();
+    await clients[0].until(
+      () => h.service.dispatcher.sessions.length === names.length - 1,
+      "a's session closed",
+    );
+    expect(await counts()).toEqual({
+      "session=b,verdict=reply": 2,
+      "session=other,verdict=reply": 7,
+    });
   });
 
   it("icmpfwd_inflight and icmpfwd_sessions are gauges of now", async () => {

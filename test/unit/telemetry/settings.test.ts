@@ -48,6 +48,11 @@ describe("telemetry settings", () => {
     expect(s.metrics).toEqual([]);
   });
 
+  it("--metrics-max-sessions reaches the settings (100 when unset)", () => {
+    expect(telemetrySettings(flags, {}).metricsMaxSessions).toBe(100);
+    expect(telemetrySettings({ ...flags, metricsMaxSessions: 7 }, {}).metricsMaxSessions).toBe(7);
+  });
+
   it("OTEL_TRACES_SAMPLER(_ARG) and --trace-sample-ratio set head sampling", () => {
     expect(
       telemetrySettings(flags, {
