@@ -37,8 +37,8 @@ export interface TelemetrySettings {
 export interface TelemetryFlags {
   /** `--metrics-listen`: HOST:PORT or "off". */
   metricsListen: string;
-  /** `--metrics-max-sessions`; unset: 100, config.ts's default. */
-  metricsMaxSessions?: number;
+  /** `--metrics-max-sessions` (its default is the configuration schema's). */
+  metricsMaxSessions: number;
   /** `--tracing`: an exporter, or none; unset: OTEL_TRACES_EXPORTER decides. */
   tracing?: "otlp" | "console" | "none";
   /** `--trace-sample-ratio`: head sampling ratio for root spans (parent-based). */
@@ -165,7 +165,7 @@ export function telemetrySettings(
     metrics: disabled ? [] : metrics.filter((m) => m !== "prometheus" || wantPrometheus),
     metricsProtocol: protocolOf(env, "METRICS"),
     metricsListen: disabled || !wantPrometheus ? null : metricsListen,
-    metricsMaxSessions: flags.metricsMaxSessions ?? 100,
+    metricsMaxSessions: flags.metricsMaxSessions,
     metricExportIntervalMs,
     batchSpans,
   };

@@ -1,8 +1,9 @@
 /** Telemetry settings from the standard OTEL_* environment and icmpfwd's flags. */
 import { describe, expect, it } from "vitest";
+import { resolveConfig } from "../../../src/config.js";
 import { TelemetrySettingsError, telemetrySettings } from "../../../src/telemetry/settings.js";
 
-const flags = { metricsListen: "127.0.0.1:9464" };
+const flags = { metricsListen: "127.0.0.1:9464", metricsMaxSessions: 100 };
 
 describe("telemetry settings", () => {
   it("defaults: tracing off, Prometheus on 127.0.0.1:9464, service name icmpfwd", () => {
@@ -43,13 +44,14 @@ describe("telemetry settings", () => {
   });
 
   it("--metrics-listen off turns the Prometheus endpoint off", () => {
-    const s = telemetrySettings({ metricsListen: "off" }, {});
+    const s = telemetrySettings({ ...flags, metricsListen: "off" }, {});
     expect(s.metricsListen).toBeNull();
     expect(s.metrics).toEqual([]);
   });
 
-  it("--metrics-max-sessions reaches the settings (100 when unset)", () => {
+  it("--metrics-max-sessions reaches the settings (the schema's default: 100)", () => {
     expect(telemetrySettings(flags, {}).metricsMaxSessions).toBe(100);
+    expect(resolveConfig({}).metricsMaxSessions).toBe(100);
     expect(telemetrySettings({ ...flags, metricsMaxSessions: 7 }, {}).metricsMaxSessions).toBe(7);
   });
 
@@ -91,7 +93,7 @@ describe("telemetry settings", () => {
   });
 
   it("a bad --metrics-listen is refused naming the flag", () => {
-    expect(() => telemetrySettings({ metricsListen: "9464" }, {})).toThrow(
+    expect(() => telemetrySettings({ ...flags, metricsListen: "9464" }, {})).toThrow(
       /^--metrics-listen: "9464" is not HOST:PORT or off/,
     );
   });
