@@ -115,39 +115,41 @@ describe("ICMPv4 errors quote the header as gVisor rewrote it, checksum as recei
 });
 
 describe("ICMPv6 errors about a reassembled packet quote the first fragment's headers (fragmentation/reassembler.go process)", () => {
-  it("unknown Next Header: first fragment's fixed and Fragment headers, then the merged data; pointer 6", () => {
+  /**
+   * Sends `p` in fragments of `size` bytes; returns the one error written (type, code,
+   * pointer) and the first fragment's headers (fixed + Fragment: 48 bytes) it should quote.
+   */
+  function afterReassembly(p: Uint8Array, size: number) {
     const t = testStack();
-    const p = v6Chain({ upper: UDP, upperBytes: payloadOf(64) });
-    const frags = fragmentV6(p, evenPieces(64, 32));
+    const frags = fragmentV6(p, evenPieces(p.length - 40, size));
     t.link.inject(...frags);
     const e = parseICMPv6Error(one(t));
-    expect([e.type, e.code, e.pointer]).toEqual([4, 1, 6]);
-    expect([...e.quoted]).toEqual([...frags[0].subarray(0, 48), ...payloadOf(64)]);
+    return { e, fields: [e.type, e.code, e.pointer], headers: [...frags[0].subarray(0, 48)] };
+  }
+
+  it("unknown Next Header: first fragment's fixed and Fragment headers, then the merged data; pointer 6", () => {
+    const r = afterReassembly(v6Chain({ upper: UDP, upperBytes: payloadOf(64) }), 32);
+    expect(r.fields).toEqual([4, 1, 6]);
+    expect([...r.e.quoted]).toEqual([...r.headers, ...payloadOf(64)]);
   });
 
   it("unknown Next Header after a Destination Options header: that header is consumed from the quote", () => {
-    const t = testStack();
     const p = v6Chain({
       headers: [optionsHeader(60, [1, 0])],
       upper: UDP,
       upperBytes: payloadOf(56),
     });
-    const frags = fragmentV6(p, evenPieces(64, 32));
-    t.link.inject(...frags);
-    const e = parseICMPv6Error(one(t));
-    expect([e.type, e.code, e.pointer]).toEqual([4, 1, 40]);
-    expect([...e.quoted]).toEqual([...frags[0].subarray(0, 48), ...payloadOf(56)]);
+    const r = afterReassembly(p, 32);
+    expect(r.fields).toEqual([4, 1, 40]);
+    expect([...r.e.quoted]).toEqual([...r.headers, ...payloadOf(56)]);
   });
 
   it("unknown option after the Fragment header: the whole reassembled packet, pointer from 40", () => {
-    const t = testStack();
     // Option type 0x87: high bits 10, discard and send Parameter Problem code 2.
     const p = v6Chain({ headers: [optionsHeader(60, [0x87, 0])] });
-    const frags = fragmentV6(p, evenPieces(p.length - 40, 16));
-    t.link.inject(...frags);
-    const e = parseICMPv6Error(one(t));
-    expect([e.type, e.code, e.pointer]).toEqual([4, 2, 42]);
-    expect([...e.quoted]).toEqual([...frags[0].subarray(0, 48), ...p.subarray(40)]);
+    const r = afterReassembly(p, 16);
+    expect(r.fields).toEqual([4, 2, 42]);
+    expect([...r.e.quoted]).toEqual([...r.headers, ...p.subarray(40)]);
   });
 
   it("control: the same packets unfragmented are quoted as sent, same pointers", () => {
