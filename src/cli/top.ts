@@ -23,6 +23,7 @@ export const DROP_COUNTERS: Readonly<Record<string, readonly string[]>> = {
   unknown_protocol: ["ipv4.unknownProtocolRcvdPackets", "ipv6.unknownProtocolRcvdPackets"],
   unsupported_header: ["ipv4.unsupportedHeadersReceived", "ipv6.unsupportedHeadersReceived"],
   no_next_header: ["ipv4.noNextHeaderReceived", "ipv6.noNextHeaderReceived"],
+  other_transport: ["ipv4.otherTransportPacketsReceived", "ipv6.otherTransportPacketsReceived"],
   reassembly_timeout: ["ipv4.reassemblyTimeouts", "ipv6.reassemblyTimeouts"],
   reassembly_eviction: ["ipv4.reassemblyEvictions", "ipv6.reassemblyEvictions"],
   reassembly_overlap: ["ipv4.reassemblyOverlaps", "ipv6.reassemblyOverlaps"],

@@ -201,7 +201,8 @@ export function parseAddress(text: string): Address | null {
   return parseDottedQuad(text, out, 0) ? out : null;
 }
 
-function isV4Mapped(a: Address): boolean {
+/** An IPv4-mapped IPv6 address, ::ffff:0:0/96 (RFC 4291 §2.5.5.2); `a` is 16 bytes. */
+export function isV4Mapped(a: Address): boolean {
   for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
   return a[10] === 0xff && a[11] === 0xff;
 }

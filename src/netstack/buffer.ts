@@ -11,6 +11,8 @@ export type NetworkProtocolNumber = typeof IPV4_PROTOCOL_NUMBER | typeof IPV6_PR
 
 /** IP protocol numbers of the transports this stack knows. */
 export const ICMPV4_PROTOCOL_NUMBER = 1;
+/** IGMP (RFC 2236): handled by gVisor's IPv4 endpoint itself, never answered as unknown. */
+export const IGMP_PROTOCOL_NUMBER = 2;
 export const ICMPV6_PROTOCOL_NUMBER = 58;
 export type TransportProtocolNumber = number;
 

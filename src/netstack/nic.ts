@@ -177,14 +177,24 @@ export class NIC implements NetworkDispatcher {
   }
 
   /**
-   * Source address selection. IPv4: an address whose subnet holds the remote, else the first.
-   * IPv6 (RFC 6724, the rules that matter here): same scope as the remote (link-local for a
-   * link-local or link-scoped multicast remote), then the longest common prefix.
+   * Source address selection. IPv4 (gVisor's AddressableEndpointState
+   * acquirePrimaryAddressRLocked): the address sharing the longest prefix with the remote,
+   * whatever its subnet, the first on a tie. IPv6 (RFC 6724, the rules that matter here): same
+   * scope as the remote (link-local for a link-local or link-scoped multicast remote), then the
+   * longest common prefix.
    */
   primaryAddress(remote: Address): AddressEntry | null {
     if (isIPv4(remote)) {
-      for (const e of this.v4) if (e.subnet.contains(remote)) return e;
-      return this.v4[0] ?? null;
+      let best: AddressEntry | null = null;
+      let bestLength = -1;
+      for (const e of this.v4) {
+        const length = commonPrefixLength(e.address, remote);
+        if (length > bestLength) {
+          best = e;
+          bestLength = length;
+        }
+      }
+      return best;
     }
     const wantLinkLocal =
       isV6LinkLocalUnicast(remote) || (remote[0] === 0xff && (remote[1] & 0x0f) <= 2);

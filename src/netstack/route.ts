@@ -95,6 +95,16 @@ export class Route {
     return this.emit(packet);
   }
 
+  /**
+   * Writes a datagram whose IP header the caller built completely, total length and checksum
+   * included (gVisor's ipv4 endpoint.writePacket, which sendICMPEchoReply uses since Dec 2021):
+   * no field is touched, so an IP ID of 0 stays 0 (the RFC 6864 fix-up is
+   * WriteHeaderIncludedPacket's only).
+   */
+  writeBuiltPacket(packet: Uint8Array): TcpipError | null {
+    return this.emit(packet);
+  }
+
   /** Prepends an IP header to a transport message and writes it. */
   writePacket(params: NetworkHeaderParams, transport: Uint8Array): TcpipError | null {
     if (this.netProto === IPV4_PROTOCOL_NUMBER) {

@@ -77,6 +77,13 @@ export class IPStats {
   unknownProtocolRcvdPackets = 0;
   /** IPv6: the header chain ends in No Next Header (59); nothing to deliver (RFC 8200 §4.7). */
   noNextHeaderReceived = 0;
+  /**
+   * Disposition: taken silently by a transport gVisor registers but this stack does not
+   * implement: IPv4 IGMP (gVisor's handleIGMP) and the other family's ICMP (IPv4 protocol 58,
+   * IPv6 next header 1; gVisor's ICMP HandleUnknownDestinationPacket says handled). gVisor
+   * counts them in PacketsDelivered; here that counter stays the packets ICMP counted.
+   */
+  otherTransportPacketsReceived = 0;
   // Options seen (gVisor's IPStats.Option*Received): informational, not a disposition.
   /** IPv4 Timestamp options received. */
   optionTimestampReceived = 0;

@@ -92,6 +92,7 @@ export function netstackDrops(s: Stats): Row[] {
     unknown_protocol: both((ip) => ip.unknownProtocolRcvdPackets),
     unsupported_header: both((ip) => ip.unsupportedHeadersReceived),
     no_next_header: both((ip) => ip.noNextHeaderReceived),
+    other_transport: both((ip) => ip.otherTransportPacketsReceived),
     reassembly_timeout: both((ip) => ip.reassemblyTimeouts),
     reassembly_eviction: both((ip) => ip.reassemblyEvictions),
     reassembly_overlap: both((ip) => ip.reassemblyOverlaps),

@@ -27,6 +27,7 @@ const IP_DISPOSITIONS = [
   "unsupportedHeadersReceived",
   "unknownProtocolRcvdPackets",
   "noNextHeaderReceived",
+  "otherTransportPacketsReceived",
   "packetsDelivered",
 ] as const satisfies readonly (keyof IPStats)[];
 

@@ -164,7 +164,16 @@ export class Reassembler<C> {
         return CONFLICT;
       }
       found = true;
-      if (hole.data !== null) continue; // a duplicate: ignored
+      if (hole.data !== null) {
+        // gVisor's reassembler.process (June 2026): a strict subset of a fragment already kept
+        // is an overlap and abandons the datagram; only an exact duplicate is ignored.
+        if (first !== hole.first || last !== hole.last) {
+          this.stats.reassemblyOverlaps++;
+          this.release(key, r);
+          return OVERLAP;
+        }
+        continue;
+      }
       if (first > hole.first) {
         holes.push({ first: hole.first, last: first - 1, final: false, data: null });
       }

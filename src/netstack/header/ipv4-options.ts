@@ -40,6 +40,13 @@ export const IPV4_OPTION_TS_PRESPECIFIED = 3;
 export const IPV4_OPTION_TS_SIZE = 4;
 export const IPV4_OPTION_TS_WITH_ADDRESS_SIZE = 8;
 
+/**
+ * RFC 4727 experiment option 30: always 4 bytes (type, length, a 16-bit value). Otherwise an
+ * unknown option, but gVisor's IPv4OptionIterator.Next checks its length (Dec 2024).
+ */
+export const IPV4_OPTION_EXPERIMENT = 30;
+export const IPV4_OPTION_EXPERIMENT_LENGTH = 4;
+
 /** Router Alert: always 4 bytes, value 0 ("examine packet"), the rest reserved. */
 export const IPV4_OPTION_ROUTER_ALERT_LENGTH = 4;
 export const IPV4_OPTION_ROUTER_ALERT_VALUE_OFFSET = 2;

@@ -43,10 +43,12 @@ function isICMPv4Informational(type: number): boolean {
 }
 
 /**
- * Answers `datagram` (the received IPv4 datagram as it arrived, trimmed to its total length;
+ * Answers `datagram` (the received IPv4 datagram trimmed to its total length, its header as
+ * gVisor leaves it: options processed and reassembly fixed up in place, checksum as received;
  * `broadcast` / `temporary`: how its destination matched) with an ICMP error, as gVisor's ipv4 returnError does (RFC 1812 §4.3.2.7, RFC 1122 §3.2.2):
  * never for a broadcast or multicast destination, an unspecified source, a non-first fragment,
- * or an ICMP message that is itself an error (or of an unknown type); the route back is looked
+ * any fragment of an ICMP datagram, or an ICMP message that is itself an error (or of an
+ * unknown type); the route back is looked
  * up on the receiving NIC with the datagram's destination as source; then the rate limiter
  * (types 3 and 12 are in the default mask); the error carries as much of the datagram as fits
  * in 576 bytes. Counts `sent.paramProblem` / `sent.dstUnreachable`, or why nothing went out.
@@ -79,6 +81,11 @@ export function returnICMPv4Error(
   }
   const ihl = h.ihl;
   if (h.protocol === ICMPV4_PROTOCOL_NUMBER) {
+    // A fragment has no parsed transport header in gVisor (parse.IPv4 only parses an
+    // unfragmented datagram's), so returnError's "fewer than 8 bytes of ICMP" refusal covers
+    // every fragment of an ICMP datagram: no Time Exceeded on reassembly timeout, no Parameter
+    // Problem for a bad option in fragment zero.
+    if (h.moreFragments || h.fragmentOffset !== 0) return;
     if (datagram.length < ihl + ICMPV4_MIN_SIZE) return;
     if (!isICMPv4Informational(datagram[ihl])) return;
   }

@@ -179,12 +179,17 @@ function sendEchoReply(
   // By value: the route may have selected another source (a broadcast or multicast request).
   if (!addressEquals(route.localAddress, requestDst)) ip.setSourceAddress(route.localAddress);
   ip.ttl = route.defaultTTL;
+  // gVisor's sendICMPEchoReply sets total length and checksum itself and writes with
+  // writePacket: the request's ID is kept even when it is 0 on a non-atomic reply.
+  ip.totalLength = reply.length;
+  ip.checksum = 0;
+  ip.checksum = ip.calculateChecksum();
   // Summed afresh over the whole message (not updated incrementally): the bytes stay as before.
   const icmp = replyView.reset(reply, headerLength);
   icmp.type = ICMPV4_ECHO_REPLY;
   icmp.checksum = icmp.calculateChecksum();
   icmp.release();
-  if (route.writeHeaderIncludedPacket(reply) !== null) {
+  if (route.writeBuiltPacket(reply) !== null) {
     sent.dropped++;
     return;
   }

@@ -7,6 +7,8 @@ import type { Address } from "../address.js";
 import { IPV4_MAX_OPTIONS_SIZE, IPV4_MIN_SIZE } from "../header/ipv4.js";
 import {
   IPV4_OPTION_EOL,
+  IPV4_OPTION_EXPERIMENT,
+  IPV4_OPTION_EXPERIMENT_LENGTH,
   IPV4_OPTION_LENGTH_OFFSET,
   IPV4_OPTION_NOP,
   IPV4_OPTION_RECORD_ROUTE,
@@ -139,7 +141,9 @@ export function processIPv4Options(
     if (
       (type === IPV4_OPTION_TIMESTAMP && length < IPV4_OPTION_TS_HEADER_LENGTH) ||
       (type === IPV4_OPTION_RECORD_ROUTE && length < IPV4_OPTION_RR_HEADER_LENGTH) ||
-      (type === IPV4_OPTION_ROUTER_ALERT && length !== IPV4_OPTION_ROUTER_ALERT_LENGTH)
+      (type === IPV4_OPTION_ROUTER_ALERT && length !== IPV4_OPTION_ROUTER_ALERT_LENGTH) ||
+      // gVisor's IPv4OptionIterator.Next (Dec 2024): the experiment option is exactly 4 bytes.
+      (type === IPV4_OPTION_EXPERIMENT && length !== IPV4_OPTION_EXPERIMENT_LENGTH)
     ) {
       return problem(at + IPV4_OPTION_LENGTH_OFFSET);
     }

@@ -1,5 +1,11 @@
 import { type Address, isIPv4, isV4Broadcast, isV4Loopback, isV4Multicast } from "../address.js";
-import { ICMPV4_PROTOCOL_NUMBER, IPV4_PROTOCOL_NUMBER, PacketBuffer } from "../buffer.js";
+import {
+  ICMPV4_PROTOCOL_NUMBER,
+  ICMPV6_PROTOCOL_NUMBER,
+  IGMP_PROTOCOL_NUMBER,
+  IPV4_PROTOCOL_NUMBER,
+  PacketBuffer,
+} from "../buffer.js";
 import { type FirstFragment, hexKey, Reassembler } from "../fragmentation/reassembler.js";
 import { checksum } from "../header/checksum.js";
 import { ICMPV4_ECHO, ICMPV4_MIN_SIZE } from "../header/icmpv4.js";
@@ -172,8 +178,9 @@ export class IPv4Protocol implements NetworkProtocol {
   }
 
   /**
-   * gVisor's deliverPacketLocally: only ICMP has a handler here, anything else is answered with
-   * protocol unreachable. The options are processed first (for ICMP knowing the message type).
+   * gVisor's deliverPacketLocally: ICMP goes to its handler; IGMP and ICMPv6 (58) are taken
+   * silently; anything else is answered with protocol unreachable. The options are processed
+   * first (for ICMP knowing the message type).
    */
   private deliverPacketLocally(
     nic: NIC,
@@ -190,6 +197,13 @@ export class IPv4Protocol implements NetworkProtocol {
         ihl > IPV4_MIN_SIZE &&
         this.processOptions(nic, data, broadcast, temporary, OPTION_USAGE_RECEIVE) < 0
       ) {
+        return;
+      }
+      // gVisor's deliverPacketLocally hands IGMP to handleIGMP before any unreachable, and 58
+      // reaches its registered ICMPv6 transport, whose HandleUnknownDestinationPacket says
+      // handled: neither is answered.
+      if (protocol === IGMP_PROTOCOL_NUMBER || protocol === ICMPV6_PROTOCOL_NUMBER) {
+        stats.otherTransportPacketsReceived++;
         return;
       }
       stats.unknownProtocolRcvdPackets++;
@@ -226,7 +240,8 @@ export class IPv4Protocol implements NetworkProtocol {
   /**
    * One fragment (gVisor's ipv4 handleValidatedPacket, fragment branch): checked, then kept by
    * the reassembler. Returns the reassembled datagram (header of the first fragment, total
-   * length set, flags and offset cleared, checksum recomputed) once the last piece arrives, or
+   * length set, flags and offset cleared, checksum left as received) once the last piece
+   * arrives, or
    * null when the fragment is counted and kept or dropped.
    */
   private handleFragment(
@@ -292,10 +307,10 @@ export class IPv4Protocol implements NetworkProtocol {
     const datagram = result.datagram;
     const rh = new IPv4Header(datagram);
     rh.totalLength = datagram.length;
-    // gVisor's fix-up after reassembly: SetFlagsFragmentOffset(0, 0) (DF is cleared too).
+    // gVisor's fix-up after reassembly (deliverPacketLocally): SetTotalLength and
+    // SetFlagsFragmentOffset(0, 0) (DF is cleared too), with no checksum update: an ICMP error
+    // quotes the header with the first fragment's checksum.
     rh.setFlagsFragmentOffset(0, 0);
-    rh.checksum = 0;
-    rh.checksum = rh.calculateChecksum();
     return datagram;
   }
 
@@ -346,7 +361,8 @@ export class IPv4Protocol implements NetworkProtocol {
   /**
    * Processes the datagram's options (gVisor's processIPOptions) and writes the resulting set
    * back into the header in place, padded with zeros, so the stages above see this host
-   * recorded. Returns the header length the resulting set needs (20 + options), or -1 when the
+   * recorded. The header checksum is left as received, as gVisor's copy(opts, newOpts) leaves
+   * it: an ICMP error quotes it so, and the Echo Reply recomputes its own. Returns the header length the resulting set needs (20 + options), or -1 when the
    * datagram is dropped: a bad option is counted malformed and answered with Parameter Problem.
    */
   private processOptions(
@@ -392,8 +408,6 @@ export class IPv4Protocol implements NetworkProtocol {
     const ihl = h.ihl;
     data.set(result.options, IPV4_MIN_SIZE);
     data.fill(0, IPV4_MIN_SIZE + result.options.length, ihl);
-    h.checksum = 0;
-    h.checksum = h.calculateChecksum();
     return IPV4_MIN_SIZE + result.options.length;
   }
 }

@@ -1,5 +1,10 @@
-import { type Address, isV6Loopback, isV6Multicast } from "../address.js";
-import { ICMPV6_PROTOCOL_NUMBER, IPV6_PROTOCOL_NUMBER, PacketBuffer } from "../buffer.js";
+import { type Address, isV4Mapped, isV6Loopback, isV6Multicast } from "../address.js";
+import {
+  ICMPV4_PROTOCOL_NUMBER,
+  ICMPV6_PROTOCOL_NUMBER,
+  IPV6_PROTOCOL_NUMBER,
+  PacketBuffer,
+} from "../buffer.js";
 import {
   type FirstFragment,
   FRAGMENT_BLOCK_SIZE,
@@ -110,6 +115,17 @@ export class IPv6Protocol implements NetworkProtocol {
       stats.malformedPacketsReceived++;
       return;
     }
+    // gVisor's checkV4Mapped (RFC 6890 §2.2.3), before the prerouting hooks: an IPv4-mapped
+    // source or destination is dropped. gVisor counts both when both are mapped; one counter
+    // here, so every packet still ends in exactly one.
+    if (isV4Mapped(h.sourceAddress)) {
+      stats.invalidSourceAddressesReceived++;
+      return;
+    }
+    if (isV4Mapped(h.destinationAddress)) {
+      stats.invalidDestinationAddressesReceived++;
+      return;
+    }
     const hooks = this.stack.hooks;
     if (hooks.prerouting.length !== 0) {
       const out = hooks.run("prerouting", packet, IPV6_PROTOCOL_NUMBER, nic.id);
@@ -218,11 +234,19 @@ export class IPv6Protocol implements NetworkProtocol {
       IPV6_DESTINATION_ADDRESS_OFFSET + 16,
     );
     const multicast = isV6Multicast(dst);
+    // After reassembly `data` is the first fragment's headers as received (Fragment header
+    // included) followed by the merged data, which starts at `merged` (-1 before). gVisor's
+    // reassembler returns that packet, and an error about it quotes it so; its pointers come
+    // from a fresh IPv6PayloadIterator over the merged data, which counts from 40.
+    let merged = -1;
+    // The header whose Next Header named the Fragment header (0: the fixed header).
+    let beforeFragment = 0;
+    const pointerOf = (at: number): number => (merged < 0 ? at : at - merged + IPV6_MIN_SIZE);
     const paramProblem = (code: number, pointer: number, respondToMulticast = false): void =>
       returnICMPv6Error(this.stack, nic, data, temporary, {
         kind: "parameterProblem",
         code,
-        pointer,
+        pointer: pointerOf(pointer),
         respondToMulticast,
       });
     let next = firstNextHeader;
@@ -231,18 +255,46 @@ export class IPv6Protocol implements NetworkProtocol {
     let previous = 0;
     let routerAlert = false;
     for (;;) {
-      if (next === ICMPV6_PROTOCOL_NUMBER) return offset;
+      if (next === ICMPV6_PROTOCOL_NUMBER) {
+        if (merged < 0) return offset;
+        // Handed up as the unfragmented packet it was (the Fragment header removed), as before.
+        return this.unfragmented(data, merged, beforeFragment, offset);
+      }
       if (next === IPV6_NO_NEXT_HEADER) {
         stats.noNextHeaderReceived++;
+        return -1;
+      }
+      if (next === ICMPV4_PROTOCOL_NUMBER) {
+        // gVisor's registered ICMPv4 transport takes next header 1 (its
+        // HandleUnknownDestinationPacket says handled): delivered, never answered.
+        stats.otherTransportPacketsReceived++;
         return -1;
       }
       if (!isIPv6ExtensionHeader(next)) {
         // RFC 8200 §4: an unrecognized Next Header gets Parameter Problem code 1, pointing at it.
         stats.unknownProtocolRcvdPackets++;
-        paramProblem(
-          ICMPV6_UNKNOWN_NEXT_HEADER,
-          previous === 0 ? IPV6_NEXT_HEADER_OFFSET : previous,
-        );
+        if (merged < 0) {
+          paramProblem(
+            ICMPV6_UNKNOWN_NEXT_HEADER,
+            previous === 0 ? IPV6_NEXT_HEADER_OFFSET : previous,
+          );
+        } else {
+          // gVisor's processIPv6RawPayloadHeader consumes the headers after the Fragment
+          // header before returnError: the quote is the first fragment's headers, then the
+          // upper layer. The fresh iterator's first header has offset 0, which points at 6.
+          const quote = new Uint8Array(merged + data.length - offset);
+          quote.set(data.subarray(0, merged), 0);
+          quote.set(data.subarray(offset), merged);
+          returnICMPv6Error(this.stack, nic, quote, temporary, {
+            kind: "parameterProblem",
+            code: ICMPV6_UNKNOWN_NEXT_HEADER,
+            pointer:
+              previous === merged - IPV6_FRAGMENT_EXT_HDR_LENGTH
+                ? IPV6_NEXT_HEADER_OFFSET
+                : pointerOf(previous),
+            respondToMulticast: false,
+          });
+        }
         return -1;
       }
       const length = ipv6ExtensionHeaderLength(data, offset, end, next);
@@ -316,14 +368,18 @@ export class IPv6Protocol implements NetworkProtocol {
           // An atomic fragment (RFC 6946) is processed as the whole packet it is, outside
           // reassembly.
           if (new IPv6FragmentHeader(data, offset).isAtomic) break;
-          const reassembled = this.handleFragment(nic, data, offset, previous, temporary);
+          const reassembled = this.handleFragment(nic, data, offset, temporary);
           if (reassembled === null) return -1;
-          // The walk goes on in the reassembled packet, at what followed the Fragment header
-          // (its Next Header is now in the previous header).
+          // The walk goes on in the reassembled packet, at what followed the Fragment header,
+          // named by the first fragment's Fragment header (RFC 8200 §4.5).
           data = reassembled;
           this.walked = data;
           end = data.length;
-          next = data[previous === 0 ? IPV6_NEXT_HEADER_OFFSET : previous];
+          beforeFragment = previous;
+          previous = offset;
+          next = data[offset];
+          offset += IPV6_FRAGMENT_EXT_HDR_LENGTH;
+          merged = offset;
           continue;
         }
       }
@@ -334,17 +390,42 @@ export class IPv6Protocol implements NetworkProtocol {
   }
 
   /**
+   * The reassembled packet `data` (first fragment's headers, Fragment header at
+   * `merged - 8`, merged data from `merged`) as the unfragmented packet it stands for: the
+   * Fragment header removed, its Next Header moved into the header before it
+   * (`beforeFragment`, 0: the fixed header), the payload length set. Becomes `walked`; returns
+   * where the upper layer at `upper` (an offset in `data`) now starts.
+   */
+  private unfragmented(
+    data: Uint8Array,
+    merged: number,
+    beforeFragment: number,
+    upper: number,
+  ): number {
+    const fragmentAt = merged - IPV6_FRAGMENT_EXT_HDR_LENGTH;
+    const packet = new Uint8Array(data.length - IPV6_FRAGMENT_EXT_HDR_LENGTH);
+    packet.set(data.subarray(0, fragmentAt), 0);
+    packet.set(data.subarray(merged), fragmentAt);
+    packet[beforeFragment === 0 ? IPV6_NEXT_HEADER_OFFSET : beforeFragment] = data[fragmentAt];
+    const payloadLength = packet.length - IPV6_MIN_SIZE;
+    packet[IPV6_PAYLOAD_LENGTH_OFFSET] = payloadLength >>> 8;
+    packet[IPV6_PAYLOAD_LENGTH_OFFSET + 1] = payloadLength & 0xff;
+    this.walked = packet;
+    return upper - IPV6_FRAGMENT_EXT_HDR_LENGTH;
+  }
+
+  /**
    * One fragment (gVisor's ipv6 processExtensionHeaders, Fragment case, RFC 8200 §4.5): checked,
    * then kept by the reassembler. `fragmentOffset` is where the Fragment header starts (the
-   * unfragmentable part ends there); `previous` is the header whose Next Header names it (0: the
-   * fixed header). Returns the reassembled packet without the Fragment header, or null once the
-   * fragment is counted and kept or dropped.
+   * unfragmentable part ends there). Returns the reassembled packet as gVisor's reassembler
+   * does — the first fragment's headers as received (payload length, Next Header, the Fragment
+   * header) followed by the merged data — or null once the fragment is counted and kept or
+   * dropped.
    */
   private handleFragment(
     nic: NIC,
     data: Uint8Array,
     fragmentOffset: number,
-    previous: number,
     temporary: boolean,
   ): Uint8Array | null {
     const stats = this.stack.stats.ipv6;
@@ -407,7 +488,7 @@ export class IPv6Protocol implements NetworkProtocol {
             ? {
                 packet: data,
                 dataOffset: dataStart,
-                keep: fragmentOffset,
+                keep: dataStart,
                 context: { nicId: nic.id, temporary },
               }
             : null,
@@ -421,13 +502,7 @@ export class IPv6Protocol implements NetworkProtocol {
       return null;
     }
     stats.packetsReassembled++;
-    const packet = result.datagram;
-    // The first fragment's Next Header goes where the Fragment header was named.
-    packet[previous === 0 ? IPV6_NEXT_HEADER_OFFSET : previous] = result.protocol;
-    const payloadLength = packet.length - IPV6_MIN_SIZE;
-    packet[IPV6_PAYLOAD_LENGTH_OFFSET] = payloadLength >>> 8;
-    packet[IPV6_PAYLOAD_LENGTH_OFFSET + 1] = payloadLength & 0xff;
-    return packet;
+    return result.datagram;
   }
 
   /** RFC 8200 §4.5 / gVisor's OnReassemblyTimeout: Time Exceeded code 1, if fragment zero came. */

@@ -13,13 +13,15 @@ import {
 import { IPV4_FLAG_DF, IPv4Header } from "../../../src/netstack/header/ipv4.js";
 import type { IPStats } from "../../../src/netstack/stats.js";
 import { evenPieces, fragmentV4, fragmentV6 } from "../../helpers/fragments.js";
-import { parseICMPv4Error, parseICMPv6Error } from "../../helpers/ip-packets.js";
+import { parseICMPv4Error, parseICMPv6Error, v4Datagram } from "../../helpers/ip-packets.js";
 import { payloadOf, v4Echo, v6Echo } from "../../helpers/packets.js";
 import { testStack } from "../../helpers/stack.js";
 
 /** A 1000-byte Echo Request (8 + 972 payload + 20) split into 8-byte-aligned pieces. */
 const bigV4 = () => v4Echo({ payload: payloadOf(972), flags: 0, id: 0x7777 });
 const bigV6 = () => v6Echo({ payload: payloadOf(952) });
+/** The same size as UDP (protocol 17): errors about an ICMP datagram's fragments are not sent. */
+const bigUdpV4 = () => v4Datagram({ protocol: 17, payload: payloadOf(980), flags: 0 });
 
 function v4Reply(out: Uint8Array[]) {
   expect(out.length).toBe(1);
@@ -174,9 +176,9 @@ describe("IPv4 reassembly", () => {
     expect(s.reassemblyPending).toBe(0);
   });
 
-  it("answers a timed-out datagram whose first fragment came with Time Exceeded code 1", () => {
+  it("answers a timed-out non-ICMP datagram whose first fragment came with Time Exceeded code 1", () => {
     const t = testStack();
-    const [a] = fragmentV4(bigV4(), evenPieces(980, 400));
+    const [a] = fragmentV4(bigUdpV4(), evenPieces(980, 400));
     t.link.inject(a);
     t.clock.advance(30_000);
     t.stack.sweepFragments();
@@ -248,10 +250,11 @@ describe("IPv4 reassembly", () => {
     expect(t.stack.stats.ipv4.reassemblyEvictions).toBeGreaterThan(0);
   });
 
-  it("checks a fragment's options and answers a bad one with Parameter Problem (first fragment)", () => {
+  it("checks a fragment's options and answers a bad one with Parameter Problem (first fragment of a non-ICMP datagram)", () => {
     const t = testStack();
-    const bad = v4Echo({
-      payload: payloadOf(972),
+    const bad = v4Datagram({
+      protocol: 17,
+      payload: payloadOf(980),
       flags: 0,
       options: new Uint8Array([68, 3, 5, 0]),
     });
@@ -363,6 +366,7 @@ describe("malformed fragments are counted and dropped, never thrown", () => {
     s.unsupportedHeadersReceived +
     s.unknownProtocolRcvdPackets +
     s.noNextHeaderReceived +
+    s.otherTransportPacketsReceived +
     s.packetsDelivered;
 
   it("holds for random IPv4 fragments", () => {

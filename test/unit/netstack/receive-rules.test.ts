@@ -121,6 +121,7 @@ function dispositions(s: IPStats): number {
     s.unsupportedHeadersReceived +
     s.unknownProtocolRcvdPackets +
     s.noNextHeaderReceived +
+    s.otherTransportPacketsReceived +
     s.packetsDelivered
   );
 }
