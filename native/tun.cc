@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sched.h>
@@ -547,11 +548,18 @@ class Tun : public Napi::ObjectWrap<Tun> {
   bool referenced_ = false;
 };
 
+// glibc keeps memory freed by many short-lived connections in its arenas (measured: 100 MB held,
+// 34 MB in use after 5,000 sessions); malloc_trim hands what is free back to the kernel.
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Per environment (main thread and each worker), never process-global.
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(Tun::Define(env))));
   exports.Set("open", Napi::Function::New<Tun::Open>(env, "open"));
   exports.Set("headroom", Napi::Number::New(env, kHeadroom));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   return exports;
 }
 

@@ -7,6 +7,7 @@
 import { chownSync, renameSync, writeFileSync } from "node:fs";
 import type { Config } from "./config.js";
 import { deviceOf, kernelSideManaged, NIC_ID } from "./daemon/components.js";
+import { trimWhenSessionsClose } from "./daemon/memory-trim.js";
 import { dropPrivileges } from "./daemon/privileges.js";
 import { compose } from "./daemon/root.js";
 import { StartupError } from "./daemon/startup-error.js";
@@ -14,7 +15,7 @@ import type { ConfigChange } from "./gen/icmpfwd/v1/admin.js";
 import { configureKernelSide, kernelCommands } from "./kernel-side.js";
 import { PcapngWriter } from "./link/pcapng.js";
 import { SnifferEndpoint } from "./link/sniffer.js";
-import { TunEndpoint, TunError } from "./link/tun.js";
+import { releaseFreedMemory, TunEndpoint, TunError } from "./link/tun.js";
 import { formatAddress } from "./netstack/address.js";
 import type { Stack } from "./netstack/stack.js";
 import type { ServiceError } from "./service/errors.js";
@@ -140,6 +141,11 @@ export async function serve(
   };
   const timer = writeStats !== null ? setInterval(dumpStats, config.statsIntervalMs) : null;
   timer?.unref();
+  const d = service.dispatcher;
+  const stopTrimming = trimWhenSessionsClose(
+    () => d.sessions.length + d.observers.length,
+    releaseFreedMemory,
+  );
   const onUsr1 = (): void => {
     log.info({ stats: dumpStats() }, "stats");
   };
@@ -185,6 +191,7 @@ export async function serve(
     log.info({ reason, drainTimeoutMs: service.drainTimeoutMs }, "draining");
     const drained = await service.drain();
     if (timer !== null) clearInterval(timer);
+    stopTrimming();
     process.off("SIGUSR1", onUsr1);
     process.off("SIGHUP", onHup);
     const final = dumpStats();

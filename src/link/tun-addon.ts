@@ -49,6 +49,8 @@ export interface TunAddon {
   ): NativeTun;
   /** Bytes beyond the MTU in each read buffer. */
   readonly headroom: number;
+  /** malloc_trim(0): returns the allocator's free memory to the kernel; whether any was. */
+  trimMemory(): boolean;
 }
 
 export const ADDON_RELATIVE_PATH = "native/build/Release/icmpfwd_tun.node";

@@ -13,6 +13,14 @@ import { addonMissing, fromOpenError, TunError, type TunErrorKind } from "./tun-
 
 export { TunError, type TunErrorKind };
 
+/**
+ * Returns the C allocator's free memory to the kernel (glibc's malloc_trim, through the addon
+ * that the TUN already loads); whether any was. Node's own heap is not touched.
+ */
+export function releaseFreedMemory(): boolean {
+  return loadTunAddon().trimMemory();
+}
+
 export interface TunOptions {
   /** Interface name, 1–15 characters. */
   name: string;
