@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inCI } from "../helpers/netns.js";
+import { generate } from "./generator.js";
 import { buildPeer, GvisorPeer, peerPrerequisite } from "./peer.js";
 import { differentialRun, formatUnknown } from "./run.js";
 
@@ -35,6 +36,8 @@ suite(title, () => {
   }, 60_000);
 
   it("the same seed gives the same inputs and the same outcome", async () => {
+    for (let i = 0; i < 50; i++) expect(generate(7, i)).toEqual(generate(7, i));
+    expect(generate(7, 0)).not.toEqual(generate(8, 0));
     const a = await differentialRun(peer, 7, 50);
     const b = await differentialRun(peer, 7, 50);
     expect([a.same, [...a.known]]).toEqual([b.same, [...b.known]]);

@@ -389,7 +389,30 @@ function fixChecksum(msg: Uint8Array, initial: number): void {
   msg[3] = c & 0xff;
 }
 
+/** A Neighbor Solicitation for one of the NIC's addresses, sometimes with a source link-layer option. */
+function neighborSolicitation(r: Rng): Uint8Array {
+  const target = r.pick(["fd00:1::2", "fe80::2"]);
+  const src = r.pick(["fd00:1::1", "fe80::1", "::"]);
+  const dst = r.pick([target, `ff02::1:ff00:2`]);
+  const body = new Uint8Array(r.chance(0.5) ? 24 : 16);
+  body.set(addr(target), 0);
+  if (body.length === 24) body.set([1, 1, 2, 0, 0, 0, 0, 1], 16);
+  const p = v6Echo({
+    type: 135,
+    code: 0,
+    ident: 0,
+    sequence: 0,
+    src,
+    dst,
+    hopLimit: 255,
+    payload: body,
+  });
+  fixChecksum(p.subarray(40), pseudoHeaderChecksum(58, addr(src), addr(dst), p.length - 40));
+  return p;
+}
+
 function otherInput(r: Rng): Uint8Array {
+  if (r.chance(0.1)) return neighborSolicitation(r);
   switch (r.int(3)) {
     case 0:
       return v4Datagram({
