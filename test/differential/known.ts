@@ -23,7 +23,8 @@
  *  9. IPv4 source selection, longest prefix (stack/addressable_endpoint_state.go
  *     acquirePrimaryAddressRLocked): same with one address per family.
  * Then the deviations README "Deviations from gVisor" accepts, which master shares with the
- * snapshot.
+ * snapshot. (Its bad-ICMPv4-checksum row needs no entry: neither stack writes anything, gVisor
+ * has no raw socket open here.)
  */
 import { describe } from "./compare.js";
 
