@@ -2,7 +2,8 @@
  * The spans and decision-time histogram, fed by the dispatcher's hooks: one
  * `icmpfwd.echo_request` span per Echo Request from receive to outcome, a child
  * `icmpfwd.decide` span while a session decides it (linked to the session's Connect stream),
- * and the traceparent the client continues from.
+ * and the traceparent the client continues from. Sampling is decided first (RequestSampler): an
+ * unsampled request gets only its traceparent string, no span.
  */
 import {
   isSpanContextValid,
@@ -22,8 +23,10 @@ import type {
   DecidingSession,
   RequestTelemetry,
   RequestTrace,
+  StartedTrace,
 } from "../service/request-telemetry.js";
 import type { DecisionHistograms } from "./decision-histograms.js";
+import type { RequestSampler } from "./request-sampling.js";
 
 /** `00-<trace id>-<span id>-<flags>` (W3C Trace Context, version 00). */
 export function traceparentOf(sc: SpanContext): string {
@@ -50,24 +53,43 @@ class TracedRequest implements RequestTrace {
   }
 }
 
+/** Tracing for requests: the tracer, and the sampler that is also its provider's id generator. */
+export interface RequestTracing {
+  readonly tracer: Tracer;
+  /** Must be the idGenerator of the tracer's provider, built from the provider's sampler. */
+  readonly sampler: RequestSampler;
+}
+
 export class OtelRequestTelemetry implements RequestTelemetry {
+  private readonly tracer: Tracer | null;
+  private readonly sampler: RequestSampler | null;
+
   /**
-   * @param tracer null: tracing is off (requestStarted returns null, nothing is traced).
+   * @param tracing null: tracing is off (requestStarted returns null, nothing is traced).
    * @param decisions icmpfwd_decision_duration_seconds, or null without metrics.
    */
   constructor(
-    private readonly tracer: Tracer | null,
+    tracing: RequestTracing | null,
     private readonly decisions: DecisionHistograms | null,
-  ) {}
+  ) {
+    this.tracer = tracing?.tracer ?? null;
+    this.sampler = tracing?.sampler ?? null;
+  }
 
-  requestStarted(f: EchoRequestFields, temporary: boolean): RequestTrace | null {
-    if (this.tracer === null) return null;
-    // A root: nothing upstream of a TUN packet carries a trace context.
+  requestStarted(f: EchoRequestFields, temporary: boolean): StartedTrace {
+    const sampler = this.sampler;
+    if (this.tracer === null || sampler === null) return null;
+    // Not sampled: what the wire needs (the trace id, flags 00), and nothing to end later.
+    if (!sampler.draw()) return sampler.unsampledTraceparent();
+    // A root: nothing upstream of a TUN packet carries a trace context. It takes the drawn
+    // trace id, so the provider's sampler decides as the draw did.
+    sampler.presetTraceId();
     const span = this.tracer.startSpan(
       "icmpfwd.echo_request",
       { kind: SpanKind.SERVER, root: true },
       ROOT_CONTEXT,
     );
+    sampler.clearPreset();
     if (span.isRecording()) {
       // Formatting addresses costs; only sampled spans pay it.
       span.setAttributes({
@@ -105,7 +127,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
   }
 
   requestEnded(
-    t: RequestTrace | null,
+    t: StartedTrace,
     action: OutcomeAction,
     cause: OutcomeCause,
     session: DecidingSession | null,
@@ -113,7 +135,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
   ): void {
     if (decisionMs >= 0 && this.decisions !== null && session !== null)
       this.decisions.record(session, action, decisionMs / 1000);
-    if (t === null) return;
+    if (t === null || typeof t === "string") return;
     const r = t as TracedRequest;
     if (!r.span.isRecording()) return;
     const causeLabel = CAUSE_LABEL[cause];
