@@ -37,7 +37,7 @@ import {
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import { DecisionHistograms } from "./decision-histograms.js";
 import { type MetricSources, registerServiceMetrics } from "./metrics.js";
-import { RequestSampler, sdkSamplerOf } from "./request-sampling.js";
+import { RequestSampler } from "./request-sampling.js";
 import { OtelRequestTelemetry, type RequestTracing } from "./request-spans.js";
 import type { OtlpProtocol, TelemetrySettings } from "./settings.js";
 
@@ -122,7 +122,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     const requestSampler = new RequestSampler(s.sampler);
     tracerProvider = new BasicTracerProvider({
       resource,
-      sampler: sdkSamplerOf(s.sampler),
+      sampler: requestSampler,
       idGenerator: requestSampler,
       // Batched export: a full queue drops spans rather than slowing packets down.
       spanProcessors: exporters.map(

@@ -2,15 +2,19 @@
  * The head-sampling decision for Echo Request traces, made before any span exists: an unsampled
  * request then costs a few random numbers and its traceparent string instead of a non-recording
  * span, its ids and contexts. The decision is the configured sampler's for a root span, on the
- * same trace id the span then gets (this is also the provider's id generator), so the SDK's
- * sampler agrees and the sampled requests are the ones it would have sampled.
+ * same trace id the span then gets: RequestSampler is also the provider's id generator and
+ * sampler, so the sampled requests are the ones the SDK would have sampled, and their spans skip
+ * a second decision. Every other span (gRPC instrumentation) is decided by the configured sampler.
  */
+import type { Attributes, Context, Link, SpanKind } from "@opentelemetry/api";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
   type IdGenerator,
   ParentBasedSampler,
   type Sampler,
+  SamplingDecision,
+  type SamplingResult,
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import type { SamplerSetting } from "./settings.js";
@@ -72,8 +76,12 @@ function putHex(b: Buffer, i: number, w: number): number {
   return i;
 }
 
-export class RequestSampler implements IdGenerator {
+const SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
+
+export class RequestSampler implements IdGenerator, Sampler {
   readonly bound: number;
+  /** The configured sampler, for spans this did not decide. */
+  private readonly configured: Sampler;
   // The last drawn trace id, as words (numbers: nothing allocated per draw).
   private w0 = 0;
   private w1 = 0;
@@ -81,6 +89,8 @@ export class RequestSampler implements IdGenerator {
   private w3 = 1;
   /** The next generateTraceId() returns the last draw (the sampled request's root span). */
   private preset = false;
+  /** The next span started is a sampled request's: already decided. */
+  private decided = false;
   // One buffer formats every id: its latin1 slice is the only allocation per id.
   private readonly buf = Buffer.from(TEMPLATE, "latin1");
 
@@ -90,6 +100,7 @@ export class RequestSampler implements IdGenerator {
     private readonly random: () => number = random32,
   ) {
     this.bound = rootBoundOf(sampler);
+    this.configured = sdkSamplerOf(sampler);
   }
 
   /** Draws a new root trace id; true when the configured sampler samples it. */
@@ -115,14 +126,38 @@ export class RequestSampler implements IdGenerator {
     return b.toString("latin1", 0, TEMPLATE.length);
   }
 
-  /** The root span started next takes the last draw's trace id. */
-  presetTraceId(): void {
-    this.preset = true;
+  /**
+   * The span started next belongs to the sampled request just drawn: its root (`root`: it takes
+   * the drawn trace id) or its decide child (same trace, so the configured sampler samples it).
+   */
+  startingSampled(root: boolean): void {
+    this.preset = root;
+    this.decided = true;
   }
 
-  /** Undoes presetTraceId when no span consumed it. */
-  clearPreset(): void {
+  /** After that span started: nothing preset is left for another span. */
+  started(): void {
     this.preset = false;
+    this.decided = false;
+  }
+
+  shouldSample(
+    context: Context,
+    traceId: string,
+    name: string,
+    kind: SpanKind,
+    attributes: Attributes,
+    links: Link[],
+  ): SamplingResult {
+    if (this.decided) {
+      this.decided = false;
+      return SAMPLED;
+    }
+    return this.configured.shouldSample(context, traceId, name, kind, attributes, links);
+  }
+
+  toString(): string {
+    return `RequestSampler{${this.configured.toString()}}`;
   }
 
   generateTraceId(): string {

@@ -45,11 +45,16 @@ export const CAUSE_LABEL: Readonly<Record<OutcomeCause, string>> = {
 };
 
 class TracedRequest implements RequestTrace {
-  traceparent: string;
   decide: Span | null = null;
+  /** Formatted when an event first carries it (a request ended at once never needs it). */
+  formatted: string | null = null;
 
-  constructor(readonly span: Span) {
-    this.traceparent = traceparentOf(span.spanContext());
+  constructor(readonly span: Span) {}
+
+  get traceparent(): string {
+    if (this.formatted === null)
+      this.formatted = traceparentOf((this.decide ?? this.span).spanContext());
+    return this.formatted;
   }
 }
 
@@ -81,15 +86,15 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     if (this.tracer === null || sampler === null) return null;
     // Not sampled: what the wire needs (the trace id, flags 00), and nothing to end later.
     if (!sampler.draw()) return sampler.unsampledTraceparent();
-    // A root: nothing upstream of a TUN packet carries a trace context. It takes the drawn
-    // trace id, so the provider's sampler decides as the draw did.
-    sampler.presetTraceId();
+    // A root (ROOT_CONTEXT: nothing upstream of a TUN packet carries a trace context), with the
+    // drawn trace id and the draw's decision.
+    sampler.startingSampled(true);
     const span = this.tracer.startSpan(
       "icmpfwd.echo_request",
-      { kind: SpanKind.SERVER, root: true },
+      { kind: SpanKind.SERVER },
       ROOT_CONTEXT,
     );
-    sampler.clearPreset();
+    sampler.started();
     if (span.isRecording()) {
       // Formatting addresses costs; only sampled spans pay it.
       span.setAttributes({
@@ -106,7 +111,8 @@ export class OtelRequestTelemetry implements RequestTelemetry {
 
   decisionStarted(t: RequestTrace, session: DecidingSession): void {
     const r = t as TracedRequest;
-    if (this.tracer === null || !r.span.isRecording()) return;
+    const sampler = this.sampler;
+    if (this.tracer === null || sampler === null || !r.span.isRecording()) return;
     if (r.decide !== null) {
       // Re-dispatched: the first session's part ends here.
       r.decide.setAttribute("icmpfwd.redispatched", true);
@@ -114,6 +120,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     }
     const link = session.streamLink as SpanContext | undefined;
     const links: Link[] = link !== undefined && isSpanContextValid(link) ? [{ context: link }] : [];
+    sampler.startingSampled(false);
     r.decide = this.tracer.startSpan(
       "icmpfwd.decide",
       {
@@ -123,7 +130,8 @@ export class OtelRequestTelemetry implements RequestTelemetry {
       },
       trace.setSpan(ROOT_CONTEXT, r.span),
     );
-    r.traceparent = traceparentOf(r.decide.spanContext());
+    sampler.started();
+    r.formatted = null;
   }
 
   requestEnded(
@@ -145,11 +153,9 @@ export class OtelRequestTelemetry implements RequestTelemetry {
         r.decide.setStatus({ code: SpanStatusCode.ERROR, message: `no verdict: ${causeLabel}` });
       r.decide.end();
     }
-    r.span.setAttributes({
-      "icmpfwd.verdict": action,
-      "icmpfwd.cause": causeLabel,
-      ...(session === null ? {} : { "icmpfwd.session": session.sessionId }),
-    });
+    r.span.setAttribute("icmpfwd.verdict", action);
+    r.span.setAttribute("icmpfwd.cause", causeLabel);
+    if (session !== null) r.span.setAttribute("icmpfwd.session", session.sessionId);
     r.span.end();
   }
 

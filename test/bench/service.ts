@@ -32,10 +32,8 @@ import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import {
   BasicTracerProvider,
   BatchSpanProcessor,
-  ParentBasedSampler,
   type ReadableSpan,
   type SpanExporter,
-  TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import type {
   ClientMessage,
@@ -493,7 +491,7 @@ function tracingAt(
   if (ratio === null) return null;
   const sampler = new lib.sampling.RequestSampler({ kind: "parentbased_traceidratio", ratio });
   const provider = new BasicTracerProvider({
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+    sampler,
     idGenerator: sampler,
     spanProcessors: [new BatchSpanProcessor(new DiscardingExporter(), { maxQueueSize: 8192 })],
   });

@@ -13,7 +13,7 @@ import {
 } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import { RequestSampler, sdkSamplerOf } from "../../../src/telemetry/request-sampling.js";
+import { RequestSampler } from "../../../src/telemetry/request-sampling.js";
 import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
 import type { SamplerSetting } from "../../../src/telemetry/settings.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
@@ -52,7 +52,7 @@ function tracing(
   const sampler = new RequestSampler(setting);
   started = 0;
   provider = new BasicTracerProvider({
-    sampler: sdkSamplerOf(setting),
+    sampler,
     idGenerator: sampler,
     spanProcessors: [startCounter, new SimpleSpanProcessor(exporter)],
   });

@@ -16,7 +16,7 @@ import type { SamplerSetting } from "../../../src/telemetry/settings.js";
 /** Draws once from `s` and returns its decision and the trace id it drew. */
 function drawOnce(s: RequestSampler): { sampled: boolean; traceId: string } {
   const sampled = s.draw();
-  s.presetTraceId();
+  s.startingSampled(true);
   return { sampled, traceId: s.generateTraceId() };
 }
 
@@ -99,17 +99,37 @@ describe("RequestSampler", () => {
     );
   });
 
+  it("as the provider's sampler: a request span it started is sampled once, other spans as configured", () => {
+    const s = new RequestSampler({ kind: "parentbased_always_off" });
+    const ask = () =>
+      s.shouldSample(
+        ROOT_CONTEXT,
+        "0af7651916cd43dd8448eb211c80319c",
+        "x",
+        SpanKind.INTERNAL,
+        {},
+        [],
+      ).decision;
+    s.startingSampled(false);
+    expect(ask()).toBe(SamplingDecision.RECORD_AND_SAMPLED);
+    expect(ask()).toBe(SamplingDecision.NOT_RECORD);
+    s.startingSampled(true);
+    s.started();
+    expect(ask()).toBe(SamplingDecision.NOT_RECORD);
+    expect(String(s)).toContain("AlwaysOff");
+  });
+
   it("gives random ids to spans other than the request's root (no preset)", () => {
     const s = new RequestSampler({ kind: "always_on" });
     s.draw();
-    s.presetTraceId();
+    s.startingSampled(true);
     const preset = s.generateTraceId();
     const next = s.generateTraceId();
     expect(next).not.toBe(preset);
     expect(next).toMatch(/^[0-9a-f]{32}$/);
     expect(s.generateSpanId()).toMatch(/^[0-9a-f]{16}$/);
-    s.presetTraceId();
-    s.clearPreset();
+    s.startingSampled(true);
+    s.started();
     expect(s.generateTraceId()).not.toBe(next);
   });
 });
