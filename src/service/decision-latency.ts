@@ -6,7 +6,12 @@
  */
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { OutcomeAction, OutcomeCause } from "./outcomes.js";
-import type { DecidingSession, RequestTelemetry, RequestTrace } from "./request-telemetry.js";
+import type {
+  DecidingSession,
+  RequestTelemetry,
+  RequestTrace,
+  StartedTrace,
+} from "./request-telemetry.js";
 
 /** The last `capacity` samples: when each was taken and its value. */
 export class SampleRing {
@@ -75,7 +80,7 @@ export class DecisionLatencies implements RequestTelemetry {
     private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
-  requestStarted(fields: EchoRequestFields, temporary: boolean): RequestTrace | null {
+  requestStarted(fields: EchoRequestFields, temporary: boolean): StartedTrace {
     return this.inner === null ? null : this.inner.requestStarted(fields, temporary);
   }
 
@@ -84,7 +89,7 @@ export class DecisionLatencies implements RequestTelemetry {
   }
 
   requestEnded(
-    trace: RequestTrace | null,
+    trace: StartedTrace,
     action: OutcomeAction,
     cause: OutcomeCause,
     session: DecidingSession | null,

@@ -16,7 +16,7 @@ import { FlowAffinity, type FlowOwner, FlowVerdicts, flowKey } from "./flow-tabl
 import { type ObserverSink, type ObserverSlot, Observers } from "./observers.js";
 import { type OutcomeAction, type OutcomeCause, Outcomes, type PolicyAction } from "./outcomes.js";
 import { PendingTable } from "./pending-table.js";
-import type { DecidingSession, RequestTelemetry, RequestTrace } from "./request-telemetry.js";
+import type { DecidingSession, RequestTelemetry, StartedTrace } from "./request-telemetry.js";
 import type { SyntheticLimits } from "./synthetic-records.js";
 import {
   foreignRequest,
@@ -179,7 +179,7 @@ export class PendingRequest extends Decision implements DeadlineEntry {
   /** Neighbours in its session's list of in-flight requests. */
   previousInSession: PendingRequest | null = null;
   nextInSession: PendingRequest | null = null;
-  trace: RequestTrace | null = null;
+  trace: StartedTrace = null;
 
   constructor(
     readonly id: number,
@@ -369,7 +369,7 @@ export class Dispatcher {
     f: EchoRequestFields,
     temporary: boolean,
     now: number,
-    trace: RequestTrace | null,
+    trace: StartedTrace,
   ): boolean | PendingRequest {
     const flow = flowKey(f.source, f.destination, f.ident);
     const flowAction = this.flows.lookup(flow, now);
@@ -550,8 +550,9 @@ export class Dispatcher {
     if (slot.last === null) slot.first = p;
     else slot.last.nextInSession = p;
     slot.last = p;
-    // Before send(): the event carries the decide span's traceparent.
-    if (p.trace !== null) this.telemetry?.decisionStarted(p.trace, slot.meta);
+    // Before send(): the event carries the decide span's traceparent (sampled requests only).
+    if (p.trace !== null && typeof p.trace !== "string")
+      this.telemetry?.decisionStarted(p.trace, slot.meta);
     slot.sink.send(p, now);
   }
 
@@ -601,7 +602,7 @@ export class Dispatcher {
     req: ForwarderRequest,
     f: EchoRequestFields,
     temporary: boolean,
-    trace: RequestTrace | null,
+    trace: StartedTrace,
     action: OutcomeAction,
     cause: OutcomeCause,
   ): boolean {

@@ -6,7 +6,7 @@ import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
 import type { SessionFilter } from "./filter.js";
 import type { Outcomes } from "./outcomes.js";
-import type { RequestTrace } from "./request-telemetry.js";
+import type { StartedTrace } from "./request-telemetry.js";
 import type { EventSource } from "./wire.js";
 
 /** What the dispatcher needs from an observe session. */
@@ -62,7 +62,7 @@ export class Observers {
     now: number,
     id: number,
     deadlineMs: number,
-    trace: RequestTrace | null,
+    trace: StartedTrace,
   ): void {
     const event: EventSource = {
       id,

@@ -6,10 +6,22 @@
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { OutcomeAction, OutcomeCause } from "./outcomes.js";
 
-/** A traced request: the W3C traceparent its events carry (set while a session decides it). */
+/** A sampled request: the W3C traceparent its events carry (set while a session decides it). */
 export interface RequestTrace {
   /** The traceparent for the request's events; "" when it carries none. */
   readonly traceparent: string;
+}
+
+/**
+ * What requestStarted gives: a RequestTrace (sampled: telemetry has spans to end), a bare
+ * traceparent string (unsampled: the events carry it, telemetry keeps nothing, so no object is
+ * made per request), or null (not traced).
+ */
+export type StartedTrace = RequestTrace | string | null;
+
+/** The traceparent an event carries for `t`; "" for none. */
+export function traceparentOf(t: StartedTrace): string {
+  return t === null ? "" : typeof t === "string" ? t : t.traceparent;
 }
 
 /** Who is deciding a request: a decide session as telemetry names it. */
@@ -24,15 +36,18 @@ export interface DecidingSession {
 
 export interface RequestTelemetry {
   /** A request reaches the dispatcher; null when it is not traced. */
-  requestStarted(fields: EchoRequestFields, temporary: boolean): RequestTrace | null;
-  /** The request was handed to `session` for a decision (again, after a re-dispatch). */
+  requestStarted(fields: EchoRequestFields, temporary: boolean): StartedTrace;
+  /**
+   * The sampled request was handed to `session` for a decision (again, after a re-dispatch).
+   * Not called for unsampled (string) traces: there is nothing to record.
+   */
   decisionStarted(trace: RequestTrace, session: DecidingSession): void;
   /**
    * The request's one outcome. `session` is the session that held it (null when it never went
    * to one); `decisionMs` is receive-to-verdict time for a verdict, else -1.
    */
   requestEnded(
-    trace: RequestTrace | null,
+    trace: StartedTrace,
     action: OutcomeAction,
     cause: OutcomeCause,
     session: DecidingSession | null,

@@ -17,7 +17,7 @@ import {
   type Verdict,
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
-import type { RequestTrace } from "./request-telemetry.js";
+import { type StartedTrace, traceparentOf } from "./request-telemetry.js";
 
 /** What an event is encoded from: a pending request, or an observer's copy of one. */
 export interface EventSource {
@@ -28,7 +28,7 @@ export interface EventSource {
   readonly receivedAtMs: number;
   readonly deadlineMs: number;
   /** The request's trace when tracing is on: its traceparent goes into the event. */
-  readonly trace: RequestTrace | null;
+  readonly trace: StartedTrace;
 }
 
 /** A client message whose bytes are not a ClientMessage. */
@@ -235,7 +235,7 @@ export class EventBatch {
     const rBody = timeBodySize(rs, rn);
     const dBody = timeBodySize(ds, dn);
     const bBody = timeBodySize(bs, bn);
-    const traceparent = p.trace === null ? "" : p.trace.traceparent;
+    const traceparent = traceparentOf(p.trace);
     const size =
       uintField(p.id) +
       2 + // family, never 0

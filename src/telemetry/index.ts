@@ -9,7 +9,6 @@ import {
   type Meter,
   metrics,
   propagation,
-  type Tracer,
   type TracerProvider,
   trace,
 } from "@opentelemetry/api";
@@ -30,21 +29,17 @@ import {
   type PushMetricExporter,
 } from "@opentelemetry/sdk-metrics";
 import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
   BasicTracerProvider,
   BatchSpanProcessor,
   ConsoleSpanExporter,
-  ParentBasedSampler,
-  type Sampler,
   type SpanExporter,
-  TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import { DecisionHistograms } from "./decision-histograms.js";
 import { type MetricSources, registerServiceMetrics } from "./metrics.js";
-import { OtelRequestTelemetry } from "./request-spans.js";
-import type { OtlpProtocol, SamplerSetting, TelemetrySettings } from "./settings.js";
+import { RequestSampler } from "./request-sampling.js";
+import { OtelRequestTelemetry, type RequestTracing } from "./request-spans.js";
+import type { OtlpProtocol, TelemetrySettings } from "./settings.js";
 
 export { type TelemetryFlags, TelemetrySettingsError, telemetrySettings } from "./settings.js";
 
@@ -62,23 +57,6 @@ export interface Telemetry {
   observe(src: MetricSources): void;
   /** Flushes and stops exporters (spans still queued are sent). */
   shutdown(): Promise<void>;
-}
-
-function samplerOf(s: SamplerSetting): Sampler {
-  switch (s.kind) {
-    case "always_on":
-      return new AlwaysOnSampler();
-    case "always_off":
-      return new AlwaysOffSampler();
-    case "traceidratio":
-      return new TraceIdRatioBasedSampler(s.ratio);
-    case "parentbased_always_on":
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-    case "parentbased_always_off":
-      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case "parentbased_traceidratio":
-      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(s.ratio) });
-  }
 }
 
 /** The OTLP span exporter for the protocol; each reads its endpoint and headers from OTEL_*. */
@@ -133,16 +111,19 @@ async function resourceOf(s: TelemetrySettings, version: string): Promise<Resour
 export async function startTelemetry(s: TelemetrySettings, version: string): Promise<Telemetry> {
   const resource = await resourceOf(s, version);
   let tracerProvider: BasicTracerProvider | null = null;
-  let tracer: Tracer | null = null;
+  let tracing: RequestTracing | null = null;
   if (s.traces.length > 0) {
     const exporters: SpanExporter[] = [];
     for (const kind of s.traces)
       exporters.push(
         kind === "console" ? new ConsoleSpanExporter() : await otlpSpanExporter(s.tracesProtocol),
       );
+    // Request spans are sampled before they start, on the trace ids this generator then gives.
+    const requestSampler = new RequestSampler(s.sampler);
     tracerProvider = new BasicTracerProvider({
       resource,
-      sampler: samplerOf(s.sampler),
+      sampler: requestSampler,
+      idGenerator: requestSampler,
       // Batched export: a full queue drops spans rather than slowing packets down.
       spanProcessors: exporters.map(
         (e) =>
@@ -157,7 +138,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     trace.setGlobalTracerProvider(tracerProvider);
     await instrumentGrpc(tracerProvider);
-    tracer = tracerProvider.getTracer("icmpfwd", version);
+    tracing = { tracer: tracerProvider.getTracer("icmpfwd", version), sampler: requestSampler };
   }
 
   // Collected by every reader beside the SDK's instruments (it can forget closed sessions).
@@ -204,13 +185,13 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
   const meter: Meter | null = meterProvider?.getMeter("icmpfwd", version) ?? null;
 
   const requests =
-    tracer !== null || meter !== null
-      ? new OtelRequestTelemetry(tracer, meter === null ? null : decisions)
+    tracing !== null || meter !== null
+      ? new OtelRequestTelemetry(tracing, meter === null ? null : decisions)
       : null;
   const host = s.metricsListen?.host ?? "";
   return {
     settings: s,
-    tracing: tracer !== null,
+    tracing: tracing !== null,
     requests,
     metricsUrl:
       prometheus === null || s.metricsListen === null

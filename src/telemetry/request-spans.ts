@@ -2,7 +2,8 @@
  * The spans and decision-time histogram, fed by the dispatcher's hooks: one
  * `icmpfwd.echo_request` span per Echo Request from receive to outcome, a child
  * `icmpfwd.decide` span while a session decides it (linked to the session's Connect stream),
- * and the traceparent the client continues from.
+ * and the traceparent the client continues from. Sampling is decided first (RequestSampler): an
+ * unsampled request gets only its traceparent string, no span.
  */
 import {
   isSpanContextValid,
@@ -22,8 +23,10 @@ import type {
   DecidingSession,
   RequestTelemetry,
   RequestTrace,
+  StartedTrace,
 } from "../service/request-telemetry.js";
 import type { DecisionHistograms } from "./decision-histograms.js";
+import type { RequestSampler } from "./request-sampling.js";
 
 /** `00-<trace id>-<span id>-<flags>` (W3C Trace Context, version 00). */
 export function traceparentOf(sc: SpanContext): string {
@@ -42,32 +45,56 @@ export const CAUSE_LABEL: Readonly<Record<OutcomeCause, string>> = {
 };
 
 class TracedRequest implements RequestTrace {
-  traceparent: string;
   decide: Span | null = null;
+  /** Formatted when an event first carries it (a request ended at once never needs it). */
+  formatted: string | null = null;
 
-  constructor(readonly span: Span) {
-    this.traceparent = traceparentOf(span.spanContext());
+  constructor(readonly span: Span) {}
+
+  get traceparent(): string {
+    if (this.formatted === null)
+      this.formatted = traceparentOf((this.decide ?? this.span).spanContext());
+    return this.formatted;
   }
 }
 
+/** Tracing for requests: the tracer, and the sampler that is also its provider's id generator. */
+export interface RequestTracing {
+  readonly tracer: Tracer;
+  /** Must be the idGenerator of the tracer's provider, built from the provider's sampler. */
+  readonly sampler: RequestSampler;
+}
+
 export class OtelRequestTelemetry implements RequestTelemetry {
+  private readonly tracer: Tracer | null;
+  private readonly sampler: RequestSampler | null;
+
   /**
-   * @param tracer null: tracing is off (requestStarted returns null, nothing is traced).
+   * @param tracing null: tracing is off (requestStarted returns null, nothing is traced).
    * @param decisions icmpfwd_decision_duration_seconds, or null without metrics.
    */
   constructor(
-    private readonly tracer: Tracer | null,
+    tracing: RequestTracing | null,
     private readonly decisions: DecisionHistograms | null,
-  ) {}
+  ) {
+    this.tracer = tracing?.tracer ?? null;
+    this.sampler = tracing?.sampler ?? null;
+  }
 
-  requestStarted(f: EchoRequestFields, temporary: boolean): RequestTrace | null {
-    if (this.tracer === null) return null;
-    // A root: nothing upstream of a TUN packet carries a trace context.
+  requestStarted(f: EchoRequestFields, temporary: boolean): StartedTrace {
+    const sampler = this.sampler;
+    if (this.tracer === null || sampler === null) return null;
+    // Not sampled: what the wire needs (the trace id, flags 00), and nothing to end later.
+    if (!sampler.draw()) return sampler.unsampledTraceparent();
+    // A root (ROOT_CONTEXT: nothing upstream of a TUN packet carries a trace context), with the
+    // drawn trace id and the draw's decision.
+    sampler.startingSampled(true);
     const span = this.tracer.startSpan(
       "icmpfwd.echo_request",
-      { kind: SpanKind.SERVER, root: true },
+      { kind: SpanKind.SERVER },
       ROOT_CONTEXT,
     );
+    sampler.started();
     if (span.isRecording()) {
       // Formatting addresses costs; only sampled spans pay it.
       span.setAttributes({
@@ -84,7 +111,8 @@ export class OtelRequestTelemetry implements RequestTelemetry {
 
   decisionStarted(t: RequestTrace, session: DecidingSession): void {
     const r = t as TracedRequest;
-    if (this.tracer === null || !r.span.isRecording()) return;
+    const sampler = this.sampler;
+    if (this.tracer === null || sampler === null || !r.span.isRecording()) return;
     if (r.decide !== null) {
       // Re-dispatched: the first session's part ends here.
       r.decide.setAttribute("icmpfwd.redispatched", true);
@@ -92,6 +120,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     }
     const link = session.streamLink as SpanContext | undefined;
     const links: Link[] = link !== undefined && isSpanContextValid(link) ? [{ context: link }] : [];
+    sampler.startingSampled(false);
     r.decide = this.tracer.startSpan(
       "icmpfwd.decide",
       {
@@ -101,11 +130,12 @@ export class OtelRequestTelemetry implements RequestTelemetry {
       },
       trace.setSpan(ROOT_CONTEXT, r.span),
     );
-    r.traceparent = traceparentOf(r.decide.spanContext());
+    sampler.started();
+    r.formatted = null;
   }
 
   requestEnded(
-    t: RequestTrace | null,
+    t: StartedTrace,
     action: OutcomeAction,
     cause: OutcomeCause,
     session: DecidingSession | null,
@@ -113,7 +143,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
   ): void {
     if (decisionMs >= 0 && this.decisions !== null && session !== null)
       this.decisions.record(session, action, decisionMs / 1000);
-    if (t === null) return;
+    if (t === null || typeof t === "string") return;
     const r = t as TracedRequest;
     if (!r.span.isRecording()) return;
     const causeLabel = CAUSE_LABEL[cause];
@@ -123,11 +153,9 @@ export class OtelRequestTelemetry implements RequestTelemetry {
         r.decide.setStatus({ code: SpanStatusCode.ERROR, message: `no verdict: ${causeLabel}` });
       r.decide.end();
     }
-    r.span.setAttributes({
-      "icmpfwd.verdict": action,
-      "icmpfwd.cause": causeLabel,
-      ...(session === null ? {} : { "icmpfwd.session": session.sessionId }),
-    });
+    r.span.setAttribute("icmpfwd.verdict", action);
+    r.span.setAttribute("icmpfwd.cause", causeLabel);
+    if (session !== null) r.span.setAttribute("icmpfwd.session", session.sessionId);
     r.span.end();
   }
 

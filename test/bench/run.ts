@@ -250,6 +250,28 @@ function targets(
       met: null,
     });
   }
+  // What tracing costs (issue "Footprint and tracing cost"): decisions/s against tracing off in
+  // the same run, 1 stream × batch 16.
+  const tracingRate = (label: string): number | null =>
+    svc.find((r) => r.name === `service 1 stream, batch 16, tracing ${label}`)
+      ?.decisionsPerSecond ?? null;
+  const tracingOff = tracingRate("off");
+  out.push(
+    ratioTarget(
+      "tracing at 1 % sampling ≥ 0.9× tracing off (1 stream × 16)",
+      tracingRate("1% sampled"),
+      tracingOff,
+      0.9,
+      "decisions/s",
+    ),
+    ratioTarget(
+      "tracing at 100 % sampling ≥ 0.5× tracing off (1 stream × 16)",
+      tracingRate("100% sampled"),
+      tracingOff,
+      0.5,
+      "decisions/s",
+    ),
+  );
   const paced = svc.find((r) => r.mechanism === "service" && r.offeredPerSecond === 10_000);
   out.push(
     paced === undefined

@@ -32,10 +32,8 @@ import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import {
   BasicTracerProvider,
   BatchSpanProcessor,
-  ParentBasedSampler,
   type ReadableSpan,
   type SpanExporter,
-  TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import type {
   ClientMessage,
@@ -101,6 +99,7 @@ export interface Built {
   server: typeof import("../../src/service/server.js");
   wire: typeof import("../../src/service/wire.js");
   spans: typeof import("../../src/telemetry/request-spans.js");
+  sampling: typeof import("../../src/telemetry/request-sampling.js");
 }
 
 const DIST = fileURLToPath(new URL("../../dist/", import.meta.url));
@@ -122,6 +121,7 @@ export async function loadBuilt(): Promise<Built> {
     server: await load("service/server.js"),
     wire: await load("service/wire.js"),
     spans: await load("telemetry/request-spans.js"),
+    sampling: await load("telemetry/request-sampling.js"),
   };
 }
 
@@ -489,12 +489,17 @@ function tracingAt(
   ratio: number | null,
 ): { telemetry: RequestTelemetry; provider: BasicTracerProvider } | null {
   if (ratio === null) return null;
+  const sampler = new lib.sampling.RequestSampler({ kind: "parentbased_traceidratio", ratio });
   const provider = new BasicTracerProvider({
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+    sampler,
+    idGenerator: sampler,
     spanProcessors: [new BatchSpanProcessor(new DiscardingExporter(), { maxQueueSize: 8192 })],
   });
   return {
-    telemetry: new lib.spans.OtelRequestTelemetry(provider.getTracer("bench"), null),
+    telemetry: new lib.spans.OtelRequestTelemetry(
+      { tracer: provider.getTracer("bench"), sampler },
+      null,
+    ),
     provider,
   };
 }

@@ -5,16 +5,17 @@
  */
 import type { SpanContext } from "@opentelemetry/api";
 import {
-  AlwaysOffSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
   type ReadableSpan,
-  type Sampler,
   SimpleSpanProcessor,
+  type SpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { RequestSampler } from "../../../src/telemetry/request-sampling.js";
 import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
+import type { SamplerSetting } from "../../../src/telemetry/settings.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
 import { serviceTests, tick } from "../service/harness.js";
 
@@ -29,13 +30,40 @@ afterEach(async () => {
   exporter = new InMemorySpanExporter();
 });
 
-/** Request telemetry recording every span (or as `sampler` says) into `exporter`. */
-function tracing(o: { sampler?: Sampler; link?: SpanContext } = {}): OtelRequestTelemetry {
+/** Spans started, sampled or not (a processor sees every recording span at its start). */
+let started = 0;
+const startCounter: SpanProcessor = {
+  onStart: () => {
+    started++;
+  },
+  onEnd: () => {},
+  forceFlush: async () => {},
+  shutdown: async () => {},
+};
+
+/**
+ * Request telemetry recording every span (or as `sampler` says) into `exporter`, set up as
+ * `icmpfwd serve` does it; `startSpan` counts the tracer's startSpan calls.
+ */
+function tracing(
+  o: { sampler?: SamplerSetting; link?: SpanContext } = {},
+): OtelRequestTelemetry & { startSpan: { calls: number } } {
+  const setting = o.sampler ?? { kind: "parentbased_always_on" };
+  const sampler = new RequestSampler(setting);
+  started = 0;
   provider = new BasicTracerProvider({
-    sampler: o.sampler,
-    spanProcessors: [new SimpleSpanProcessor(exporter)],
+    sampler,
+    idGenerator: sampler,
+    spanProcessors: [startCounter, new SimpleSpanProcessor(exporter)],
   });
-  const tel = new OtelRequestTelemetry(provider.getTracer("test"), null);
+  const tracer = provider.getTracer("test");
+  const startSpan = { calls: 0 };
+  const sdkStartSpan = tracer.startSpan.bind(tracer);
+  tracer.startSpan = (...args) => {
+    startSpan.calls++;
+    return sdkStartSpan(...args);
+  };
+  const tel = Object.assign(new OtelRequestTelemetry({ tracer, sampler }, null), { startSpan });
   if (o.link !== undefined) tel.streamLink = () => o.link;
   return tel;
 }
@@ -175,7 +203,7 @@ describe("request spans (DESIGN.md §5)", () => {
   });
 
   it("an unsampled request records no span and its traceparent says not sampled", async () => {
-    const h = await t.start({ telemetry: tracing({ sampler: new AlwaysOffSampler() }) });
+    const h = await t.start({ telemetry: tracing({ sampler: { kind: "always_off" } }) });
     const c = await t.connect();
     h.link.inject(v4Echo({ sequence: 1 }));
     const [e] = await c.waitEvents(1);
@@ -184,6 +212,53 @@ describe("request spans (DESIGN.md §5)", () => {
     await c.until(() => h.service.dispatcher.pendingCount === 0, "decided");
     await tick();
     expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
+  it("sampled first: an unsampled request starts no span, yet its event carries a traceparent with flags 00", async () => {
+    const tel = tracing({ sampler: { kind: "parentbased_always_off" } });
+    const h = await t.start({ telemetry: tel });
+    const c = await t.connect();
+    for (let i = 0; i < 8; i++) h.link.inject(v4Echo({ sequence: i }));
+    const events = await c.waitEvents(8);
+    const ids = new Set<string>();
+    for (const e of events) {
+      const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-00$/.exec(e.traceparent);
+      expect(m, e.traceparent).not.toBeNull();
+      expect(m?.[1]).not.toBe("0".repeat(32));
+      expect(m?.[2]).not.toBe("0".repeat(16));
+      ids.add(m?.[1] ?? "");
+    }
+    expect(ids.size).toBe(8);
+    c.decide(events, Action.ACTION_REPLY);
+    await c.until(() => h.service.dispatcher.pendingCount === 0, "decided");
+    await tick();
+    expect(tel.startSpan.calls).toBe(0);
+    expect(started).toBe(0);
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
+  it("at a ratio, exactly the requests whose traceparent says sampled have spans, on the same trace ids", async () => {
+    const tel = tracing({ sampler: { kind: "parentbased_traceidratio", ratio: 0.5 } });
+    const h = await t.start({ telemetry: tel });
+    const c = await t.connect();
+    const n = 64;
+    for (let i = 0; i < n; i++) h.link.inject(v4Echo({ sequence: i }));
+    const events = await c.waitEvents(n);
+    c.decide(events, Action.ACTION_REPLY);
+    const sampled = events.filter((e) => e.traceparent.endsWith("-01"));
+    const unsampled = events.filter((e) => e.traceparent.endsWith("-00"));
+    expect(sampled.length + unsampled.length).toBe(n);
+    // 64 fair coin flips: all one way has probability 2⁻⁶³.
+    expect(sampled.length).toBeGreaterThan(0);
+    expect(unsampled.length).toBeGreaterThan(0);
+    const spans = await requestSpans(sampled.length);
+    const traceIdOf = (tp: string) => tp.slice(3, 35);
+    expect(new Set(spans.map((s) => s.spanContext().traceId))).toEqual(
+      new Set(sampled.map((e) => traceIdOf(e.traceparent))),
+    );
+    // One echo_request and one decide span per sampled request, none for the others.
+    expect(tel.startSpan.calls).toBe(2 * sampled.length);
+    expect(started).toBe(2 * sampled.length);
   });
 
   it("tracing off: events carry no traceparent", async () => {
