@@ -7,7 +7,7 @@
 import { chownSync, renameSync, writeFileSync } from "node:fs";
 import type { Config } from "./config.js";
 import { deviceOf, kernelSideManaged, NIC_ID } from "./daemon/components.js";
-import { trimWhenSessionsClose } from "./daemon/memory-trim.js";
+import { collectGarbage, trimWhenSessionsClose } from "./daemon/memory-trim.js";
 import { dropPrivileges } from "./daemon/privileges.js";
 import { compose } from "./daemon/root.js";
 import { StartupError } from "./daemon/startup-error.js";
@@ -142,10 +142,10 @@ export async function serve(
   const timer = writeStats !== null ? setInterval(dumpStats, config.statsIntervalMs) : null;
   timer?.unref();
   const d = service.dispatcher;
-  const stopTrimming = trimWhenSessionsClose(
-    () => d.sessions.length + d.observers.length,
-    releaseFreedMemory,
-  );
+  const stopTrimming = trimWhenSessionsClose(() => d.sessions.length + d.observers.length, {
+    collect: collectGarbage,
+    trim: releaseFreedMemory,
+  });
   const onUsr1 = (): void => {
     log.info({ stats: dumpStats() }, "stats");
   };
