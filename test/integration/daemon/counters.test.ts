@@ -4,7 +4,7 @@
  * `icmpfwd serve` composes it (src/daemon/root.ts), on the in-memory channel link.
  */
 import { credentials } from "@grpc/grpc-js";
-import { type DataPoint, MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import { type DataPoint, MeterProvider } from "@opentelemetry/sdk-metrics";
 import { afterEach, describe, expect, it } from "vitest";
 import { resolveConfig } from "../../../src/config.js";
 import { compose, type Parts } from "../../../src/daemon/root.js";
@@ -16,13 +16,8 @@ import { ChannelEndpoint } from "../../../src/link/channel.js";
 import type { Telemetry } from "../../../src/telemetry/index.js";
 import { createLogger } from "../../../src/telemetry/logger.js";
 import { registerServiceMetrics } from "../../../src/telemetry/metrics.js";
+import { TestReader } from "../../helpers/metric-reader.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
-
-/** Collects on demand (what a Prometheus scrape does). */
-class TestReader extends MetricReader {
-  protected override async onForceFlush(): Promise<void> {}
-  protected override async onShutdown(): Promise<void> {}
-}
 
 let parts: Parts | null = null;
 let provider: MeterProvider | null = null;
