@@ -56,6 +56,7 @@ import type {
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { AuditLog, Caller } from "./audit.js";
 import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
+import { auditConnectionCuts } from "./connection-cuts.js";
 import {
   isServiceError,
   type ServiceError,
@@ -354,6 +355,10 @@ export async function listen(
     if (umask !== null) process.umask(umask);
   }
   if (unix) chmodSync(path, 0o600);
+  const keepaliveTimeoutMs = Number(
+    options["grpc.keepalive_timeout_ms"] ?? DEFAULT_SERVER_OPTIONS["grpc.keepalive_timeout_ms"],
+  );
+  auditConnectionCuts(server, security.audit, keepaliveTimeoutMs);
   const address = unix ? listenAt : `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}`;
   return { server, credentials: creds, address, health };
 }
