@@ -117,8 +117,13 @@ export {
   type PingEndpoint,
   type PingEndpointOptions,
   RequestExpired,
+  SYNTHETIC_ERROR_KINDS,
+  type SyntheticErrorKind,
+  type SyntheticErrorOptions,
   type SyntheticReplyOptions,
   sendSyntheticEchoReply,
+  sendSyntheticError,
+  syntheticErrorSourceProblem,
 } from "./icmp/index.js";
 export { type IPv4Protocol, newIPv4Protocol } from "./ipv4/protocol.js";
 export { type IPv6Protocol, newIPv6Protocol } from "./ipv6/protocol.js";

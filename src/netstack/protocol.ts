@@ -51,6 +51,8 @@ export interface ProtocolStack {
   readonly hooks: HookChains;
   readonly fragmentationOptions: FragmentationOptions;
   nic(id: number): NIC | undefined;
+  /** Whether any NIC has `address` assigned (permanent addresses only). */
+  ownsAddress(address: Address): boolean;
   /** Finds how to reach `remote` from `local` (null: the route selects a source address). */
   findRoute(
     nicId: number,

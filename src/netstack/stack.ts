@@ -1,5 +1,6 @@
 import {
   type Address,
+  addressEquals,
   formatAddress,
   isIPv4,
   isV4Broadcast,
@@ -319,6 +320,12 @@ export class Stack implements RouteContext, ProtocolStack {
 
   nic(id: number): NIC | undefined {
     return this.nics.get(id);
+  }
+
+  ownsAddress(address: Address): boolean {
+    for (const nic of this.nics.values())
+      for (const e of nic.addresses()) if (addressEquals(e.address, address)) return true;
+    return false;
   }
 
   allNICs(): NIC[] {

@@ -22,6 +22,7 @@ import {
   foreignRequest,
   type RequestHistory,
   type Synthesizer,
+  type SyntheticAnswer,
   SyntheticReplies,
 } from "./synthetic-replies.js";
 import type { Verdicts } from "./wire.js";
@@ -462,8 +463,8 @@ export class Dispatcher {
   }
 
   /** A SyntheticReply from `slot`: sent, or refused with the reason (synthetic-replies.ts). */
-  syntheticReply(slot: SessionSlot, requestId: bigint, payload: Uint8Array | undefined): void {
-    const r = this.synthetic.reply(slot.index, requestId, payload, this.scheduler.nowMs());
+  syntheticReply(slot: SessionSlot, requestId: bigint, answer: SyntheticAnswer): void {
+    const r = this.synthetic.reply(slot.index, requestId, answer, this.scheduler.nowMs());
     if (r !== null) this.reject(slot.sink, requestId, r.kind, r.message);
   }
 

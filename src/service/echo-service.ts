@@ -21,7 +21,6 @@ import type {
 } from "../gen/icmpfwd/v1/forwarder.js";
 import { ICMPV4_PROTOCOL_NUMBER, ICMPV6_PROTOCOL_NUMBER } from "../netstack/buffer.js";
 import { Forwarder } from "../netstack/icmp/forwarder.js";
-import { sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
 import type { Stack } from "../netstack/stack.js";
 import { msOfDuration, planPing, runPing, watchStats } from "./admin.js";
 import { type AuditLog, type Caller, NO_AUDIT } from "./audit.js";
@@ -55,6 +54,7 @@ import {
   type SessionHooks,
   type SessionLimits,
 } from "./session.js";
+import { stackSynthesizer } from "./synthetic-replies.js";
 import { protoTimeOfMs } from "./wire.js";
 
 /** GetDecisionStats: the window when none is given, and its bounds. */
@@ -196,12 +196,7 @@ export class EchoService {
       temporaryReply: o.temporaryReply,
       scheduler: o.scheduler,
       telemetry: this.latencies,
-      synthesizer:
-        o.synthesizer ??
-        (stack === undefined
-          ? undefined
-          : (copy, payload) =>
-              sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload })),
+      synthesizer: o.synthesizer ?? (stack === undefined ? undefined : stackSynthesizer(stack)),
     });
     const maxPending = o.dispatcher?.maxPending ?? DEFAULT_MAX_PENDING;
     // The dispatcher bounds what it holds first; the Forwarder's own bound is a backstop that

@@ -3,6 +3,10 @@
  * rejections by reason, and the rest of the dispatcher's bookkeeping. Plain number fields: the
  * hot path only increments them.
  */
+import {
+  SYNTHETIC_ERROR_KINDS,
+  type SyntheticErrorKind,
+} from "../netstack/icmp/synthetic-error.js";
 import { REJECTION_KINDS, type RejectionKind } from "./errors.js";
 
 /** What was done with a request: the verdict's action, or a default action. */
@@ -72,6 +76,10 @@ export class Outcomes {
   syntheticRecorded = 0;
   /** Synthetic Echo Replies sent. */
   syntheticSent = 0;
+  /** Synthetic ICMP errors sent, by type. */
+  readonly syntheticErrors: Record<SyntheticErrorKind, number> = Object.fromEntries(
+    SYNTHETIC_ERROR_KINDS.map((k) => [k, 0]),
+  ) as Record<SyntheticErrorKind, number>;
   /** Copies evicted before their window ended (the count or byte bound was reached). */
   syntheticEvicted = 0;
   readonly outcomes: Record<OutcomeAction, ByCause> = {
@@ -113,6 +121,8 @@ export class Outcomes {
     for (const a of OUTCOME_ACTIONS)
       for (const c of OUTCOME_CAUSES) out[`${prefix}.outcomes.${a}.${c}`] = this.outcomes[a][c];
     for (const k of REJECTION_KINDS) out[`${prefix}.rejections.${k}`] = this.rejections[k];
+    for (const k of SYNTHETIC_ERROR_KINDS)
+      out[`${prefix}.synthetic.errors.${k}`] = this.syntheticErrors[k];
     return out;
   }
 }

@@ -38,6 +38,7 @@ import {
 import { SessionFilter } from "./filter.js";
 import type { ObserverSink, ObserverSlot } from "./observers.js";
 import type { PolicyAction } from "./outcomes.js";
+import { syntheticAnswerOf } from "./synthetic-answer.js";
 import {
   type ClientInput,
   EventBatch,
@@ -308,8 +309,11 @@ export class ConnectSession implements SessionSink, ObserverSink {
         return;
       case "syntheticReply": {
         const id = msg.value.requestId;
-        if (st.kind === "deciding") d.syntheticReply(st.slot, id, msg.value.payload);
-        else if (st.kind === "observing")
+        if (st.kind === "deciding") {
+          const answer = syntheticAnswerOf(msg.value);
+          if (typeof answer === "string") d.reject(this, id, "invalidArgument", answer);
+          else d.syntheticReply(st.slot, id, answer);
+        } else if (st.kind === "observing")
           d.reject(
             this,
             id,

@@ -27,19 +27,21 @@ export interface SyntheticLimits {
 }
 
 /**
- * One slot: a 64-byte head — id (f64 0), expiry (f64 1), session (i32 4), NIC (i32 5), ICMP
- * length (i32 6), TOS (byte 28), flags (byte 29), source (bytes 32–47), destination (48–63) —
- * then the ICMP message inline when it fits. One slot is one contiguous run of memory: a
+ * One slot: a 64-byte head — id (f64 0), expiry (f64 1), session (i32 4), NIC (i32 5), held
+ * length (i32 6), TOS (byte 28), flags (byte 29), IP header length (bytes 30–31), source
+ * (bytes 32–47), destination (48–63) — then the request's IP header and ICMP message inline
+ * when they fit (an ICMP error quotes the header). One slot is one contiguous run of memory: a
  * record spread over a dozen arrays cost a cache miss per array on every add (issue #7).
  */
 const SLOT_BYTES = 192;
 const HEAD_BYTES = 64;
-/** ICMP messages up to this size live in their slot; longer ones get a copy of their own. */
+/** Header and message up to this size live in their slot; longer ones get a copy of their own. */
 const INLINE_BYTES = SLOT_BYTES - HEAD_BYTES;
 const F64_PER_SLOT = SLOT_BYTES / 8;
 const I32_PER_SLOT = SLOT_BYTES / 4;
 const TOS = 28;
 const FLAGS = 29;
+const HEADER_LENGTH = 30;
 const SOURCE = 32;
 const DESTINATION = 48;
 const FLAG_V6 = 1;
@@ -91,7 +93,8 @@ export class SyntheticRecords {
   add(id: number, session: number, copy: EchoRequestCopy, nowMs: number): number {
     this.expire(nowMs);
     let evicted = 0;
-    const size = copy.icmp.length;
+    const headerLength = copy.networkHeader.length;
+    const size = headerLength + copy.icmp.length;
     while (
       this.slots.size > 0 &&
       (this.slots.size >= this.limits.maxRecords || this.heldBytes + size > this.limits.maxBytes)
@@ -111,13 +114,22 @@ export class SyntheticRecords {
     this.i32[w + 6] = size;
     const bytes = this.bytes8;
     bytes[b + TOS] = copy.tos;
+    bytes[b + HEADER_LENGTH] = headerLength >>> 8;
+    bytes[b + HEADER_LENGTH + 1] = headerLength & 0xff;
     bytes[b + FLAGS] =
       (copy.family === "ipv6" ? FLAG_V6 : 0) | (copy.localAddressBroadcast ? FLAG_BROADCAST : 0);
     // Byte loops for the addresses: TypedArray.set costs more than copying 4 or 16 bytes.
     copyInto(bytes, b + SOURCE, copy.source);
     copyInto(bytes, b + DESTINATION, copy.destination);
-    if (size <= INLINE_BYTES) bytes.set(copy.icmp, b + HEAD_BYTES);
-    else this.outOfLine.set(slot, copy.icmp.slice());
+    if (size <= INLINE_BYTES) {
+      bytes.set(copy.networkHeader, b + HEAD_BYTES);
+      bytes.set(copy.icmp, b + HEAD_BYTES + headerLength);
+    } else {
+      const held = new Uint8Array(size);
+      held.set(copy.networkHeader, 0);
+      held.set(copy.icmp, headerLength);
+      this.outOfLine.set(slot, held);
+    }
     this.slots.set(id, slot);
     this.order.push(id, slot);
     this.heldBytes += size;
@@ -134,7 +146,8 @@ export class SyntheticRecords {
     const flags = this.bytes8[b + FLAGS];
     const addressLength = (flags & FLAG_V6) !== 0 ? 16 : 4;
     const length = this.i32[w + 6];
-    const icmp =
+    const headerLength = (this.bytes8[b + HEADER_LENGTH] << 8) | this.bytes8[b + HEADER_LENGTH + 1];
+    const held =
       length <= INLINE_BYTES
         ? this.bytes8.slice(b + HEAD_BYTES, b + HEAD_BYTES + length)
         : (this.outOfLine.get(slot) as Uint8Array).slice();
@@ -147,7 +160,8 @@ export class SyntheticRecords {
         source: this.bytes8.slice(b + SOURCE, b + SOURCE + addressLength),
         destination: this.bytes8.slice(b + DESTINATION, b + DESTINATION + addressLength),
         tos: this.bytes8[b + TOS],
-        icmp,
+        networkHeader: held.subarray(0, headerLength),
+        icmp: held.subarray(headerLength),
         localAddressBroadcast: (flags & FLAG_BROADCAST) !== 0,
       },
     };

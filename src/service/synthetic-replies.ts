@@ -1,25 +1,58 @@
 /**
  * Proxy-owned replies: a decide session that consumed a request may later ask the service to
- * send its Echo Reply (a SyntheticReply), once, within the window after its CONSUME verdict.
+ * answer it (a SyntheticReply) — with its Echo Reply, or with an ICMP error from a router's
+ * address — once, within the window after its CONSUME verdict.
  * This module keeps what such a reply needs of each consumed request (SyntheticRecords), sends
  * the reply through the installed synthesizer, and explains every refusal. The dispatcher tells
  * it about consumed requests and asks it to answer; what it needs to know of requests it no
  * longer holds comes through RequestHistory.
  */
+import type { Address } from "../netstack/address.js";
 import type { TcpipError } from "../netstack/errors.js";
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { ForwarderRequest } from "../netstack/icmp/forwarder.js";
-import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
+import { type EchoRequestCopy, sendSyntheticEchoReply } from "../netstack/icmp/synthetic.js";
+import {
+  type SyntheticErrorKind,
+  sendSyntheticError,
+  syntheticErrorSourceProblem,
+} from "../netstack/icmp/synthetic-error.js";
+import type { ProtocolStack } from "../netstack/protocol.js";
 import type { EndedRequest } from "./ended-requests.js";
 import type { RejectionKind } from "./errors.js";
 import type { Outcomes } from "./outcomes.js";
 import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
 
-/** Sends a synthetic Echo Reply for a consumed request (the service binds it to the stack). */
-export type Synthesizer = (
-  copy: EchoRequestCopy,
-  payload: Uint8Array | undefined,
-) => TcpipError | null;
+/** Sends what a SyntheticReply asks for a consumed request (stackSynthesizer binds the stack). */
+export interface Synthesizer {
+  /** The Echo Reply, with the client's payload or the request's own. */
+  echoReply(copy: EchoRequestCopy, payload: Uint8Array | undefined): TcpipError | null;
+  /** Why an error from `source` cannot be sent about `copy` (asked before the copy is spent). */
+  errorSourceProblem(copy: EchoRequestCopy, source: Address): string | null;
+  /** The ICMP error, from `source`. */
+  error(copy: EchoRequestCopy, kind: SyntheticErrorKind, source: Address): TcpipError | null;
+}
+
+/** The netstack's own synthetic paths (netstack/icmp/synthetic.ts, synthetic-error.ts). */
+export function stackSynthesizer(stack: ProtocolStack): Synthesizer {
+  return {
+    echoReply: (copy, payload) =>
+      sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload }),
+    errorSourceProblem: (copy, source) => syntheticErrorSourceProblem(stack, copy, source),
+    error: (copy, kind, source) => sendSyntheticError(stack, copy, { kind, source }),
+  };
+}
+
+/** What a SyntheticReply asks for (session.ts reads it off the wire). */
+export type SyntheticAnswer =
+  | { readonly kind: "echoReply"; readonly payload: Uint8Array | undefined }
+  | {
+      readonly kind: "error";
+      readonly error: SyntheticErrorKind;
+      readonly source: Address;
+      /** The source as the client wrote it, for messages. */
+      readonly sourceText: string;
+    };
 
 /** Why a client message was refused; the dispatcher counts it and tells the session. */
 export interface Refusal {
@@ -108,6 +141,7 @@ export class SyntheticReplies {
       source: f.source,
       destination: f.destination,
       tos: f.tos,
+      networkHeader: f.networkHeader,
       icmp: f.message,
       localAddressBroadcast: req.packetInfo().localAddressBroadcast,
     };
@@ -122,27 +156,28 @@ export class SyntheticReplies {
   reply(
     session: number,
     requestId: bigint,
-    payload: Uint8Array | undefined,
+    answer: SyntheticAnswer,
     nowMs: number,
   ): Refusal | null {
     const id = requestId <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(requestId) : Number.NaN;
     const r = this.records.get(id, nowMs);
     if (r === null || r.session !== session) return this.whyNot(session, requestId, id);
-    // Refused before anything is spent: the copy stays, so a shorter payload may follow.
-    const limit = SYNTHETIC_PAYLOAD_LIMIT[r.copy.family];
-    if (payload !== undefined && payload.length > limit)
-      return {
-        kind: "invalidArgument",
-        message: `request ${id}: payload: at most ${limit} bytes for an ${r.copy.family === "ipv4" ? "IPv4" : "IPv6"} Echo Reply, got ${payload.length}; nothing sent`,
-      };
+    // Refused before anything is spent: the copy stays, so a corrected answer may follow.
+    const invalid = this.invalid(r.copy, answer);
+    if (invalid !== null)
+      return { kind: "invalidArgument", message: `request ${id}: ${invalid}; nothing sent` };
     this.records.delete(id);
     this.history.markSyntheticSent(id);
+    const s = this.synthesizer;
     const err =
-      this.synthesizer === null
+      s === null
         ? ({ kind: "noRoute", message: "no netstack is installed" } as const)
-        : this.synthesizer(r.copy, payload);
+        : answer.kind === "echoReply"
+          ? s.echoReply(r.copy, answer.payload)
+          : s.error(r.copy, answer.error, answer.source);
     if (err === null) {
-      this.counters.syntheticSent++;
+      if (answer.kind === "echoReply") this.counters.syntheticSent++;
+      else this.counters.syntheticErrors[answer.error]++;
       return null;
     }
     const kind =
@@ -151,7 +186,24 @@ export class SyntheticReplies {
         : err.kind === "rateLimited"
           ? "rateLimited"
           : "invalidArgument";
-    return { kind, message: `request ${id}: the synthetic reply was not sent: ${err.message}` };
+    const what = answer.kind === "echoReply" ? "synthetic reply" : "synthetic error";
+    return { kind, message: `request ${id}: the ${what} was not sent: ${err.message}` };
+  }
+
+  /** Why `answer` cannot be sent for `copy` whatever the stack's state; null when it can. */
+  private invalid(copy: EchoRequestCopy, answer: SyntheticAnswer): string | null {
+    const family = copy.family === "ipv4" ? "IPv4" : "IPv6";
+    if (answer.kind === "echoReply") {
+      const limit = SYNTHETIC_PAYLOAD_LIMIT[copy.family];
+      const n = answer.payload?.length ?? 0;
+      return n > limit
+        ? `payload: at most ${limit} bytes for an ${family} Echo Reply, got ${n}`
+        : null;
+    }
+    const problem = this.synthesizer?.errorSourceProblem(copy, answer.source) ?? null;
+    return problem === null
+      ? null
+      : `error.source: ${answer.sourceText} is ${problem} (the request is ${family})`;
   }
 
   /** Why the store holds no copy of request `id` for session `session`. */

@@ -28,6 +28,7 @@ import type {
 } from "../../src/netstack/link-endpoint.js";
 import { buildStack } from "../../src/serve.js";
 import { EchoService, type FailurePolicy } from "../../src/service/index.js";
+import { stackSynthesizer } from "../../src/service/synthetic-replies.js";
 import { payloadOf, v4Echo, v6Echo } from "../helpers/packets.js";
 import type { ChildMessage, ParentMessage } from "./client-process.js";
 import { type ClientTally, emptyTally } from "./clients.js";
@@ -236,10 +237,13 @@ async function run(o: FaultRunOptions, cleanups: (() => unknown)[]): Promise<Fau
     drainTimeoutMs: 1000,
     telemetry: ledger,
     // The stack's own synthetic path, with the ledger told of every reply it sent.
-    synthesizer: (copy, payload) => {
-      const e = sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload });
-      if (e === null) ledger.syntheticSent(copy.family, copy.icmp);
-      return e;
+    synthesizer: {
+      ...stackSynthesizer(stack),
+      echoReply: (copy, payload) => {
+        const e = sendSyntheticEchoReply(stack, copy, payload === undefined ? {} : { payload });
+        if (e === null) ledger.syntheticSent(copy.family, copy.icmp);
+        return e;
+      },
     },
   });
   cleanups.push(() => service.close());

@@ -27,6 +27,8 @@ export interface EchoRequestFields {
   readonly payloadLength: number;
   /** The whole ICMP Echo message (8-byte header and payload): a view, valid while live. */
   readonly message: Uint8Array;
+  /** The IP header before it (options, extension headers): a view, valid while live. */
+  readonly networkHeader: Uint8Array;
 }
 
 /**
@@ -58,6 +60,7 @@ export function echoRequestFields(req: ForwarderRequest): EchoRequestFields | nu
       payload,
       payloadLength: payload.length,
       message: msg,
+      networkHeader: pkt.networkHeader(),
     };
   }
   const icmp = new ICMPv6Header(msg);
@@ -75,5 +78,6 @@ export function echoRequestFields(req: ForwarderRequest): EchoRequestFields | nu
     payload,
     payloadLength: payload.length,
     message: msg,
+    networkHeader: pkt.networkHeader(),
   };
 }

@@ -1,4 +1,4 @@
-/** The ICMP transport layer an embedder uses: the Forwarder, ping endpoints, synthetic replies. */
+/** The ICMP transport layer an embedder uses: the Forwarder, ping endpoints, synthetic replies and errors. */
 export {
   DEFAULT_MAX_HELD,
   Forwarder,
@@ -15,3 +15,10 @@ export {
   type SyntheticReplyOptions,
   sendSyntheticEchoReply,
 } from "./synthetic.js";
+export {
+  SYNTHETIC_ERROR_KINDS,
+  type SyntheticErrorKind,
+  type SyntheticErrorOptions,
+  sendSyntheticError,
+  syntheticErrorSourceProblem,
+} from "./synthetic-error.js";

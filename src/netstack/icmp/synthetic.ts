@@ -22,6 +22,8 @@ export interface EchoRequestCopy {
   readonly destination: Address;
   /** IPv4 TOS / IPv6 traffic class of the request, preserved in the reply. */
   readonly tos: number;
+  /** The request's IP header as the stack holds it (IPv4 options, IPv6 extension headers). */
+  readonly networkHeader: Uint8Array;
   /** The ICMP Echo message: 8-byte header and payload. */
   readonly icmp: Uint8Array;
   readonly localAddressBroadcast: boolean;
@@ -47,6 +49,7 @@ export function copyEchoRequest(req: ForwarderRequest): EchoRequestCopy | TcpipE
     source: id.remoteAddress.slice(),
     destination: id.localAddress.slice(),
     tos: v4 ? new IPv4Header(pkt.data).tos : new IPv6Header(pkt.data).trafficClass,
+    networkHeader: pkt.networkHeader().slice(),
     icmp: msg.slice(),
     localAddressBroadcast: req.packetInfo().localAddressBroadcast,
   };

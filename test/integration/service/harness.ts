@@ -23,6 +23,7 @@ import {
   Mode,
   type Rejection,
   ServerMessage,
+  type SyntheticErrorType,
   type Verdict,
   type Welcome,
 } from "../../../src/gen/icmpfwd/v1/forwarder.js";
@@ -263,6 +264,25 @@ export class TestClient {
       message: {
         $case: "syntheticReply",
         value: { requestId, payload: payload === undefined ? undefined : Buffer.from(payload) },
+      },
+    });
+  }
+
+  /** A SyntheticReply asking for an ICMP error (`payload` too: a malformed message). */
+  syntheticError(
+    requestId: bigint,
+    type: SyntheticErrorType,
+    source: string,
+    payload?: Uint8Array,
+  ): void {
+    this.send({
+      message: {
+        $case: "syntheticReply",
+        value: {
+          requestId,
+          payload: payload === undefined ? undefined : Buffer.from(payload),
+          error: { type, source },
+        },
       },
     });
   }

@@ -77,6 +77,8 @@ describe("synthetic-reply refusals", () => {
     ...e,
   });
 
+  const ECHO_REPLY = { kind: "echoReply", payload: undefined } as const;
+
   function replies(
     windowMs: number,
     pending: Map<number, number>,
@@ -102,7 +104,7 @@ describe("synthetic-reply refusals", () => {
       [6, ended({ action: "fallthrough", cause: "timeout", consumedByVerdict: false })],
     ]);
     const r = replies(10_000, pending, history);
-    const why = (id: bigint) => r.reply(1, id, undefined, 0);
+    const why = (id: bigint) => r.reply(1, id, ECHO_REPLY, 0);
     expect(why(1n)).toEqual({
       kind: "syntheticNotAllowed",
       message: "request 1: not consumed yet: send ACTION_CONSUME first",
@@ -121,7 +123,7 @@ describe("synthetic-reply refusals", () => {
     });
     // Beyond 2^53 no id is remembered.
     expect(why(1n << 60n)?.kind).toBe("unknownRequest");
-    expect(replies(0, pending, history).reply(1, 3n, undefined, 0)?.message).toMatch(
+    expect(replies(0, pending, history).reply(1, 3n, ECHO_REPLY, 0)?.message).toMatch(
       /synthetic replies are off/,
     );
   });

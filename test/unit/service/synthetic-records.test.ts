@@ -9,6 +9,7 @@ function copy(bytes = 64): EchoRequestCopy {
     source: Uint8Array.of(198, 18, 0, 1),
     destination: Uint8Array.of(198, 18, 0, 2),
     tos: 0,
+    networkHeader: new Uint8Array(0),
     icmp: new Uint8Array(bytes),
     localAddressBroadcast: false,
   };
@@ -48,7 +49,7 @@ describe("the synthetic-reply store", () => {
 });
 
 describe("the synthetic-reply store's slots", () => {
-  it("gives back exact copies (IPv4 and IPv6, inline and long messages), not views", () => {
+  it("gives back exact copies (IPv4 and IPv6, IP header and message, inline and long), not views", () => {
     const s = new SyntheticRecords({ windowMs: 1e9, maxRecords: 10, maxBytes: 1 << 20 });
     const v6: EchoRequestCopy = {
       nicId: 7,
@@ -56,12 +57,14 @@ describe("the synthetic-reply store's slots", () => {
       source: Uint8Array.from({ length: 16 }, (_, i) => i),
       destination: Uint8Array.from({ length: 16 }, (_, i) => 100 + i),
       tos: 0xb8,
+      networkHeader: Uint8Array.from({ length: 48 }, (_, i) => 50 + i),
       icmp: Uint8Array.from({ length: 1400 }, (_, i) => i & 0xff),
       localAddressBroadcast: false,
     };
     const v4: EchoRequestCopy = {
       ...copy(40),
       tos: 3,
+      networkHeader: Uint8Array.from({ length: 24 }, (_, i) => 0x46 + i),
       icmp: Uint8Array.from({ length: 40 }, (_, i) => 200 - i),
       localAddressBroadcast: true,
     };
@@ -69,20 +72,22 @@ describe("the synthetic-reply store's slots", () => {
     s.add(2, 5, v4, 0);
     // The store copied: changing the originals changes nothing held.
     v6.icmp.fill(0);
+    v6.networkHeader.fill(0);
     v4.source[0] = 0;
     const r6 = s.get(1, 0);
     const r4 = s.get(2, 0);
     expect(r6?.session).toBe(4);
     expect(r6?.copy).toEqual({
       ...v6,
+      networkHeader: Uint8Array.from({ length: 48 }, (_, i) => 50 + i),
       icmp: Uint8Array.from({ length: 1400 }, (_, i) => i & 0xff),
     });
     expect(r4?.session).toBe(5);
     expect(r4?.copy).toEqual({ ...v4, source: Uint8Array.of(198, 18, 0, 1) });
-    expect(s.bytes).toBe(1440);
+    expect(s.bytes).toBe(1448 + 64);
     s.delete(1);
     expect(s.get(1, 0)).toBeNull();
-    expect(s.bytes).toBe(40);
+    expect(s.bytes).toBe(64);
   });
 
   it("agrees with a plain model over random adds, deletes, expiries and evictions", () => {
