@@ -238,6 +238,12 @@ const SPECS = {
     description: "pino log level",
     schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   },
+  logFormat: {
+    flag: "--log-format",
+    kind: "string",
+    description: "log lines: json, pretty (one readable line each), or auto (pretty on a terminal)",
+    schema: z.enum(["auto", "pretty", "json"]).default("auto"),
+  },
   listen: {
     flag: "--listen",
     kind: "string",
@@ -372,6 +378,13 @@ const SPECS = {
     kind: "string",
     description: "drop to this group (name or gid); default with --user: the user's primary group",
     schema: account("group").optional(),
+  },
+  healthListen: {
+    flag: "--health-listen",
+    kind: "string",
+    description:
+      "HOST:PORT of a plaintext listener serving only grpc.health.v1 (probes without a client certificate under mTLS), or off",
+    schema: z.union([z.literal("off"), hostPort]).default("off"),
   },
   metricsListen: {
     flag: "--metrics-listen",

@@ -42,15 +42,54 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function fatal(message: string): never {
+function fatal(message: string, code = 1): never {
   process.stderr.write(`icmpfwd: ${message}\n`);
-  process.exit(1);
+  process.exit(code);
 }
+
+/** Exit code of a usage error (unknown command or flag, a bad value); `health` makes it 1. */
+const USAGE = 2;
+let usageExitCode: number = USAGE;
+
+function usage(message: string): never {
+  fatal(message, usageExitCode);
+}
+
+// `icmpfwd stats --watch | head -1`: once the reader is gone there is nobody to tell; end
+// quietly with success, as `yes | head` does.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
 
 const program = new Command();
 program
   .name("icmpfwd")
-  .description("A userspace ICMP Echo netstack on a TUN device, decided by policy clients");
+  .description("A userspace ICMP Echo netstack on a TUN device, decided by policy clients")
+  .version(
+    `icmpfwd ${packageVersion()} (node ${process.version})`,
+    "-V, --version",
+    "print the versions of icmpfwd and Node",
+  )
+  // Commander's errors as one line, with its suggestion ("Did you mean stats?").
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        `icmpfwd: ${text
+          .replace(/^error: /, "")
+          .trim()
+          .replace(/\s*\n\s*/g, " ")}; see icmpfwd --help\n`,
+      ),
+  })
+  // Help and --version exit 0; any usage error exits USAGE (commander's own default is 1).
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : usageExitCode));
+
+/** The command being run, as typed ("route add"), for error messages. */
+let action = "";
+program.hook("preAction", (_program, cmd) => {
+  const parent = cmd.parent;
+  action = parent !== null && parent !== program ? `${parent.name()} ${cmd.name()}` : cmd.name();
+});
 
 const serveCmd = program
   .command("serve")
@@ -59,9 +98,17 @@ const serveCmd = program
 for (const spec of OPTIONS) {
   const help = `${spec.description} [env ${envName(spec.key)}]${spec.default !== undefined ? ` (default: ${JSON.stringify(spec.default)})` : ""}`;
   if (spec.kind === "bool") {
-    serveCmd.addOption(new Option(spec.flag, help));
+    // The help shows the spelling that changes something: --no-X for an option on by default.
+    const on = spec.default === true;
+    const negated = spec.flag.replace(/^--/, "--no-");
+    serveCmd.addOption(new Option(spec.flag, help).hideHelp(on));
     serveCmd.addOption(
-      new Option(spec.flag.replace(/^--/, "--no-"), `turn off ${spec.flag}`).hideHelp(),
+      new Option(
+        negated,
+        on
+          ? `do not ${spec.description} [env ${envName(spec.key)}=false]`
+          : `turn off ${spec.flag}`,
+      ).hideHelp(!on),
     );
   } else if (spec.kind === "list") {
     serveCmd.addOption(new Option(`${spec.flag} <value>`, help).argParser(collect));
@@ -101,7 +148,10 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
     if (e instanceof TelemetrySettingsError || e instanceof TelemetryStartError) fatal(e.message);
     throw e;
   }
-  const log = createLogger(config.logLevel, { traceContext: telemetry.tracing });
+  const log = createLogger(config.logLevel, {
+    traceContext: telemetry.tracing,
+    format: config.logFormat,
+  });
   // Only now, with the gRPC instrumentation in place, is the service (and grpc-js) loaded.
   const { StartupError, serve } = await import("./serve.js");
   let running: Awaited<ReturnType<typeof serve>>;
@@ -112,10 +162,21 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
     if (e instanceof StartupError) fatal(e.message);
     throw e;
   }
+  let healthOnly: HealthListener | null = null;
+  try {
+    healthOnly = await startHealthListener(config.healthListen);
+  } catch (e) {
+    await running.stop("--health-listen failed");
+    await telemetry.shutdown();
+    fatal(`--health-listen ${config.healthListen}: ${(e as Error).message}`);
+  }
+  if (healthOnly !== null) log.info({ healthListen: healthOnly.address }, "health listener");
   // The first signal drains (up to --drain-timeout); a second one ends the process at once.
   const shutdown = (signal: string): void => {
+    healthOnly?.notServing();
     void running
       .stop(signal)
+      .then(() => healthOnly?.close())
       .then(() => telemetry.shutdown())
       .then(
         () => process.exit(0),
@@ -125,6 +186,29 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
   process.once("SIGINT", () => shutdown("SIGINT"));
   process.once("SIGTERM", () => shutdown("SIGTERM"));
 });
+
+/** `--health-listen`: its address, and the drain's NOT_SERVING (as the main listener says). */
+interface HealthListener {
+  address: string;
+  notServing(): void;
+  close(): Promise<void>;
+}
+
+async function startHealthListener(at: string): Promise<HealthListener | null> {
+  if (at === "off") return null;
+  const { HealthImplementation } = await import("grpc-health-check");
+  const { listenHealth, SERVICE_NAME, shutdown } = await import("./service/server.js");
+  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
+  const { server, address } = await listenHealth(at, health);
+  return {
+    address,
+    notServing: () => {
+      health.setStatus("", "NOT_SERVING");
+      health.setStatus(SERVICE_NAME, "NOT_SERVING");
+    },
+    close: () => shutdown(server, 500),
+  };
+}
 
 // ---- client subcommands: against a running service ----
 
@@ -146,7 +230,7 @@ function withConnection(cmd: Command): Command {
 
 function connection(o: Record<string, unknown>): ConnectionFlags {
   const timeout = Number(o.connectTimeout);
-  if (!(timeout > 0)) fatal(`--connect-timeout: "${o.connectTimeout}" is not a positive number`);
+  if (!(timeout > 0)) usage(`--connect-timeout: "${o.connectTimeout}" is not a positive number`);
   return {
     target: o.target as string,
     token: o.token as string | undefined,
@@ -157,19 +241,23 @@ function connection(o: Record<string, unknown>): ConnectionFlags {
   };
 }
 
-/** Runs a client command; gRPC and flag errors end it with one line and exit code 1. */
+/**
+ * Runs a client command; a gRPC or file error ends it with one line (target, status name,
+ * hint: src/cli/errors.ts) and exit code 1.
+ */
 async function client(
   o: Record<string, unknown>,
   run: (c: ServiceClient) => Promise<number>,
 ): Promise<void> {
-  const { ClientError, describeGrpcError, ServiceClient } = await cli();
+  const { ServiceClient } = await cli();
+  const { describeCallError } = await import("./cli/errors.js");
   let c: ServiceClient | null = null;
   try {
     c = new ServiceClient(connection(o));
     process.exitCode = await run(c);
   } catch (e) {
-    if (e instanceof ClientError) fatal(e.message);
-    fatal(describeGrpcError(e));
+    c?.close();
+    fatal(describeCallError(e, { target: o.target as string, action }));
   } finally {
     c?.close();
   }
@@ -212,7 +300,8 @@ withConnection(program.command("sessions").description("list the connected polic
     const { sessionsJson, sessionsTable } = await cli();
     await client(o, async (c) => {
       const ss = await c.listSessions();
-      print(o.json ? JSON.stringify(sessionsJson(ss)) : sessionsTable(ss));
+      if (o.json) for (const s of sessionsJson(ss)) print(JSON.stringify(s));
+      else print(sessionsTable(ss));
       return 0;
     });
   },
@@ -232,7 +321,7 @@ withConnection(
   await client(o, async (c) => {
     const num = (flag: string, v: unknown): number => {
       const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) fatal(`${flag}: "${v}" is not a number`);
+      if (!Number.isFinite(n) || n < 0) usage(`${flag}: "${v}" is not a number`);
       return n;
     };
     const count = num("--count", o.count);
@@ -271,13 +360,27 @@ withConnection(
 withConnection(
   program
     .command("health")
-    .description("grpc.health.v1 check: exit code 0 when SERVING, 1 otherwise"),
+    .description(
+      "grpc.health.v1 check, with grpc_health_probe's exit codes: 0 SERVING, 1 bad arguments, 2 no connection, 3 RPC failed, 4 not SERVING, 20 TLS files",
+    )
+    .option("--service <name>", 'the service to ask about ("": the whole server)', "")
+    .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 1)),
 ).action(async (o: Record<string, unknown>) => {
-  await client(o, async (c) => {
-    const status = await c.health();
-    print(o.json ? JSON.stringify({ status }) : status);
-    return status === "SERVING" ? 0 : 1;
-  });
+  const { HEALTH_EXIT, checkHealth } = await import("./cli/health.js");
+  const { ClientError } = await import("./cli/errors.js");
+  const { ServiceClient } = await cli();
+  usageExitCode = HEALTH_EXIT.badArguments;
+  let c: ServiceClient;
+  try {
+    c = new ServiceClient(connection(o));
+  } catch (e) {
+    fatal((e as Error).message, e instanceof ClientError ? e.healthCode : 1);
+  }
+  const r = await checkHealth(c, o.service as string, { target: o.target as string, action });
+  c.close();
+  if (r.status !== null) print(o.json ? JSON.stringify({ status: r.status }) : r.status);
+  if (r.error !== null) fatal(r.error, r.code);
+  process.exitCode = r.code;
 });
 
 withConnection(
@@ -293,7 +396,7 @@ withConnection(
   const { runTop } = await import("./cli/top.js");
   const num = (flag: string, v: unknown, min: number): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min) fatal(`${flag}: "${v}" is not a number ≥ ${min}`);
+    if (!Number.isFinite(n) || n < min) usage(`${flag}: "${v}" is not a number ≥ ${min}`);
     return n;
   };
   const intervalMs = num("--interval", o.interval, 100);
@@ -349,7 +452,7 @@ async function showNetwork(
 
 function nicOf(o: Record<string, unknown>): number {
   const n = Number(o.nic ?? 0);
-  if (!Number.isInteger(n) || n < 0) fatal(`--nic: "${o.nic}" is not a NIC id`);
+  if (!Number.isInteger(n) || n < 0) usage(`--nic: "${o.nic}" is not a NIC id`);
   return n;
 }
 
@@ -409,7 +512,7 @@ withConnection(
     .description("accept any destination as a temporary address (and send from it), or stop")
     .option("--nic <id>", "NIC (default: the service's)"),
 ).action((mode: string, o: Record<string, unknown>) => {
-  if (mode !== "on" && mode !== "off") fatal(`promiscuous: "${mode}" is not on or off`);
+  if (mode !== "on" && mode !== "off") usage(`promiscuous: "${mode}" is not on or off`);
   return showNetwork(o, (c) =>
     c.call(c.admin.setPromiscuous, { on: mode === "on", nic: nicOf(o) }),
   );
@@ -419,7 +522,7 @@ withConnection(
 // creates a TUN device or touches the kernel's addresses.
 if (process.argv.length <= 2) {
   program.outputHelp({ error: true });
-  process.exit(2);
+  process.exit(USAGE);
 }
 
 program.parseAsync(process.argv).catch((e: unknown) => {

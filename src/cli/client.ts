@@ -7,7 +7,6 @@ import { readFileSync } from "node:fs";
 import {
   type CallOptions,
   type ChannelCredentials,
-  Client,
   credentials,
   Metadata,
   type ServiceError,
@@ -19,12 +18,15 @@ import {
 } from "../gen/icmpfwd/v1/admin.js";
 import {
   EchoForwarderClient,
+  Family,
   type GetStatsResponse,
   Mode,
   type PingEvent,
   type Session,
 } from "../gen/icmpfwd/v1/forwarder.js";
 import { formatAddress } from "../netstack/address.js";
+import { ClientError } from "./errors.js";
+import { omitIpServerName } from "./tls-server-name.js";
 
 export interface ConnectionFlags {
   target: string;
@@ -36,19 +38,20 @@ export interface ConnectionFlags {
   timeout: number;
 }
 
-/** A failure to print as one line (exit code 1). */
-export class ClientError extends Error {
-  override readonly name = "ClientError";
-}
+export { ClientError };
+
+/** grpc_health_probe's exit code for a TLS file it cannot load. */
+const TLS_CREDENTIALS_PROBLEM = 20;
 
 function channelCredentials(f: ConnectionFlags): ChannelCredentials {
   if (f.tlsCa === undefined && f.tlsCert === undefined) return credentials.createInsecure();
+  omitIpServerName();
   const read = (flag: string, path: string | undefined): Buffer | null => {
     if (path === undefined) return null;
     try {
       return readFileSync(path);
     } catch (e) {
-      throw new ClientError(`${flag} ${path}: ${(e as Error).message}`);
+      throw new ClientError(`${flag} ${path}: ${(e as Error).message}`, TLS_CREDENTIALS_PROBLEM);
     }
   };
   if ((f.tlsCert === undefined) !== (f.tlsKey === undefined))
@@ -65,7 +68,7 @@ export class ServiceClient {
   /** EchoAdmin (admin.proto), over the same channel. */
   readonly admin: EchoAdminClient;
 
-  constructor(private readonly f: ConnectionFlags) {
+  constructor(readonly f: ConnectionFlags) {
     this.client = new EchoForwarderClient(f.target, channelCredentials(f));
     this.admin = new EchoAdminClient(f.target, channelCredentials(f), {
       channelOverride: this.client.getChannel(),
@@ -113,26 +116,6 @@ export class ServiceClient {
         e ? reject(e) : resolve(r.sessions),
       ),
     );
-  }
-
-  /** grpc.health.v1 Check of the whole server; the status name ("SERVING", …). */
-  health(): Promise<string> {
-    const c = new Client(this.f.target, channelCredentials(this.f));
-    return new Promise<string>((resolve, reject) => {
-      c.makeUnaryRequest(
-        "/grpc.health.v1.Health/Check",
-        () => Buffer.alloc(0), // HealthCheckRequest{service: ""}
-        (b: Buffer) => b,
-        {},
-        this.metadata(),
-        this.options(),
-        (e, r) => {
-          c.close();
-          if (e) reject(e);
-          else resolve(healthStatusName(r ?? Buffer.alloc(0)));
-        },
-      );
-    });
   }
 
   close(): void {
@@ -188,19 +171,6 @@ export function networkJson(n: GetNetworkResponse): Record<string, unknown> {
   };
 }
 
-/** HealthCheckResponse.status (field 1, an enum) by name. */
-export function healthStatusName(b: Buffer): string {
-  const names = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
-  const v = b.length >= 2 && b[0] === 0x08 ? b[1] : 0;
-  return names[v] ?? `status ${v}`;
-}
-
-export function describeGrpcError(e: unknown): string {
-  const s = e as Partial<ServiceError>;
-  if (typeof s.code === "number") return `${s.details ?? s.message} (gRPC status ${s.code})`;
-  return e instanceof Error ? e.message : String(e);
-}
-
 /** Counters and gauges as plain numbers, for --json. */
 export function statsJson(r: GetStatsResponse): Record<string, unknown> {
   const num = (m: Record<string, bigint>) =>
@@ -233,14 +203,19 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 export function modeName(m: Mode): string {
-  return m === Mode.MODE_DECIDE ? "decide" : m === Mode.MODE_OBSERVE ? "observe" : String(m);
+  return m === Mode.MODE_DECIDE ? "decide" : m === Mode.MODE_OBSERVE ? "observe" : "unspecified";
+}
+
+/** A session filter's family by name ("any" when it takes both). */
+export function familyName(f: Family): string {
+  return f === Family.FAMILY_IPV4 ? "ipv4" : f === Family.FAMILY_IPV6 ? "ipv6" : "any";
 }
 
 function filterText(s: Session): string {
   const f = s.filter;
   if (f === undefined) return "*";
   const parts = [
-    f.family === 1 ? "ipv4" : f.family === 2 ? "ipv6" : "",
+    f.family === Family.FAMILY_UNSPECIFIED ? "" : familyName(f.family),
     f.sourcePrefixes.length > 0 ? `src ${f.sourcePrefixes.join(",")}` : "",
     f.destinationPrefixes.length > 0 ? `dst ${f.destinationPrefixes.join(",")}` : "",
     f.temporaryOnly ? "temporary" : "",
@@ -253,12 +228,21 @@ function since(s: Session): string {
   return t ? new Date(Number(t.seconds) * 1000 + t.nanos / 1e6).toISOString() : "";
 }
 
+/** `sessions --json`: one object per session (printed one per line). */
 export function sessionsJson(ss: Session[]): Record<string, unknown>[] {
   return ss.map((s) => ({
     sessionId: s.sessionId,
     clientName: s.clientName,
     mode: modeName(s.mode),
-    filter: s.filter,
+    filter:
+      s.filter === undefined
+        ? null
+        : {
+            family: familyName(s.filter.family),
+            sourcePrefixes: s.filter.sourcePrefixes,
+            destinationPrefixes: s.filter.destinationPrefixes,
+            temporaryOnly: s.filter.temporaryOnly,
+          },
     maxInFlight: s.maxInFlight,
     inFlight: s.inFlight,
     decided: Number(s.decided),

@@ -7,7 +7,9 @@
  * principal; the admin RPCs to admin.ts.
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
+import { createRequire } from "node:module";
 import { connect, createServer } from "node:net";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
@@ -276,9 +278,16 @@ function adminImplementation(
   };
 }
 
-/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin (authenticated: CallGuard). */
+/** grpc-health-check's copy of grpc/health/v1/health.proto (it ships proto/), for reflection. */
+const HEALTH_PROTO_PATH = join(
+  dirname(createRequire(import.meta.url).resolve("grpc-health-check/package.json")),
+  "proto/health/v1/health.proto",
+);
+const HEALTH_SERVICE_NAME = "grpc.health.v1.Health";
+
+/** grpc.reflection v1 and v1alpha for EchoForwarder, EchoAdmin and Health (authenticated: CallGuard). */
 function addReflection(server: Server): void {
-  const protos = loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
+  const protos = loadSync([PROTO_PATH, ADMIN_PROTO_PATH, HEALTH_PROTO_PATH], {
     keepCase: false,
     longs: String,
     enums: String,
@@ -286,7 +295,7 @@ function addReflection(server: Server): void {
     oneofs: true,
   });
   const reflection = new ReflectionService(protos, {
-    services: [SERVICE_NAME, ADMIN_SERVICE_NAME],
+    services: [SERVICE_NAME, ADMIN_SERVICE_NAME, HEALTH_SERVICE_NAME],
   });
   // Through a function: the reflection package is typed against its own copy of grpc-js.
   reflection.addToServer({
@@ -361,6 +370,30 @@ export async function listen(
   auditConnectionCuts(server, security.audit, keepaliveTimeoutMs);
   const address = unix ? listenAt : `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}`;
   return { server, credentials: creds, address, health };
+}
+
+/**
+ * `--health-listen`: a plaintext listener with grpc.health.v1 only, for probes that cannot
+ * present a client certificate when the main listener requires one. It tells nothing but the
+ * serving status, so it needs no credentials.
+ */
+export async function listenHealth(
+  listenAt: string,
+  health: HealthImplementation,
+): Promise<{ server: Server; address: string }> {
+  const server = new Server({ "grpc.max_concurrent_streams": 10 });
+  health.addToServer(server);
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(listenAt, serverCredentials(undefined), (err, p) =>
+        err === null ? resolve(p) : reject(err),
+      ),
+    );
+  } catch (e) {
+    throw new Error(await whyNotListening(listenAt, (e as Error).message));
+  }
+  return { server, address: `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}` };
 }
 
 /**

@@ -31,10 +31,10 @@ import {
 import {
   BasicTracerProvider,
   BatchSpanProcessor,
-  ConsoleSpanExporter,
   type SpanExporter,
 } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import { StderrSpanExporter } from "./console-span-exporter.js";
 import { DecisionHistograms } from "./decision-histograms.js";
 import { type MetricSources, registerServiceMetrics } from "./metrics.js";
 import { RequestSampler } from "./request-sampling.js";
@@ -116,7 +116,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     const exporters: SpanExporter[] = [];
     for (const kind of s.traces)
       exporters.push(
-        kind === "console" ? new ConsoleSpanExporter() : await otlpSpanExporter(s.tracesProtocol),
+        kind === "console" ? new StderrSpanExporter() : await otlpSpanExporter(s.tracesProtocol),
       );
     // Request spans are sampled before they start, on the trace ids this generator then gives.
     const requestSampler = new RequestSampler(s.sampler);

@@ -16,14 +16,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { aptInstall, PREREQUISITES } from "../../scripts/prerequisites.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const inCI = process.env.CI === "true" || process.env.CI === "1";
 const DOCKER = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
 const PROJECT = `icmpfwd-cluster-${process.pid}`;
 const COUNT = 6;
-// Debian packages the test needs (also in .ci/run): the engine, compose 1.29, debootstrap.
-const PACKAGES = ["docker.io", "docker-compose", "debootstrap"];
+// Debian packages the test needs (scripts/prerequisites.mjs, the list `npm test` installs).
+const PACKAGES = PREREQUISITES.filter((p) => /\bcluster\b/.test(p.tests)).map((p) => p.pkg);
 const TOOLS = ["dockerd", "docker-compose", "debootstrap", "nsenter", "ip"];
 
 interface Result {
@@ -105,20 +106,7 @@ function prerequisites(): string {
     return "needs /dev/net/tun";
   }
   if (!existsSync(join(ROOT, "dist/main.js"))) return "needs npm run build";
-  if (TOOLS.some((t) => !have(t)) && have("apt-get")) {
-    spawnSync(
-      "sh",
-      [
-        "-c",
-        `apt-get install -y -qq --no-install-recommends ${PACKAGES.join(" ")} >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends ${PACKAGES.join(" ")}; } >/dev/null 2>&1`,
-      ],
-      {
-        stdio: "inherit",
-        timeout: 600_000,
-        env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-      },
-    );
-  }
+  if (TOOLS.some((t) => !have(t)) && have("apt-get")) aptInstall(PACKAGES);
   const missing = TOOLS.filter((t) => !have(t));
   if (missing.length > 0)
     return `needs ${missing.join(", ")} (apt-get install ${PACKAGES.join(" ")})`;
@@ -132,7 +120,7 @@ interface Session {
   sessionId: string;
   clientName: string;
   mode: string;
-  filter: { family: number };
+  filter: { family: string };
   inFlight: number;
   decided: number;
   peer: string;
@@ -194,7 +182,10 @@ describe.skipIf(why !== "")(
     const inService = async (args: readonly string[], timeoutMs = 60_000) =>
       docker(["exec", await container("icmpfwd"), ...args], timeoutMs);
     const sessions = async (): Promise<Session[]> =>
-      JSON.parse(await inService(["icmpfwd", "sessions", "--json"])) as Session[];
+      (await inService(["icmpfwd", "sessions", "--json"]))
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => JSON.parse(l) as Session);
     const counters = async (): Promise<Record<string, number>> =>
       (
         JSON.parse(await inService(["icmpfwd", "stats", "--json"])) as {
@@ -332,13 +323,13 @@ describe.skipIf(why !== "")(
       expect(ss.map((s) => s.clientName).sort()).toEqual(["policy-py", "policy-ts"]);
       expect(byName["policy-ts"]).toMatchObject({
         mode: "decide",
-        filter: { family: 1 },
+        filter: { family: "ipv4" },
         decided: COUNT,
         inFlight: 0,
       });
       expect(byName["policy-py"]).toMatchObject({
         mode: "decide",
-        filter: { family: 2 },
+        filter: { family: "ipv6" },
         decided: COUNT,
         inFlight: 0,
       });

@@ -71,7 +71,7 @@ describeNetns("default authorization", () => {
       const r = await cli(args, NOBODY);
       expect(r.code, args.join(" ")).toBe(1);
       expect(r.stderr, args.join(" ")).toMatch(
-        /uid 65534 may not call icmpfwd: only root and the service's user \(uid 0\) may.*\(gRPC status 7\)/,
+        /: PERMISSION_DENIED: authenticated as uid:65534 but not allowed to run `icmpfwd .*`; see --authz \(uid 65534 may not call icmpfwd: only root and the service's user \(uid 0\) may/,
       );
     }
     expect(await routes()).toBe(before);
@@ -79,7 +79,7 @@ describeNetns("default authorization", () => {
     const refused = auditLines(serve, "call refused");
     expect(refused.length).toBeGreaterThanOrEqual(ADMIN_COMMANDS.length);
     expect(refused[0]).toMatchObject({
-      level: 40,
+      level: "warn",
       audit: true,
       status: "PERMISSION_DENIED",
       method: "/icmpfwd.v1.EchoAdmin/AddRoute",

@@ -148,14 +148,14 @@ describeNetns("operating a running service", () => {
     const invalid = await icmpfwd("reload");
     expect(invalid.code).toBe(1);
     expect(invalid.stderr.trim()).toBe(
-      "icmpfwd: invalid configuration: deadline (--deadline, ICMPFWD_DEADLINE): Number must be greater than or equal to 1 (gRPC status 3)",
+      `icmpfwd: ${target}: INVALID_ARGUMENT: invalid configuration: deadline (--deadline, ICMPFWD_DEADLINE): Number must be greater than or equal to 1`,
     );
 
     writeConfig({ deadline: 100, mtu: 9000 });
     const restart = await icmpfwd("reload");
     expect(restart.code).toBe(1);
     expect(restart.stderr.trim()).toBe(
-      "icmpfwd: mtu: changed from 1500 to 9000, which only a restart applies (gRPC status 9)",
+      `icmpfwd: ${target}: FAILED_PRECONDITION: mtu: changed from 1500 to 9000, which only a restart applies`,
     );
 
     writeConfig("{ not json");
@@ -193,7 +193,7 @@ describeNetns("operating a running service", () => {
 
     const again = await icmpfwd("addr", "del", "198.18.5.2");
     expect(again.stderr.trim()).toBe(
-      "icmpfwd: address: 198.18.5.2 is not an address of NIC 1 (gRPC status 5)",
+      `icmpfwd: ${target}: NOT_FOUND: address: 198.18.5.2 is not an address of NIC 1`,
     );
   });
 
@@ -219,7 +219,7 @@ describeNetns("operating a running service", () => {
     expect(await kernelRoute("198.18.9.0/24")).toBe("");
     const onLink = await icmpfwd("route", "del", "198.18.0.0/24");
     expect(onLink.stderr.trim()).toBe(
-      "icmpfwd: destination: 198.18.0.0/24 is the on-link route of address 198.18.0.2/24: remove the address instead (gRPC status 9)",
+      `icmpfwd: ${target}: FAILED_PRECONDITION: destination: 198.18.0.0/24 is the on-link route of address 198.18.0.2/24: remove the address instead`,
     );
   });
 });

@@ -91,7 +91,11 @@ describeNetns("icmpfwd top in a terminal", () => {
       counters: Record<string, number>;
       gauges: Record<string, number>;
     };
-    const sessions = JSON.parse(await cli("sessions", "--json")) as {
+    // One object per line.
+    const sessions = (await cli("sessions", "--json"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l)) as {
       sessionId: string;
       clientName: string;
       decided: number;

@@ -256,7 +256,7 @@ function lenFields(b: Uint8Array): [number, Uint8Array][] {
 
 describe("server reflection", () => {
   for (const version of ["v1", "v1alpha"]) {
-    it(`lists icmpfwd.v1.EchoForwarder and icmpfwd.v1.EchoAdmin (grpc.reflection.${version})`, async () => {
+    it(`lists icmpfwd.v1.EchoForwarder, icmpfwd.v1.EchoAdmin and grpc.health.v1.Health (grpc.reflection.${version})`, async () => {
       h = await t.start();
       const c = new Client(h.service.address, credentials.createInsecure());
       const call = c.makeBidiStreamRequest(
@@ -275,7 +275,11 @@ describe("server reflection", () => {
       });
       call.cancel();
       c.close();
-      expect(names.sort()).toEqual(["icmpfwd.v1.EchoAdmin", "icmpfwd.v1.EchoForwarder"]);
+      expect(names.sort()).toEqual([
+        "grpc.health.v1.Health",
+        "icmpfwd.v1.EchoAdmin",
+        "icmpfwd.v1.EchoForwarder",
+      ]);
     });
   }
 });
