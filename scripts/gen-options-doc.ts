@@ -59,7 +59,7 @@ The standard \`OTEL_*\` variables (exporters, endpoints, sampler, batch sizes) a
 [observability.md](observability.md#configuration).
 `;
 
-function valueOf(kind: OptionRow["kind"]): string {
+function placeholderOf(kind: OptionRow["kind"]): string {
   switch (kind) {
     case "int":
     case "number":
@@ -93,7 +93,10 @@ export function renderOptionsDoc(rows: readonly OptionRow[]): string {
     "| --- | --- | --- | --- | --- |",
   ];
   for (const row of rows) {
-    const flag = row.kind === "bool" ? `\`${row.flag}\` (switch)` : `\`${row.flag}${valueOf(row.kind)}\``;
+    const flag =
+      row.kind === "bool"
+        ? `\`${row.flag}\` (switch)`
+        : `\`${row.flag}${placeholderOf(row.kind)}\``;
     lines.push(
       `| ${flag} | \`${row.key}\` | \`${envName(row.key)}\` | ${cell(defaultText(row))} | ${cell(row.description)} |`,
     );
