@@ -10,7 +10,7 @@
  * one block to the next (a background job's $! too), as they would in the reader's shell.
  * `icmpfwd` and `icmpfwd-policy` are this checkout's builds on PATH.
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeNetns, exec, Netns, type Spawned, tempDir, waitFor } from "../helpers/netns.js";
@@ -64,6 +64,7 @@ const files = repoDocs().filter((d) => d.blocks.some((b) => isShell(b) && b.kind
 
 describeNetns("docs that are tested", () => {
   const bin = binDir();
+  afterAll(() => rmSync(bin, { recursive: true, force: true }));
 
   for (const doc of files) {
     describe(doc.file, () => {
@@ -91,6 +92,7 @@ describeNetns("docs that are tested", () => {
       afterAll(async () => {
         serve?.child.kill("SIGTERM");
         await ns?.destroy();
+        rmSync(work, { recursive: true, force: true });
         // A guide's own namespace (policy-guide.md: policy-test-PID) left by a failed block.
         for (const name of (await namespaces()).filter((n) => !before.has(n))) {
           if (!/^policy-test-\d+$/.test(name)) continue;
