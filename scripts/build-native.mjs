@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // Builds the TUN addon (native/ → native/build/Release/icmpfwd_tun.node) with node-gyp, offline,
 // against the headers of the Node that runs this script. It is the package's "install" script:
-// npm runs it for `npm ci` / `npm install` / `npm rebuild icmpfwd`.
+// npm runs it for `npm ci` / `npm install` / `npm rebuild icmpfwd`. node-gyp's own output (some
+// 50 lines of `gyp info`) is captured and printed only when the build fails, so a good install
+// stays quiet; ICMPFWD_BUILD_VERBOSE=1 prints it always.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -56,8 +59,20 @@ const prefix = dirname(dirname(process.execPath));
 if (existsSync(join(prefix, "include/node/node.h"))) args.push(`--nodedir=${prefix}`);
 
 const [command, ...head] = gyp;
-const result = spawnSync(command, [...head, ...args], { cwd: root, stdio: "inherit" });
+const verbose = process.env.ICMPFWD_BUILD_VERBOSE === "1";
+// One file for stdout and stderr, so node-gyp's lines and the compiler's stay in order.
+const logDir = mkdtempSync(join(tmpdir(), "icmpfwd-build-"));
+const logPath = join(logDir, "node-gyp.log");
+const logFd = openSync(logPath, "w");
+const result = spawnSync(command, [...head, ...args], {
+  cwd: root,
+  stdio: verbose ? "inherit" : ["ignore", logFd, logFd],
+});
+closeSync(logFd);
+const output = readFileSync(logPath, "utf8");
+rmSync(logDir, { recursive: true, force: true });
 if (result.error) fail(`${command}: ${result.error.message}`);
 if (result.status !== 0) {
+  if (!verbose) process.stderr.write(output);
   fail(`node-gyp exited with ${result.status ?? result.signal}; ${hint} and see the output above`);
 }
