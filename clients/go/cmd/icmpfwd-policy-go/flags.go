@@ -3,11 +3,13 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -152,6 +154,8 @@ func flagSet(c *config, getenv func(string) string) *flag.FlagSet {
 	return fs
 }
 
+var singleDash = regexp.MustCompile(`(^|: |flag )-([A-Za-z])`)
+
 // parse reads the policy and the flags, which may come before or after it. The error is one
 // line naming the problem (or flag.ErrHelp).
 func parse(args []string, getenv func(string) string) (config, error) {
@@ -160,7 +164,11 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	var rest []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return c, err
+			if errors.Is(err, flag.ErrHelp) {
+				return c, err
+			}
+			// The flag package names a flag -n; the contract spells it --n.
+			return c, errors.New(singleDash.ReplaceAllString(err.Error(), "$1--$2"))
 		}
 		if fs.NArg() == 0 {
 			break

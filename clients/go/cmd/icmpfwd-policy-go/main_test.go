@@ -43,12 +43,12 @@ func TestUsageErrorsAreOneLineAndExit2(t *testing.T) {
 		want string
 	}{
 		{[]string{"reply-none"}, `unknown policy "reply-none"`},
-		{[]string{"reply-all", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"reply-all", "--bogus"}, "flag provided but not defined: --bogus"},
 		{[]string{"every-nth", "3"}, `unexpected argument "3" after the policy "every-nth"`},
-		{[]string{"every-nth", "--n", "0"}, `invalid value "0" for flag -n: below 1`},
-		{[]string{"every-nth", "--n=x"}, `invalid value "x" for flag -n: not an integer`},
-		{[]string{"reply-all", "--family", "ipv5"}, `invalid value "ipv5" for flag -family: want ipv4 or ipv6`},
-		{[]string{"reply-all", "--target", "a:b"}, `invalid value "a:b" for flag -target: bad target "a:b": bad port "b"`},
+		{[]string{"every-nth", "--n", "0"}, `invalid value "0" for flag --n: below 1`},
+		{[]string{"every-nth", "--n=x"}, `invalid value "x" for flag --n: not an integer`},
+		{[]string{"reply-all", "--family", "ipv5"}, `invalid value "ipv5" for flag --family: want ipv4 or ipv6`},
+		{[]string{"reply-all", "--target", "a:b"}, `invalid value "a:b" for flag --target: bad target "a:b": bad port "b"`},
 		{[]string{"reply-all", "--resolve-interval-ms=999"}, "below 1000"},
 		{[]string{"reply-all", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
 		{[]string{}, "no policy"},
