@@ -63,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
         "(env ICMPFWD_TARGET, default 127.0.0.1:50051)",
     )
     p.add_argument("--token", default=os.environ.get("ICMPFWD_TOKEN") or None, help="bearer token (env ICMPFWD_TOKEN)")
+    p.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CAs")
     p.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA")
     p.add_argument("--tls-cert", metavar="PEM", help="mTLS client certificate (with --tls-key)")
     p.add_argument("--tls-key", metavar="PEM", help="its key")
@@ -111,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         handler = policies.SIMPLE[args.policy]  # type: ignore[assignment]
     tls: Optional[Tls] = None
-    if args.tls_ca or args.tls_cert:
+    if args.tls or args.tls_ca or args.tls_cert:
         try:
             tls = Tls.from_files(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
         except (OSError, ValueError) as e:

@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code := exitOK
 	if err != nil {
 		if errors.Is(err, client.ErrAuthentication) {
-			logger(client.LevelError, "authentication failed (check --token): "+err.Error(), nil)
+			logger(client.LevelError, err.Error(), nil) // "authentication failed (check the token): …"
 			code = exitUsage
 		} else {
 			logger(client.LevelError, err.Error(), nil)
