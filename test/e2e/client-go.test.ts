@@ -194,7 +194,9 @@ describeNetns("the Go policy client end to end", () => {
     await s2.waitStats((x) => counter(x, "service.sessions") === 1, "one session again");
     expect((await ping(2)).received).toBe(0);
     // Positive control: once the client is gone, the service's default replies.
-    expect(await stopClient(c)).toMatch(/summary policy=\S+ decided=4 reply=0 consume=4 .*sessions=2/);
+    expect(await stopClient(c)).toMatch(
+      /summary policy=\S+ decided=4 reply=0 consume=4 .*sessions=2/,
+    );
     await s2.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     expect((await ping(2)).received).toBe(2);
   });

@@ -219,7 +219,9 @@ describeNetns("the Python policy client end to end", () => {
     expect(delta(s, "service.outcomes.reply.verdict")).toBe(6);
     expect(delta(s, "service.outcomes.consume.verdict")).toBe(5);
     expect(delta(s, "icmp.v4.packetsSent.echoReply")).toBe(6);
-    expect(await stopClient(c)).toMatch(/summary policy=\S+ decided=11 reply=6 consume=5 fallthrough=0/);
+    expect(await stopClient(c)).toMatch(
+      /summary policy=\S+ decided=11 reply=6 consume=5 fallthrough=0/,
+    );
   });
 
   it("proxy-latency with a fixed delay: every reply is synthetic and arrives after the delay", async (ctx) => {
