@@ -5,8 +5,13 @@
 // promised synthetic replies), sends Drain, decides what still arrives and returns once the
 // service has ended the stream.
 //
-// It builds in GOPATH mode with Debian's golang-go, golang-google-grpc-dev and
-// golang-google-protobuf-dev; its import path is github.com/icmpfwd/client-go (see go.sh).
+// Options.Target is a list (docs/cli-contract.md): one session per service, and for a
+// dns:///name:port element one per address the name resolves to, re-resolved every
+// ResolveInterval; each session reconnects on its own.
+//
+// It builds in module mode (go.mod) or in GOPATH mode with Debian's golang-go,
+// golang-google-grpc-dev and golang-google-protobuf-dev; its import path is
+// github.com/icmpfwd/client-go (see README.md).
 //
 //	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 //	defer stop()
@@ -25,10 +30,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"math/rand"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,8 +88,13 @@ type Welcome struct {
 
 // Options configure Run. Only the handler is required.
 type Options struct {
-	// Target is host:port or unix:/path (default 127.0.0.1:50051).
+	// Target is a comma-separated list of host:port, [v6addr]:port, unix:/path and
+	// dns:///name:port (every A/AAAA address of name) (default 127.0.0.1:50051).
 	Target string
+	// ResolveInterval is how often a dns:/// element is re-resolved (default 30 s).
+	ResolveInterval time.Duration
+	// Resolver resolves dns:/// names (default SystemResolver).
+	Resolver Resolver
 	// Name is the client name the service shows in ListSessions, logs and metrics.
 	Name   string
 	Mode   Mode
@@ -95,15 +105,16 @@ type Options struct {
 	PayloadBytes uint32
 	// Token is sent as `authorization: Bearer TOKEN` (the service's --token).
 	Token string
-	// TLS, when set, connects with TLS (set Certificates for mTLS); nil is plaintext.
+	// TLS, when set, connects with TLS (set Certificates for mTLS); nil is plaintext. An empty
+	// ServerName checks the target's host (for a dns:/// element: the name).
 	TLS *tls.Config
 	// Backoff is the reconnect schedule (zero fields: DefaultBackoff's).
 	Backoff Backoff
 	// DrainTimeout bounds how long a drain waits for the service to end the stream (default 5 s).
 	DrainTimeout time.Duration
-	// Logger gets the client's log lines (default: stderr with microsecond times).
-	Logger *log.Logger
-	// Verbose logs every verdict.
+	// Logger gets the client's log lines (default: JSONLogger(os.Stderr, Verbose)).
+	Logger Logger
+	// Verbose logs every verdict (at debug).
 	Verbose bool
 	// OnWelcome is called on every Welcome, after every (re)connect.
 	OnWelcome func(Welcome)
@@ -118,14 +129,14 @@ type Stats struct {
 	Errors uint64
 	// Observed counts requests seen in Observe mode.
 	Observed uint64
-	// Sessions counts Welcomes.
+	// Sessions counts Welcomes (over every service and reconnect).
 	Sessions uint64
 }
 
 // Decided is the number of verdicts sent.
 func (s Stats) Decided() uint64 { return s.Reply + s.Consume + s.Fallthrough }
 
-// String is the summary line of the example binary.
+// String is the counters of the summary line (docs/cli-contract.md), from decided to sessions.
 func (s Stats) String() string {
 	return fmt.Sprintf("decided=%d reply=%d consume=%d fallthrough=%d errors=%d observed=%d sessions=%d",
 		s.Decided(), s.Reply, s.Consume, s.Fallthrough, s.Errors, s.Observed, s.Sessions)
@@ -206,15 +217,22 @@ func (c *counters) snapshot() Stats {
 type runner struct {
 	o       Options
 	handler Handler
-	log     *log.Logger
+	log     Logger
 	stats   counters
 	hello   *pb.Hello
 }
 
-// Run connects to the service and decides every request with handler, reconnecting until ctx
-// is cancelled; then it drains and returns the stats with a nil error. It returns a
-// *RefusedError (errors.Is(err, ErrAuthentication) for a refused token) when the service
-// refuses the session for good.
+// member is one service of the fleet: its gRPC target and the TLS name to check ("" : its host).
+type member struct {
+	addr       string
+	serverName string
+}
+
+// Run connects to every service of o.Target and decides every request with handler,
+// reconnecting each session on its own until ctx is cancelled; then it drains every session and
+// returns the stats with a nil error. It returns a *RefusedError (errors.Is(err,
+// ErrAuthentication) for a refused token) when a service refuses the session for good, after
+// draining the others.
 func Run(ctx context.Context, o Options, handler Handler) (Stats, error) {
 	if handler == nil {
 		return Stats{}, errors.New("client.Run: the handler is nil")
@@ -222,42 +240,177 @@ func Run(ctx context.Context, o Options, handler Handler) (Stats, error) {
 	if o.Target == "" {
 		o.Target = DefaultTarget
 	}
+	targets, err := parseTargets(o.Target)
+	if err != nil {
+		return Stats{}, err
+	}
 	if o.Name == "" {
 		o.Name = "icmpfwd-client-go"
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 5 * time.Second
 	}
+	if o.ResolveInterval <= 0 {
+		o.ResolveInterval = 30 * time.Second
+	}
+	if o.Resolver == nil {
+		o.Resolver = SystemResolver
+	}
 	r := &runner{o: o, handler: handler, log: o.Logger}
 	if r.log == nil {
-		r.log = log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+		r.log = JSONLogger(os.Stderr, o.Verbose)
 	}
 	r.hello = helloOf(o)
+	f := newFleet(ctx, r)
+	for _, t := range targets {
+		if t.dns() {
+			f.watch(t)
+		} else {
+			f.add(member{addr: t.addr})
+		}
+	}
+	err = f.wait()
+	return r.stats.snapshot(), err
+}
+
+// fleet runs one reconnect loop per member; removing a member drains its session.
+type fleet struct {
+	r       *runner
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	members map[string]context.CancelFunc
+	loops   sync.WaitGroup
+	err     error
+}
+
+func newFleet(parent context.Context, r *runner) *fleet {
+	ctx, cancel := context.WithCancel(parent)
+	return &fleet{r: r, ctx: ctx, cancel: cancel, members: map[string]context.CancelFunc{}}
+}
+
+func (f *fleet) add(m member) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.members[m.addr]; ok || f.ctx.Err() != nil {
+		return
+	}
+	mctx, cancel := context.WithCancel(f.ctx)
+	f.members[m.addr] = cancel
+	f.loops.Add(1)
+	go func() {
+		defer f.loops.Done()
+		if err := f.r.loop(mctx, m); err != nil {
+			f.mu.Lock()
+			if f.err == nil {
+				f.err = err
+			}
+			f.mu.Unlock()
+			f.cancel() // drains the others
+		}
+	}()
+}
+
+func (f *fleet) remove(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cancel, ok := f.members[addr]; ok {
+		delete(f.members, addr)
+		cancel()
+	}
+}
+
+// watch keeps one member per address t.name resolves to, re-resolving every ResolveInterval.
+func (f *fleet) watch(t target) {
+	f.loops.Add(1)
+	go func() {
+		defer f.loops.Done()
+		name := fmt.Sprintf("dns:///%s:%d", t.name, t.port)
+		current := map[string]bool{}
+		for {
+			addrs, err := f.r.o.Resolver(f.ctx, t.name)
+			if f.ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				f.r.log(LevelWarn, fmt.Sprintf("resolving %s failed; keeping %d sessions: %v", t.name, len(current), err), Fields{"target": name})
+			} else {
+				want := map[string]bool{}
+				for _, a := range addrs {
+					want[t.addrOf(a.Unmap())] = true
+				}
+				for _, a := range sortedKeys(want) {
+					if !current[a] {
+						f.r.log(LevelInfo, fmt.Sprintf("%s resolves to %s: opening a session", t.name, a), Fields{"target": a})
+						f.add(member{addr: a, serverName: t.name})
+					}
+				}
+				for _, a := range sortedKeys(current) {
+					if !want[a] {
+						f.r.log(LevelInfo, fmt.Sprintf("%s no longer resolves to %s: draining its session", t.name, a), Fields{"target": a})
+						f.remove(a)
+					}
+				}
+				current = want
+			}
+			tm := time.NewTimer(f.r.o.ResolveInterval)
+			select {
+			case <-f.ctx.Done():
+				tm.Stop()
+				return
+			case <-tm.C:
+			}
+		}
+	}()
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// wait returns when every loop has ended (ctx cancelled and drained, or a refusal).
+func (f *fleet) wait() error {
+	<-f.ctx.Done()
+	f.loops.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// loop is one service's sessions, reconnecting until ctx is cancelled (nil) or the service
+// refuses the session for good (a *RefusedError).
+func (r *runner) loop(ctx context.Context, m member) error {
 	attempt := 0
+	at := Fields{"target": m.addr}
 	for {
-		welcomed, err := r.session(ctx)
+		welcomed, err := r.session(ctx, m)
 		if ctx.Err() != nil {
-			return r.stats.snapshot(), nil
+			return nil
 		}
 		if welcomed {
 			attempt = 0
 		}
 		st := status.Convert(err)
 		if err != nil && permanent(st.Code()) {
-			return r.stats.snapshot(), &RefusedError{Code: st.Code(), Message: st.Message()}
+			return &RefusedError{Code: st.Code(), Message: st.Message()}
 		}
-		delay := o.Backoff.Delay(attempt, rand.Float64)
+		delay := r.o.Backoff.Delay(attempt, rand.Float64)
 		attempt++
 		why := "the service ended the stream"
 		if err != nil {
 			why = fmt.Sprintf("%s: %s", codeName(st.Code()), st.Message())
 		}
-		r.log.Printf("disconnected from %s (%s); reconnecting in %v", o.Target, why, delay.Round(time.Millisecond))
+		r.log(LevelWarn, fmt.Sprintf("disconnected from %s (%s); reconnecting in %v", m.addr, why, delay.Round(time.Millisecond)), at)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return r.stats.snapshot(), nil
+			return nil
 		case <-t.C:
 		}
 	}
@@ -291,11 +444,16 @@ func helloOf(o Options) *pb.Hello {
 }
 
 // dial opens a fresh connection for one session, so that Run's backoff is the only one.
-func (r *runner) dial() (*grpc.ClientConn, error) {
-	target := r.o.Target
+func (r *runner) dial(m member) (*grpc.ClientConn, error) {
+	target := m.addr
 	opts := []grpc.DialOption{}
 	if r.o.TLS != nil {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(r.o.TLS)))
+		cfg := r.o.TLS
+		if cfg.ServerName == "" && m.serverName != "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = m.serverName
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	} else {
 		opts = append(opts, grpc.WithInsecure())
 	}
@@ -317,9 +475,12 @@ func (r *runner) dial() (*grpc.ClientConn, error) {
 // stream is one Connect stream with serialized sends (a grpc stream's Send is not safe for
 // concurrent use) and the batches it is still working on.
 type stream struct {
+	target string
 	mu     sync.Mutex
-	call   pb.EchoForwarder_ConnectClient
-	closed bool
+	// session is the Welcome's session id ("" before it).
+	session string
+	call    pb.EchoForwarder_ConnectClient
+	closed  bool
 	// done is closed when the session ends.
 	done chan struct{}
 	// work: the batches being decided, each until its verdicts and its synthetic replies are sent.
@@ -327,8 +488,20 @@ type stream struct {
 	next uint64
 }
 
-func newStream() *stream {
-	return &stream{done: make(chan struct{}), work: map[uint64]chan struct{}{}}
+func newStream(target string) *stream {
+	return &stream{target: target, done: make(chan struct{}), work: map[uint64]chan struct{}{}}
+}
+
+// fields are the log fields of a line about this session (and req, when not nil).
+func (s *stream) fields(req *Request) Fields {
+	s.mu.Lock()
+	f := Fields{"target": s.target, "session": s.session}
+	s.mu.Unlock()
+	if req != nil {
+		f["request_id"] = req.ID
+		f["trace_id"] = req.TraceID
+	}
+	return f
 }
 
 func (s *stream) send(m *pb.ClientMessage) error {
@@ -378,8 +551,8 @@ func (s *stream) inHand() []chan struct{} {
 
 // session runs one Connect stream from Hello to its end. The error is the stream's status
 // (nil when the service ended it with OK).
-func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
-	conn, err := r.dial()
+func (r *runner) session(ctx context.Context, m member) (welcomed bool, err error) {
+	conn, err := r.dial(m)
 	if err != nil {
 		return false, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -393,7 +566,7 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 
 	var welcomedFlag atomic.Bool
 	welcomeCh := make(chan struct{})
-	s := newStream()
+	s := newStream(m.addr)
 	var wg sync.WaitGroup
 	defer func() {
 		s.close()
@@ -426,12 +599,12 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 			case <-s.done:
 				return
 			case <-t.C:
-				r.log.Printf("requests still being decided after %v; cancelling", r.o.DrainTimeout)
+				r.log(LevelWarn, fmt.Sprintf("requests still being decided after %v; cancelling", r.o.DrainTimeout), s.fields(nil))
 				cancel()
 				return
 			}
 		}
-		r.log.Printf("draining")
+		r.log(LevelInfo, "draining", s.fields(nil))
 		if err := s.send(&pb.ClientMessage{Message: &pb.ClientMessage_Drain{Drain: &pb.Drain{}}}); err != nil {
 			cancel()
 			return
@@ -439,7 +612,7 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 		select {
 		case <-s.done:
 		case <-t.C:
-			r.log.Printf("the service did not end the stream %v after Drain; cancelling", r.o.DrainTimeout)
+			r.log(LevelWarn, fmt.Sprintf("the service did not end the stream %v after Drain; cancelling", r.o.DrainTimeout), s.fields(nil))
 			cancel()
 		}
 	}()
@@ -473,8 +646,11 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 			welcomedFlag.Store(true)
 			close(welcomeCh)
 			r.stats.sessions.Add(1)
-			r.log.Printf("welcome: session=%s target=%s max_in_flight=%d deadline=%v",
-				w.GetSessionId(), r.o.Target, w.GetMaxInFlight(), w.GetDeadline().AsDuration())
+			s.mu.Lock()
+			s.session = w.GetSessionId()
+			s.mu.Unlock()
+			r.log(LevelInfo, fmt.Sprintf("welcome: session=%s max_in_flight=%d deadline=%v",
+				w.GetSessionId(), w.GetMaxInFlight(), w.GetDeadline().AsDuration()), s.fields(nil))
 			if r.o.OnWelcome != nil {
 				r.o.OnWelcome(Welcome{
 					SessionID:   w.GetSessionId(),
@@ -485,7 +661,7 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 			}
 		case *pb.ServerMessage_Requests:
 			if r.o.Mode == Observe {
-				r.observe(msg.Requests)
+				r.observe(s, msg.Requests)
 				continue
 			}
 			batches.Add(1)
@@ -497,16 +673,18 @@ func (r *runner) session(ctx context.Context) (welcomed bool, err error) {
 			}(msg.Requests)
 		case *pb.ServerMessage_Rejection:
 			rj := msg.Rejection
-			r.log.Printf("rejected: request=%d %s: %s", rj.GetRequestId(), rj.GetReason(), rj.GetMessage())
+			f := s.fields(nil)
+			f["request_id"] = rj.GetRequestId()
+			r.log(LevelWarn, fmt.Sprintf("rejected: request=%d %s: %s", rj.GetRequestId(), rj.GetReason(), rj.GetMessage()), f)
 		case *pb.ServerMessage_Draining:
-			r.log.Printf("the service is draining (grace %v)", msg.Draining.GetGrace().AsDuration())
+			r.log(LevelInfo, fmt.Sprintf("the service is draining (grace %v)", msg.Draining.GetGrace().AsDuration()), s.fields(nil))
 		}
 	}
 }
 
-func (r *runner) observe(b *pb.EchoRequestBatch) {
+func (r *runner) observe(s *stream, b *pb.EchoRequestBatch) {
 	if d := b.GetObserverDrops(); d > 0 {
-		r.log.Printf("observer lost %d copies", d)
+		r.log(LevelWarn, fmt.Sprintf("observer lost %d copies", d), s.fields(nil))
 	}
 	for _, e := range b.GetRequests() {
 		r.stats.observed.Add(1)
@@ -515,7 +693,7 @@ func (r *runner) observe(b *pb.EchoRequestBatch) {
 			defer func() {
 				if p := recover(); p != nil {
 					r.stats.errors.Add(1)
-					r.log.Printf("handler panicked: %s: %v", req, p)
+					r.log(LevelError, fmt.Sprintf("handler panicked: %s: %v", req, p), s.fields(req))
 				}
 			}()
 			r.handler(req)
@@ -525,11 +703,11 @@ func (r *runner) observe(b *pb.EchoRequestBatch) {
 
 // Decide runs the handler for one request: a panic or an invalid verdict is a fallthrough and
 // an error log line with the request's trace id.
-func (r *runner) decide(req *Request) (v Verdict) {
+func (r *runner) decide(s *stream, req *Request) (v Verdict) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.stats.errors.Add(1)
-			r.log.Printf("error: handler panicked, falling through: %s: %v", req, p)
+			r.log(LevelError, fmt.Sprintf("handler panicked, falling through: %s: %v", req, p), s.fields(req))
 			v = Fallthrough
 		}
 	}()
@@ -539,7 +717,7 @@ func (r *runner) decide(req *Request) (v Verdict) {
 		return v
 	}
 	r.stats.errors.Add(1)
-	r.log.Printf("error: the handler returned no verdict (action %d), falling through: %s", v.Action, req)
+	r.log(LevelError, fmt.Sprintf("the handler returned no verdict (action %d), falling through: %s", v.Action, req), s.fields(req))
 	return Fallthrough
 }
 
@@ -553,13 +731,13 @@ func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 	for i, e := range reqs {
 		parsed[i] = FromProto(e)
 		if len(reqs) == 1 {
-			verdicts[i] = r.decide(parsed[i])
+			verdicts[i] = r.decide(s, parsed[i])
 			continue
 		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			verdicts[i] = r.decide(parsed[i])
+			verdicts[i] = r.decide(s, parsed[i])
 		}(i)
 	}
 	wg.Wait()
@@ -575,13 +753,13 @@ func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 		}
 		out[i] = &pb.Verdict{RequestId: parsed[i].ID, Action: v.Action.wire(), ApplyToFlowMs: v.FlowMs}
 		if r.o.Verbose {
-			r.log.Printf("verdict %s: %s", v.Action, parsed[i])
+			r.log(LevelDebug, fmt.Sprintf("verdict %s: %s", v.Action, parsed[i]), s.fields(parsed[i]))
 		}
 	}
 	err := s.send(&pb.ClientMessage{Message: &pb.ClientMessage_Verdicts{Verdicts: &pb.VerdictBatch{Verdicts: out}}})
 	if err != nil {
 		if !errors.Is(err, io.ErrClosedPipe) {
-			r.log.Printf("sending %d verdicts failed: %v", len(out), err)
+			r.log(LevelWarn, fmt.Sprintf("sending %d verdicts failed: %v", len(out), err), s.fields(nil))
 		}
 		return
 	}
@@ -600,7 +778,17 @@ func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 
 // synthetic sends a SyntheticReply for req after syn.Delay, unless the stream ends first.
 func (r *runner) synthetic(s *stream, req *Request, syn Synthetic) {
-	t := time.NewTimer(syn.Delay)
+	delay := syn.Delay
+	if syn.DelayFunc != nil {
+		c := make(chan time.Duration, 1)
+		go func() { c <- syn.DelayFunc() }()
+		select {
+		case <-s.done:
+			return
+		case delay = <-c:
+		}
+	}
+	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
 	case <-s.done:
@@ -612,7 +800,7 @@ func (r *runner) synthetic(s *stream, req *Request, syn Synthetic) {
 		Payload:   syn.Payload,
 	}}}
 	if err := s.send(m); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-		r.log.Printf("synthetic reply failed: %s: %v", req, err)
+		r.log(LevelWarn, fmt.Sprintf("synthetic reply failed: %s: %v", req, err), s.fields(req))
 	}
 }
 

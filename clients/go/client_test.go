@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"log"
 	"math/big"
 	"net"
 	"net/netip"
@@ -58,10 +57,10 @@ func serve(t *testing.T, connect func(n int32, s pb.EchoForwarder_ConnectServer)
 	t.Cleanup(srv.Stop)
 	logs := &syncBuffer{}
 	return f, Options{
-		Target:       "bufconn",
+		Target:       "bufconn:1",
 		Name:         "go-test",
 		Dialer:       func(context.Context, string) (net.Conn, error) { return lis.Dial() },
-		Logger:       log.New(logs, "", 0),
+		Logger:       JSONLogger(logs, true),
 		Backoff:      Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 		DrainTimeout: 2 * time.Second,
 	}, logs
@@ -284,8 +283,8 @@ func TestHandlerPanicsAndNonVerdictsFallThrough(t *testing.T) {
 		t.Fatalf("the panic's log line lacks the cause or the trace id:\n%s", out)
 	}
 	// Verbose: one line per verdict, with the trace id where the request has one.
-	if !strings.Contains(out, "verdict fallthrough: request=1 198.18.0.1 > 198.18.0.2 ident=7 seq=1 trace_id="+traceID+"\n") ||
-		!strings.Contains(out, "verdict reply: request=3 198.18.0.1 > 198.18.0.2 ident=7 seq=3\n") {
+	if !strings.Contains(out, `"level":"debug","msg":"verdict fallthrough: request=1 198.18.0.1 > 198.18.0.2 ident=7 seq=1 trace_id=`+traceID+`","request_id":1,"session":"s1","target":"bufconn:1","trace_id":"`+traceID+`"}`+"\n") ||
+		!strings.Contains(out, `"level":"debug","msg":"verdict reply: request=3 198.18.0.1 > 198.18.0.2 ident=7 seq=3","request_id":3,"session":"s1","target":"bufconn:1"}`+"\n") {
 		t.Fatalf("verdict log lines:\n%s", out)
 	}
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the go tool in GOPATH mode (GO111MODULE=off) over Debian's /usr/share/gocode
 # (golang-google-grpc-dev, golang-google-protobuf-dev), with this directory mounted as the import
-# path github.com/icmpfwd/client-go in a throwaway GOPATH. There is no go.mod: nothing is fetched.
+# path github.com/icmpfwd/client-go in a throwaway GOPATH. GO111MODULE=off ignores go.mod (which
+# is for module-mode users with network access): nothing is fetched.
 # Usage (from anywhere): clients/go/go.sh vet ./...
 #                        clients/go/go.sh test ./...
 #                        clients/go/go.sh build -o /abs/path/icmpfwd-policy-go ./cmd/icmpfwd-policy-go

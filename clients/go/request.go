@@ -175,6 +175,9 @@ type Synthetic struct {
 	Delay time.Duration
 	// Payload replaces the request's payload when non-nil.
 	Payload []byte
+	// DelayFunc, when set, is called (on its own goroutine) for the delay instead, which then
+	// counts from its return — a delay that must be measured first.
+	DelayFunc func() time.Duration
 }
 
 var (

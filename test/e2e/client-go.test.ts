@@ -139,7 +139,7 @@ describeNetns("the Go policy client end to end", () => {
     expect(delta(s, "icmp.v4.packetsSent.echoReply")).toBe(10);
     expect(counter(s, "service.outcomes.fallthrough.timeout")).toBe(0);
     const out = await stopClient(c);
-    expect(out).toMatch(/summary: decided=20 reply=10 consume=10 fallthrough=0 errors=0/);
+    expect(out).toMatch(/summary policy=\S+ decided=20 reply=10 consume=10 fallthrough=0 errors=0/);
     // -v: one log line per verdict, naming the request.
     expect(
       out.match(/verdict reply: request=\d+ 198\.18\.0\.1 > 198\.18\.0\.2 .*seq=\d*[02468]\b/g),
@@ -153,12 +153,12 @@ describeNetns("the Go policy client end to end", () => {
     const drop = client(socket, ["drop-all"]);
     await connected(drop, serve);
     expect((await ping(5)).received).toBe(0);
-    expect(await stopClient(drop)).toMatch(/summary: decided=5 reply=0 consume=5/);
+    expect(await stopClient(drop)).toMatch(/summary policy=\S+ decided=5 reply=0 consume=5/);
     await serve.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     const reply = client(socket, ["reply-all"]);
     await connected(reply, serve);
     expect((await ping(5)).received).toBe(5);
-    expect(await stopClient(reply)).toMatch(/summary: decided=5 reply=5 consume=0/);
+    expect(await stopClient(reply)).toMatch(/summary policy=\S+ decided=5 reply=5 consume=0/);
   });
 
   it("with --token: the client with the token decides, one without fails with a clear message", async (ctx) => {
@@ -172,7 +172,7 @@ describeNetns("the Go policy client end to end", () => {
     const good = client(socket, ["drop-all", "--token", token]);
     await connected(good, serve);
     expect((await ping(3)).received).toBe(0);
-    expect(await stopClient(good)).toMatch(/summary: decided=3 reply=0 consume=3/);
+    expect(await stopClient(good)).toMatch(/summary policy=\S+ decided=3 reply=0 consume=3/);
   });
 
   it("reconnects after the service restarts and decides again", async (ctx) => {
@@ -194,7 +194,9 @@ describeNetns("the Go policy client end to end", () => {
     await s2.waitStats((x) => counter(x, "service.sessions") === 1, "one session again");
     expect((await ping(2)).received).toBe(0);
     // Positive control: once the client is gone, the service's default replies.
-    expect(await stopClient(c)).toMatch(/summary: decided=4 reply=0 consume=4 .*sessions=2/);
+    expect(await stopClient(c)).toMatch(
+      /summary policy=\S+ decided=4 reply=0 consume=4 .*sessions=2/,
+    );
     await s2.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     expect((await ping(2)).received).toBe(2);
   });
@@ -215,7 +217,7 @@ describeNetns("the Go policy client end to end", () => {
     await connected(c, serve);
     expect((await ping(1)).received).toBe(1);
     const logged = await waitFor(
-      () => /verdict reply: request=\d+ .* seq=1 trace_id=([0-9a-f]{32})$/m.exec(c.output())?.[1],
+      () => /verdict reply: request=\d+ .* seq=1 trace_id=([0-9a-f]{32})"/m.exec(c.output())?.[1],
       { what: "the Go client's verdict line with a trace id" },
     );
     const span = await waitFor(
@@ -237,7 +239,7 @@ describeNetns("the Go policy client end to end", () => {
     );
     expect(span.attributes["icmpfwd.verdict"]).toBe("reply");
     expect(span.attributes["icmp.sequence"]).toBe(1);
-    expect(await stopClient(c)).toMatch(/summary: decided=1 reply=1/);
+    expect(await stopClient(c)).toMatch(/summary policy=\S+ decided=1 reply=1/);
     // Stopped here, while the receiver still runs: a service whose exporter has lost its
     // receiver takes seconds to shut down.
     await serve.stop();

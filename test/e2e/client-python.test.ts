@@ -125,7 +125,7 @@ describeNetns("the Python policy client end to end", () => {
     expect(delta(s, "icmp.v4.packetsSent.echoReply")).toBe(10);
     expect(counter(s, "service.outcomes.fallthrough.timeout")).toBe(0);
     const out = await stopClient(c);
-    expect(out).toMatch(/summary: decided=20 reply=10 consume=10 fallthrough=0/);
+    expect(out).toMatch(/summary policy=\S+ decided=20 reply=10 consume=10 fallthrough=0/);
   });
 
   it("drop-all answers nothing and reply-all answers everything", async (ctx) => {
@@ -134,12 +134,12 @@ describeNetns("the Python policy client end to end", () => {
     const drop = client(socket, ["drop-all"]);
     await connected(drop, serve);
     expect((await ping(5)).received).toBe(0);
-    expect(await stopClient(drop)).toMatch(/summary: decided=5 reply=0 consume=5/);
+    expect(await stopClient(drop)).toMatch(/summary policy=\S+ decided=5 reply=0 consume=5/);
     await serve.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     const reply = client(socket, ["reply-all"]);
     await connected(reply, serve);
     expect((await ping(5)).received).toBe(5);
-    expect(await stopClient(reply)).toMatch(/summary: decided=5 reply=5 consume=0/);
+    expect(await stopClient(reply)).toMatch(/summary policy=\S+ decided=5 reply=5 consume=0/);
   });
 
   it("observe-log sees copies and decides nothing: the service's default still answers", async (ctx) => {
@@ -159,7 +159,7 @@ describeNetns("the Python policy client end to end", () => {
         what: "3 observed lines",
       },
     );
-    expect(await stopClient(c)).toMatch(/summary: decided=0 .* observed=3/);
+    expect(await stopClient(c)).toMatch(/summary policy=\S+ decided=0 .* observed=3/);
   });
 
   it("with --token: the client with the token decides, one without fails with a clear message", async (ctx) => {
@@ -169,11 +169,11 @@ describeNetns("the Python policy client end to end", () => {
     const bad = client(socket, ["drop-all"]);
     const { code } = await bad.exited;
     expect(code).toBe(2);
-    expect(bad.output()).toMatch(/authentication failed: .*UNAUTHENTICATED/);
+    expect(bad.output()).toMatch(/authentication failed \(check --token\): .*UNAUTHENTICATED/);
     const good = client(socket, ["drop-all", "--token", token]);
     await connected(good, serve);
     expect((await ping(3)).received).toBe(0);
-    expect(await stopClient(good)).toMatch(/summary: decided=3 reply=0 consume=3/);
+    expect(await stopClient(good)).toMatch(/summary policy=\S+ decided=3 reply=0 consume=3/);
   });
 
   it("reconnects after the service restarts and decides again", async (ctx) => {
@@ -194,7 +194,7 @@ describeNetns("the Python policy client end to end", () => {
     await s2.waitStats((x) => counter(x, "service.sessions") === 1, "one session again");
     expect((await ping(2)).received).toBe(0);
     // Positive control: once the client is gone, the service's default replies.
-    expect(await stopClient(c)).toMatch(/summary: decided=4 reply=0 consume=4/);
+    expect(await stopClient(c)).toMatch(/summary policy=\S+ decided=4 reply=0 consume=4/);
     await s2.waitStats((x) => counter(x, "service.sessions") === 0, "no sessions");
     expect((await ping(2)).received).toBe(2);
   });
@@ -219,7 +219,9 @@ describeNetns("the Python policy client end to end", () => {
     expect(delta(s, "service.outcomes.reply.verdict")).toBe(6);
     expect(delta(s, "service.outcomes.consume.verdict")).toBe(5);
     expect(delta(s, "icmp.v4.packetsSent.echoReply")).toBe(6);
-    expect(await stopClient(c)).toMatch(/summary: decided=11 reply=6 consume=5 fallthrough=0/);
+    expect(await stopClient(c)).toMatch(
+      /summary policy=\S+ decided=11 reply=6 consume=5 fallthrough=0/,
+    );
   });
 
   it("proxy-latency with a fixed delay: every reply is synthetic and arrives after the delay", async (ctx) => {
@@ -246,7 +248,7 @@ describeNetns("the Python policy client end to end", () => {
     expect(delta(s, "service.outcomes.reply.verdict")).toBe(0);
     expect(delta(s, "service.synthetic.recorded")).toBe(3);
     expect(await stopClient(c)).toMatch(
-      /summary: decided=3 reply=0 consume=3 fallthrough=0 observed=0 sessions=1 synthetic=3/,
+      /summary policy=\S+ decided=3 reply=0 consume=3 fallthrough=0 errors=0 observed=0 sessions=1$/m,
     );
   });
 
@@ -286,7 +288,7 @@ describeNetns("the Python policy client end to end", () => {
       expect(await upstream.nstat("IcmpInEchos")).toBe(1);
       expect(c.output().match(/measured rtt to 198\.18\.0\.2: /g)).toHaveLength(1);
       expect(await stopClient(c)).toMatch(
-        /summary: decided=3 reply=0 consume=3 fallthrough=0 observed=0 sessions=1 synthetic=3 pings=1 shared=2 ping_failures=0 loops=0/,
+        /summary policy=\S+ decided=3 reply=0 consume=3 fallthrough=0 errors=0 observed=0 sessions=1 pings=1 shared=2 ping_failures=0 loops=0/,
       );
     } finally {
       await upstream.destroy();
@@ -337,9 +339,9 @@ describeNetns("the Python policy client end to end", () => {
       const s = serve;
       const untrusted = tlsClient(["drop-all", "--tls"]);
       const { code } = await untrusted.exited;
-      expect(code, untrusted.output()).toBe(2);
+      expect(code, untrusted.output()).toBe(1);
       expect(untrusted.output()).toMatch(
-        /icmpfwd_client: TLS handshake with 127\.0\.0\.1:50051 failed \(check --tls-ca.*certificate verify failed/,
+        /"level":"error","msg":"TLS handshake with 127\.0\.0\.1:50051 failed \(check --tls-ca.*certificate verify failed/,
       );
       expect(counter(s.stats(), "service.sessions")).toBe(0);
       // Positive control for the drop below: no client, the service's default answers.
@@ -349,7 +351,7 @@ describeNetns("the Python policy client end to end", () => {
       expect((await ping(3)).received).toBe(0);
       const st = await s.waitVerdicts(3);
       expect(counter(st, "service.outcomes.consume.verdict")).toBe(3);
-      expect(await stopClient(good)).toMatch(/summary: decided=3 reply=0 consume=3/);
+      expect(await stopClient(good)).toMatch(/summary policy=\S+ decided=3 reply=0 consume=3/);
     });
 
     it("mTLS: with --tls-client-ca on the service, the client's certificate gets it through", async (ctx) => {
@@ -373,7 +375,7 @@ describeNetns("the Python policy client end to end", () => {
       });
       expect(anonymous.output()).toContain("alert certificate required");
       expect(counter(s.stats(), "service.sessions")).toBe(0);
-      expect(await stopClient(anonymous)).toMatch(/summary: decided=0 .* sessions=0/);
+      expect(await stopClient(anonymous)).toMatch(/summary policy=\S+ decided=0 .* sessions=0/);
       expect((await ping(2)).received).toBe(2);
       const good = tlsClient([
         "drop-all",
@@ -388,7 +390,7 @@ describeNetns("the Python policy client end to end", () => {
       expect((await ping(3)).received).toBe(0);
       const st = await s.waitVerdicts(3);
       expect(counter(st, "service.outcomes.consume.verdict")).toBe(3);
-      expect(await stopClient(good)).toMatch(/summary: decided=3 reply=0 consume=3/);
+      expect(await stopClient(good)).toMatch(/summary policy=\S+ decided=3 reply=0 consume=3/);
     });
   });
 });

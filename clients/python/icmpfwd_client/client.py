@@ -11,13 +11,14 @@ import random
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, List, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
 
 from .gen import forwarder_pb2 as pb
 from .gen import forwarder_pb2_grpc as pb_grpc
+from .targets import DnsTarget, Resolver, parse_targets, system_resolver
 
 log = logging.getLogger("icmpfwd_client")
 
@@ -113,6 +114,10 @@ class Request:
             payload=bytes(r.payload),
         )
 
+    def fields(self) -> Dict[str, Any]:
+        """The log fields of a line about this request (`trace_id` when the service traces it)."""
+        return {"request_id": self.request_id, "trace_id": self.trace_id}
+
     def describe(self) -> str:
         trace = f" trace_id={self.trace_id}" if self.trace_id else ""
         return (
@@ -145,22 +150,31 @@ class Summary:
     """What the client decided (or observed) over its lifetime."""
 
     verdicts: Counter[str] = field(default_factory=Counter)
+    # Handler failures and bad return values (each decided fallthrough).
+    errors: int = 0
     observed: int = 0
+    # Welcomes, over every service and reconnect.
     sessions: int = 0
     # SyntheticReply messages sent.
     synthetic: int = 0
 
-    def line(self) -> str:
+    def line(self, policy: str = "custom") -> str:
+        """The stdout summary line of docs/cli-contract.md."""
         total = sum(self.verdicts.values())
         by = " ".join(f"{a}={self.verdicts[a]}" for a in ("reply", "consume", "fallthrough"))
         return (
-            f"summary: decided={total} {by} observed={self.observed} sessions={self.sessions} "
-            f"synthetic={self.synthetic}"
+            f"summary policy={policy} decided={total} {by} errors={self.errors} "
+            f"observed={self.observed} sessions={self.sessions}"
         )
 
 
 class AuthError(RuntimeError):
     """The service refused the credentials; retrying will not help."""
+
+
+class HelloRejected(RuntimeError):
+    """The service refused the Hello (INVALID_ARGUMENT, FAILED_PRECONDITION, UNIMPLEMENTED);
+    retrying will not help."""
 
 
 class TlsError(RuntimeError):
@@ -239,29 +253,39 @@ def to_action(decision: Union[Decision, None]) -> Action:
     raise ValueError(f"not a decision: {decision!r} (want reply, consume, fallthrough or an Action)")
 
 
-async def decide(handler: Handler, req: Request) -> Verdict:
-    """Runs the handler; an exception or a bad return value is a fallthrough and a logged error."""
+async def decide(handler: Handler, req: Request, summary: Optional[Summary] = None, **fields: Any) -> Verdict:
+    """Runs the handler; an exception or a bad return value is a fallthrough and a logged error
+    (counted in `summary.errors`)."""
     try:
         result = handler(req)
         if inspect.isawaitable(result):
             result = await result
         return to_verdict(result)
     except Exception as e:  # noqa: BLE001 - a policy bug must never stall a request
-        log.error("handler failed, falling through: %s: %r", req.describe(), e)
+        if summary is not None:
+            summary.errors += 1
+        log.error("handler failed, falling through: %s: %r", req.describe(), e, extra={**fields, **req.fields()})
         return Verdict(Action.FALLTHROUGH)
 
 
 class _Session:
-    """One Connect stream."""
+    """One Connect stream to one service."""
 
-    def __init__(self, handler: Handler, hello: pb.Hello, summary: Summary) -> None:
+    def __init__(self, handler: Handler, hello: pb.Hello, summary: Summary, target: str) -> None:
         self.handler = handler
         self.hello = hello
         self.summary = summary
+        self.target = target
+        self.session_id = ""
         self.outbox: asyncio.Queue[Optional[pb.ClientMessage]] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.synthetic: set[asyncio.Task[None]] = set()
         self.welcomed = False
+
+    def fields(self, req: Optional[Request] = None) -> Dict[str, Any]:
+        """The log fields of a line about this session (and one of its requests)."""
+        f: Dict[str, Any] = {"target": self.target, "session": self.session_id or None}
+        return f if req is None else {**f, **req.fields()}
 
     async def _outgoing(self) -> AsyncIterator[pb.ClientMessage]:
         yield pb.ClientMessage(hello=self.hello)
@@ -272,12 +296,12 @@ class _Session:
         reqs = [Request.from_proto(r) for r in batch.requests]
         if self.hello.mode == pb.MODE_OBSERVE:
             if batch.observer_drops:
-                log.warning("observer lost %d copies", batch.observer_drops)
+                log.warning("observer lost %d copies", batch.observer_drops, extra=self.fields())
             for req in reqs:
                 self.summary.observed += 1
-                await decide(self.handler, req)
+                await decide(self.handler, req, self.summary, **self.fields())
             return
-        decided = await asyncio.gather(*(decide(self.handler, r) for r in reqs))
+        decided = await asyncio.gather(*(decide(self.handler, r, self.summary, **self.fields()) for r in reqs))
         verdicts = [
             pb.Verdict(request_id=r.request_id, action=int(v.action), apply_to_flow_ms=v.apply_to_flow_ms)
             for r, v in zip(reqs, decided)
@@ -285,7 +309,7 @@ class _Session:
         for r, v in zip(reqs, decided):
             name = Action(v.action).name.lower()
             self.summary.verdicts[name] += 1
-            log.debug("verdict %s: %s", name, r.describe())
+            log.debug("verdict %s: %s", name, r.describe(), extra=self.fields(r))
         await self.outbox.put(pb.ClientMessage(verdicts=pb.VerdictBatch(verdicts=verdicts)))
         for r, v in zip(reqs, decided):
             if v.synthetic_reply is not None:
@@ -303,13 +327,15 @@ class _Session:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - no reply, but never a crashed session
-            log.error("synthetic reply delay failed, no synthetic reply: %s: %r", req.describe(), e)
+            log.error(
+                "synthetic reply delay failed, no synthetic reply: %s: %r", req.describe(), e, extra=self.fields(req)
+            )
             return
         msg = pb.SyntheticReply(request_id=req.request_id)
         if syn.payload is not None:
             msg.payload = syn.payload
         self.summary.synthetic += 1
-        log.debug("synthetic reply: %s", req.describe())
+        log.debug("synthetic reply: %s", req.describe(), extra=self.fields(req))
         await self.outbox.put(pb.ClientMessage(synthetic_reply=msg))
 
     async def run(self, stub: pb_grpc.EchoForwarderStub, metadata: Sequence[tuple[str, str]], stop: asyncio.Event) -> None:
@@ -322,9 +348,11 @@ class _Session:
                     self.welcomed = True
                     self.summary.sessions += 1
                     w = msg.welcome
+                    self.session_id = w.session_id
                     log.info(
                         "welcome: session=%s max_in_flight=%d deadline=%.3fs",
                         w.session_id, w.max_in_flight, w.deadline.ToTimedelta().total_seconds(),
+                        extra=self.fields(),
                     )
                 elif kind == "requests":
                     task = asyncio.create_task(self._decide_batch(msg.requests))
@@ -335,9 +363,10 @@ class _Session:
                     log.warning(
                         "rejected: request=%d %s: %s",
                         rj.request_id, pb.RejectionReason.Name(rj.reason), rj.message,
+                        extra={**self.fields(), "request_id": rj.request_id},
                     )
                 elif kind == "draining":
-                    log.info("the server is draining")
+                    log.info("the service is draining", extra=self.fields())
         finally:
             stopper.cancel()
             for t in list(self.synthetic):
@@ -352,10 +381,10 @@ class _Session:
             await asyncio.wait(list(self.tasks), timeout=5)
         if self.synthetic:
             await asyncio.wait(list(self.synthetic), timeout=5)
-        log.info("draining")
+        log.info("draining", extra=self.fields())
         await self.outbox.put(pb.ClientMessage(drain=pb.Drain()))
         await asyncio.sleep(5)
-        log.warning("the server did not end the stream after Drain; cancelling")
+        log.warning("the service did not end the stream after Drain; cancelling", extra=self.fields())
         call.cancel()
 
 
@@ -366,6 +395,144 @@ def _install_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread, or no signal support
+
+
+# Statuses that reconnecting cannot fix: the service refused the Hello.
+_HELLO_REFUSED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED)
+
+
+@dataclass
+class _Connection:
+    """What every session of a run shares: the Hello, the credentials, the summary."""
+
+    handler: Handler
+    hello: pb.Hello
+    metadata: List[tuple[str, str]]
+    summary: Summary
+    tls: Optional[Tls]
+    backoff_s: tuple[float, float]
+
+    def channel(self, target: str, server_name: Optional[str]) -> grpc.aio.Channel:
+        if self.tls is None:
+            return grpc.aio.insecure_channel(target)
+        tls = self.tls
+        if tls.server_name is None and server_name is not None:
+            tls = Tls(ca=tls.ca, cert=tls.cert, key=tls.key, server_name=server_name)
+        return grpc.aio.secure_channel(target, tls.credentials(), options=tls.options())
+
+    async def serve(self, target: str, stop: asyncio.Event, server_name: Optional[str] = None) -> None:
+        """One service: sessions, reconnecting with jittered exponential backoff, until `stop`.
+        Raises AuthError, HelloRejected or TlsError when retrying cannot help."""
+        attempt = 0
+        at = {"target": target}
+        while not stop.is_set():
+            session = _Session(self.handler, self.hello, self.summary, target)
+            async with self.channel(target, server_name) as channel:
+                try:
+                    await session.run(pb_grpc.EchoForwarderStub(channel), self.metadata, stop)
+                    log.info("stream ended", extra=session.fields())
+                except grpc.aio.AioRpcError as e:
+                    code, details = e.code(), e.details()
+                    if code == grpc.StatusCode.CANCELLED and stop.is_set():
+                        break
+                    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                        raise AuthError(f"{target} refused the credentials: {code.name}: {details}") from e
+                    if code in _HELLO_REFUSED:
+                        raise HelloRejected(f"{target} refused the Hello: {code.name}: {details}") from e
+                    if self.tls is not None and is_tls_failure(details):
+                        raise TlsError(
+                            f"TLS handshake with {target} failed (check --tls-ca, --tls-cert/--tls-key, "
+                            f"--tls-server-name): {details}"
+                        ) from e
+                    log.warning("connection failed: %s: %s", code.name, details, extra=at)
+                    if (
+                        self.tls is not None
+                        and self.tls.cert is None
+                        and not session.welcomed
+                        and _MAYBE_CERT_REQUIRED in (details or "")
+                    ):
+                        # A refused client certificate shows only in grpc's own log ("alert
+                        # certificate required"), never in the status: a hint, and keep retrying.
+                        log.warning(
+                            "the service may require a client certificate (mTLS): pass --tls-cert and --tls-key",
+                            extra=at,
+                        )
+            if session.welcomed:
+                attempt = 0
+            if stop.is_set():
+                break
+            base, cap = self.backoff_s
+            delay = min(cap, base * 2**attempt) * random.uniform(0.8, 1.2)
+            attempt += 1
+            log.info("reconnecting in %.2fs", delay, extra=at)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+
+
+class _Fleet:
+    """One reconnecting session per service; a service that goes away (DNS) is drained."""
+
+    def __init__(self, conn: _Connection, stop: asyncio.Event) -> None:
+        self.conn = conn
+        self.stop = stop
+        self.members: Dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self.failure: Optional[BaseException] = None
+
+    def add(self, target: str, server_name: Optional[str] = None) -> None:
+        if target in self.members or self.stop.is_set():
+            return
+        own = asyncio.Event()
+        task = asyncio.create_task(self.conn.serve(target, own, server_name))
+        task.add_done_callback(self._ended)
+        self.members[target] = (own, task)
+
+    def remove(self, target: str) -> None:
+        """Drains the service's session (it ends when the service has ended the stream)."""
+        member = self.members.pop(target, None)
+        if member is not None:
+            member[0].set()
+
+    def targets(self) -> List[str]:
+        return list(self.members)
+
+    def _ended(self, task: "asyncio.Task[None]") -> None:
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+            self.stop.set()
+
+    async def close(self) -> None:
+        """Drains every session and waits for them all."""
+        tasks = [t for _, t in self.members.values()]
+        for own, _ in self.members.values():
+            own.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _watch_dns(
+    dns: DnsTarget, fleet: _Fleet, resolver: Resolver, interval_s: float, stop: asyncio.Event
+) -> None:
+    """Keeps one session per address of `dns`, re-resolving every `interval_s`."""
+    current: set[str] = set()
+    name = f"dns:///{dns.name}:{dns.port}"
+    while not stop.is_set():
+        try:
+            want = {dns.address(ip) for ip in await resolver(dns.name)}
+        except Exception as e:  # noqa: BLE001 - keep the sessions we have; try again later
+            log.warning("resolving %s failed; keeping %d sessions: %s", dns.name, len(current), e, extra={"target": name})
+        else:
+            for t in sorted(want - current):
+                log.info("%s resolves to %s: opening a session", dns.name, t, extra={"target": t})
+                fleet.add(t, server_name=dns.name)
+            for t in sorted(current - want):
+                log.info("%s no longer resolves to %s: draining its session", dns.name, t, extra={"target": t})
+                fleet.remove(t)
+            current = want
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        except asyncio.TimeoutError:
+            pass
 
 
 async def run_policy(
@@ -380,12 +547,21 @@ async def run_policy(
     backoff_s: tuple[float, float] = (0.1, 5.0),
     payload_bytes: int = 0,
     tls: Optional[Tls] = None,
+    resolve_interval_ms: float = 30_000,
+    resolver: Optional[Resolver] = None,
 ) -> Summary:
-    """Connects, decides every request with `handler`, and reconnects (jittered exponential
-    backoff) until `stop` is set or SIGINT/SIGTERM arrives; then drains and returns the summary.
-    `payload_bytes`: how much of each payload the service sends (Request.payload). `tls`: TLS
-    (and mTLS) instead of plaintext. Raises AuthError when the service refuses the credentials,
-    TlsError when the TLS handshake fails."""
+    """Decides every request of every service in `target` with `handler` until `stop` is set or
+    SIGINT/SIGTERM arrives; then drains every session and returns the summary.
+
+    `target` is a comma-separated list of `host:port`, `[v6addr]:port`, `unix:/path` and
+    `dns:///name:port` (one session per address `name` resolves to, re-resolved every
+    `resolve_interval_ms` with `resolver`, default the system's A and AAAA lookup). Each session
+    reconnects on its own (jittered exponential backoff). `payload_bytes`: how much of each
+    payload the service sends (Request.payload). `tls`: TLS (and mTLS) instead of plaintext.
+    Raises ValueError for a bad target list, AuthError when a service refuses the credentials,
+    HelloRejected when it refuses the Hello, TlsError when the TLS handshake fails (the other
+    sessions are drained first)."""
+    targets = parse_targets(target)
     stop = stop or asyncio.Event()
     _install_signals(stop)
     hello = pb.Hello(
@@ -397,44 +573,23 @@ async def run_policy(
         payload_bytes=payload_bytes,
     )
     metadata = [("authorization", f"Bearer {token}")] if token else []
-    summary = Summary()
-    attempt = 0
-    while not stop.is_set():
-        session = _Session(handler, hello, summary)
-        channel = (
-            grpc.aio.insecure_channel(target)
-            if tls is None
-            else grpc.aio.secure_channel(target, tls.credentials(), options=tls.options())
-        )
-        async with channel:
-            try:
-                await session.run(pb_grpc.EchoForwarderStub(channel), metadata, stop)
-                log.info("stream ended")
-            except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.CANCELLED and stop.is_set():
-                    break
-                if e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                    raise AuthError(f"{target} refused the client: {e.code().name}: {e.details()}") from e
-                if tls is not None and is_tls_failure(e.details()):
-                    raise TlsError(
-                        f"TLS handshake with {target} failed (check --tls-ca, --tls-cert/--tls-key, "
-                        f"--tls-server-name): {e.details()}"
-                    ) from e
-                log.warning("connection to %s failed: %s: %s", target, e.code().name, e.details())
-                if tls is not None and tls.cert is None and not session.welcomed and _MAYBE_CERT_REQUIRED in (e.details() or ""):
-                    # A refused client certificate shows only in grpc's own log ("alert certificate
-                    # required"), never in the status: a hint, and keep retrying.
-                    log.warning("the service may require a client certificate (mTLS): pass --tls-cert and --tls-key")
-        if session.welcomed:
-            attempt = 0
-        if stop.is_set():
-            break
-        base, cap = backoff_s
-        delay = min(cap, base * 2**attempt) * random.uniform(0.5, 1.0)
-        attempt += 1
-        log.info("reconnecting in %.2fs", delay)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        except asyncio.TimeoutError:
-            pass
-    return summary
+    conn = _Connection(handler, hello, metadata, Summary(), tls, backoff_s)
+    fleet = _Fleet(conn, stop)
+    watchers = []
+    for t in targets:
+        if isinstance(t, DnsTarget):
+            watchers.append(
+                asyncio.create_task(_watch_dns(t, fleet, resolver or system_resolver, resolve_interval_ms / 1000, stop))
+            )
+        else:
+            fleet.add(str(t))
+    try:
+        await stop.wait()
+    finally:
+        for w in watchers:
+            w.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await fleet.close()
+    if fleet.failure is not None:
+        raise fleet.failure
+    return conn.summary

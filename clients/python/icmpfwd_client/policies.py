@@ -110,7 +110,7 @@ def proxy_latency(
 
 
 def observe_log(req: Request) -> None:
-    log.info("observed %s ttl=%d len=%d", req.describe(), req.ttl, req.payload_length)
+    log.info("observed %s ttl=%d len=%d", req.describe(), req.ttl, req.payload_length, extra=req.fields())
 
 
 SIMPLE: Dict[str, Callable[[Request], object]] = {

@@ -50,7 +50,17 @@ d(`the Python client (clients/python)${why === null ? "" : ` (skipped: ${why})`}
   });
 
   it("compiles, and its Python unit tests pass", () => {
-    const files = ["__init__.py", "__main__.py", "client.py", "policies.py", "rtt.py"];
+    const files = [
+      "__init__.py",
+      "__main__.py",
+      "cli.py",
+      "client.py",
+      "deps.py",
+      "logs.py",
+      "policies.py",
+      "rtt.py",
+      "targets.py",
+    ];
     const c = spawnSync(
       PYTHON,
       ["-m", "py_compile", ...files.map((f) => join(dir, "icmpfwd_client", f))],

@@ -1,5 +1,6 @@
-// Command even is the ten-line policy of clients/README.md: reply to even sequences, consume
-// odd ones, drain on Ctrl-C. Run it with clients/go/go.sh run ./examples/even [TARGET].
+// Command even is the ten-line policy of clients/README.md (the lines between the markers are
+// that example, word for word; test/e2e/package-go.test.ts checks it): reply to even sequences,
+// consume odd ones, drain on Ctrl-C.
 package main
 
 import (
@@ -13,17 +14,16 @@ import (
 )
 
 func main() {
+	// example:begin
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	target := client.DefaultTarget
-	if len(os.Args) > 1 {
-		target = os.Args[1]
-	}
-	stats, err := client.Run(ctx, client.Options{Target: target, Name: "even"}, func(req *client.Request) client.Verdict {
-		if req.Sequence%2 == 0 {
-			return client.Reply // the netstack's built-in Echo Reply
-		}
-		return client.Consume // dropped: no reply
-	})
+	stats, err := client.Run(ctx, client.Options{Target: "127.0.0.1:50051", Name: "even"},
+		func(req *client.Request) client.Verdict {
+			if req.Sequence%2 == 0 {
+				return client.Reply // the netstack's built-in Echo Reply
+			}
+			return client.Consume // dropped: no reply
+		})
 	fmt.Println(stats, err)
+	// example:end
 }
