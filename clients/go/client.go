@@ -778,6 +778,20 @@ func (r *runner) decideBatch(s *stream, b *pb.EchoRequestBatch) {
 
 // synthetic sends a SyntheticReply for req after syn.Delay, unless the stream ends first.
 func (r *runner) synthetic(s *stream, req *Request, syn Synthetic) {
+	if syn.Await != nil {
+		c := make(chan *Synthetic, 1)
+		go func() { c <- syn.Await() }()
+		select {
+		case <-s.done:
+			return
+		case next := <-c:
+			if next == nil {
+				return
+			}
+			syn = *next
+			syn.Await = nil
+		}
+	}
 	delay := syn.Delay
 	if syn.DelayFunc != nil {
 		c := make(chan time.Duration, 1)
@@ -795,10 +809,11 @@ func (r *runner) synthetic(s *stream, req *Request, syn Synthetic) {
 		return
 	case <-t.C:
 	}
-	m := &pb.ClientMessage{Message: &pb.ClientMessage_SyntheticReply{SyntheticReply: &pb.SyntheticReply{
-		RequestId: req.ID,
-		Payload:   syn.Payload,
-	}}}
+	reply := &pb.SyntheticReply{RequestId: req.ID, Payload: syn.Payload}
+	if e := syn.Error; e != nil {
+		reply.Error = &pb.SyntheticError{Type: pb.SyntheticErrorType(e.Type), Source: e.Source.String()}
+	}
+	m := &pb.ClientMessage{Message: &pb.ClientMessage_SyntheticReply{SyntheticReply: reply}}
 	if err := s.send(m); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 		r.log(LevelWarn, fmt.Sprintf("synthetic reply failed: %s: %v", req, err), s.fields(req))
 	}

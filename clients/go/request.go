@@ -178,6 +178,32 @@ type Synthetic struct {
 	// DelayFunc, when set, is called (on its own goroutine) for the delay instead, which then
 	// counts from its return — a delay that must be measured first.
 	DelayFunc func() time.Duration
+	// Error, when set, asks for this ICMP error instead of the Echo Reply (Payload must be nil).
+	Error *SyntheticError
+	// Await, when set, is called (on its own goroutine) instead of all of the above and says what
+	// to send as soon as it returns — nil: nothing (the request stays consumed). A relay uses it
+	// to answer with what the real destination (or a router on the way) answered.
+	Await func() *Synthetic
+}
+
+// ErrorType is the ICMP error a SyntheticError sends (the service's SyntheticErrorType).
+type ErrorType int
+
+const (
+	TimeExceeded        ErrorType = ErrorType(pb.SyntheticErrorType_SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED)
+	NetUnreachable      ErrorType = ErrorType(pb.SyntheticErrorType_SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE)
+	HostUnreachable     ErrorType = ErrorType(pb.SyntheticErrorType_SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE)
+	ProtocolUnreachable ErrorType = ErrorType(pb.SyntheticErrorType_SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE)
+	PortUnreachable     ErrorType = ErrorType(pb.SyntheticErrorType_SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE)
+	AdminProhibited     ErrorType = ErrorType(pb.SyntheticErrorType_SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED)
+)
+
+// SyntheticError is an ICMP error about a consumed request, from a router's address (Time
+// Exceeded shows that router as a hop in traceroute).
+type SyntheticError struct {
+	Type ErrorType
+	// Source is the router's address: unicast, of the request's family, not the service's own.
+	Source netip.Addr
 }
 
 var (

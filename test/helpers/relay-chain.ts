@@ -44,9 +44,9 @@ export const CHAIN: { ipv4: ChainAddresses; ipv6: ChainAddresses } = {
     r1: "fd00:21::2",
     r2: "fd00:22::2",
     destination: "fd00:30::9",
-    unroutable: "fd00:31::9",
+    unroutable: "fd00:30:0:1::9",
     notAllowed: "fd00:32::9",
-    allow: ["fd00:30::/64", "fd00:31::/64"],
+    allow: ["fd00:30::/64", "fd00:30:0:1::/64"],
     routed: ["fd00:30::/63", "fd00:32::/64"],
   },
 };

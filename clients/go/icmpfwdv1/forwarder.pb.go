@@ -271,6 +271,75 @@ func (RejectionReason) EnumDescriptor() ([]byte, []int) {
 	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{3}
 }
 
+// The ICMP error a SyntheticError sends: its ICMPv4 / ICMPv6 type and code.
+type SyntheticErrorType int32
+
+const (
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_UNSPECIFIED SyntheticErrorType = 0
+	// Time Exceeded, TTL / hop limit exceeded in transit (ICMPv4 11/0, ICMPv6 3/0).
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED SyntheticErrorType = 1
+	// Destination Unreachable, net (ICMPv4 3/0) / no route to destination (ICMPv6 1/0).
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE SyntheticErrorType = 2
+	// Destination Unreachable, host (ICMPv4 3/1) / address unreachable (ICMPv6 1/3).
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE SyntheticErrorType = 3
+	// Destination Unreachable, protocol (ICMPv4 3/2); ICMPv6 has none: Parameter Problem,
+	// unrecognized Next Header (4/1), pointing at the Next Header field that named ICMPv6.
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE SyntheticErrorType = 4
+	// Destination Unreachable, port (ICMPv4 3/3, ICMPv6 1/4).
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE SyntheticErrorType = 5
+	// Destination Unreachable, communication administratively prohibited (ICMPv4 3/13, ICMPv6 1/1).
+	SyntheticErrorType_SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED SyntheticErrorType = 6
+)
+
+// Enum value maps for SyntheticErrorType.
+var (
+	SyntheticErrorType_name = map[int32]string{
+		0: "SYNTHETIC_ERROR_TYPE_UNSPECIFIED",
+		1: "SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED",
+		2: "SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE",
+		3: "SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE",
+		4: "SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE",
+		5: "SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE",
+		6: "SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED",
+	}
+	SyntheticErrorType_value = map[string]int32{
+		"SYNTHETIC_ERROR_TYPE_UNSPECIFIED":          0,
+		"SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED":        1,
+		"SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE":      2,
+		"SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE":     3,
+		"SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE": 4,
+		"SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE":     5,
+		"SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED":     6,
+	}
+)
+
+func (x SyntheticErrorType) Enum() *SyntheticErrorType {
+	p := new(SyntheticErrorType)
+	*p = x
+	return p
+}
+
+func (x SyntheticErrorType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SyntheticErrorType) Descriptor() protoreflect.EnumDescriptor {
+	return file_icmpfwd_v1_forwarder_proto_enumTypes[4].Descriptor()
+}
+
+func (SyntheticErrorType) Type() protoreflect.EnumType {
+	return &file_icmpfwd_v1_forwarder_proto_enumTypes[4]
+}
+
+func (x SyntheticErrorType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SyntheticErrorType.Descriptor instead.
+func (SyntheticErrorType) EnumDescriptor() ([]byte, []int) {
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{4}
+}
+
 // Every client message is at most 1 MiB (larger: the call ends RESOURCE_EXHAUSTED). A stream
 // must send Hello within --hello-timeout (default 10 s; else DEADLINE_EXCEEDED). A client that
 // reads nothing is cut off: once its stream stays full (no HTTP/2 WINDOW_UPDATE) for 2 s, or
@@ -1136,8 +1205,8 @@ func (x *VerdictBatch) GetVerdicts() []*Verdict {
 	return nil
 }
 
-// After ACTION_CONSUME: send an Echo Reply for that request later, once, within the
-// synthetic-reply window.
+// After ACTION_CONSUME: answer that request later, once, within the synthetic-reply window —
+// with an Echo Reply, or (with `error`) with an ICMP error from a router's address.
 type SyntheticReply struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -1148,8 +1217,10 @@ type SyntheticReply struct {
 	// 65,507 bytes for IPv4 (65,535 total length − the reply's 20-byte IP header, which has no
 	// options − the 8-byte Echo header) and 65,527 for IPv6 (65,535 payload length − 8). A
 	// longer payload is refused with REJECTION_REASON_INVALID_ARGUMENT, nothing is sent, and the
-	// request may still be answered within the window.
+	// request may still be answered within the window. Not allowed with `error`.
 	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3,oneof" json:"payload,omitempty"`
+	// Instead of the Echo Reply: this ICMP error about the request.
+	Error *SyntheticError `protobuf:"bytes,3,opt,name=error,proto3,oneof" json:"error,omitempty"`
 }
 
 func (x *SyntheticReply) Reset() {
@@ -1198,6 +1269,79 @@ func (x *SyntheticReply) GetPayload() []byte {
 	return nil
 }
 
+func (x *SyntheticReply) GetError() *SyntheticError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// An ICMP error about a consumed request, as a router (or the destination) on the real path
+// sent it: what `traceroute -I` needs to show the real hops through a tunnel. The netstack
+// builds it as it builds its own errors — the request's IP header and as much of the request
+// as fits in a 576-byte IPv4 / 1,280-byte IPv6 datagram, TTL / hop limit 64, the ICMP rate
+// limiter — addressed to the request's source and routed like a reply from a temporary
+// address. Counted in service.synthetic.errors.<type> and in the netstack's ICMP sent counters.
+type SyntheticError struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// Required (UNSPECIFIED: REJECTION_REASON_INVALID_ARGUMENT).
+	Type SyntheticErrorType `protobuf:"varint,1,opt,name=type,proto3,enum=icmpfwd.v1.SyntheticErrorType" json:"type,omitempty"`
+	// The error's IP source: the router's address. A unicast address of the request's family
+	// (not unspecified, multicast, broadcast, loopback or IPv4-mapped) that is not one of the
+	// netstack's own; at most 64 characters. Else REJECTION_REASON_INVALID_ARGUMENT, nothing is
+	// sent, and the request may still be answered within the window.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+}
+
+func (x *SyntheticError) Reset() {
+	*x = SyntheticError{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[10]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *SyntheticError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyntheticError) ProtoMessage() {}
+
+func (x *SyntheticError) ProtoReflect() protoreflect.Message {
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[10]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyntheticError.ProtoReflect.Descriptor instead.
+func (*SyntheticError) Descriptor() ([]byte, []int) {
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SyntheticError) GetType() SyntheticErrorType {
+	if x != nil {
+		return x.Type
+	}
+	return SyntheticErrorType_SYNTHETIC_ERROR_TYPE_UNSPECIFIED
+}
+
+func (x *SyntheticError) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 // The client takes no new requests; in-flight ones are still decided.
 type Drain struct {
 	state         protoimpl.MessageState
@@ -1208,7 +1352,7 @@ type Drain struct {
 func (x *Drain) Reset() {
 	*x = Drain{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[10]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[11]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1221,7 +1365,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[10]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[11]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1378,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{10}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{11}
 }
 
 // The server is shutting down: no new requests; decide the in-flight ones.
@@ -1250,7 +1394,7 @@ type Draining struct {
 func (x *Draining) Reset() {
 	*x = Draining{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[11]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1263,7 +1407,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[11]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1420,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{11}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Draining) GetGrace() *durationpb.Duration {
@@ -1300,7 +1444,7 @@ type Rejection struct {
 func (x *Rejection) Reset() {
 	*x = Rejection{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[12]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1313,7 +1457,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[12]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1470,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{12}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Rejection) GetRequestId() uint64 {
@@ -1359,7 +1503,7 @@ type GetStatsRequest struct {
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[13]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1372,7 +1516,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[13]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1529,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{13}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{14}
 }
 
 type GetStatsResponse struct {
@@ -1403,7 +1547,7 @@ type GetStatsResponse struct {
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[14]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1416,7 +1560,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[14]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1573,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{14}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStatsResponse) GetTakenAt() *timestamppb.Timestamp {
@@ -1466,7 +1610,7 @@ type WatchStatsRequest struct {
 func (x *WatchStatsRequest) Reset() {
 	*x = WatchStatsRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[15]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[16]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1479,7 +1623,7 @@ func (x *WatchStatsRequest) String() string {
 func (*WatchStatsRequest) ProtoMessage() {}
 
 func (x *WatchStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[15]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[16]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1636,7 @@ func (x *WatchStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStatsRequest.ProtoReflect.Descriptor instead.
 func (*WatchStatsRequest) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{15}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchStatsRequest) GetInterval() *durationpb.Duration {
@@ -1511,7 +1655,7 @@ type ListSessionsRequest struct {
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[16]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[17]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1524,7 +1668,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[16]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[17]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1681,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{16}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{17}
 }
 
 type Session struct {
@@ -1566,7 +1710,7 @@ type Session struct {
 func (x *Session) Reset() {
 	*x = Session{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[17]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[18]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1579,7 +1723,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[17]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[18]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1736,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{17}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1697,7 +1841,7 @@ type ListSessionsResponse struct {
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[18]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[19]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1710,7 +1854,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[18]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[19]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1867,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{18}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1756,7 +1900,7 @@ type PingRequest struct {
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[19]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[20]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1769,7 +1913,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[19]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[20]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1926,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{19}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PingRequest) GetDestination() string {
@@ -1836,7 +1980,7 @@ type PingEvent struct {
 func (x *PingEvent) Reset() {
 	*x = PingEvent{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[20]
+		mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[21]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1849,7 +1993,7 @@ func (x *PingEvent) String() string {
 func (*PingEvent) ProtoMessage() {}
 
 func (x *PingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[20]
+	mi := &file_icmpfwd_v1_forwarder_proto_msgTypes[21]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2006,7 @@ func (x *PingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingEvent.ProtoReflect.Descriptor instead.
 func (*PingEvent) Descriptor() ([]byte, []int) {
-	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{20}
+	return file_icmpfwd_v1_forwarder_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PingEvent) GetSequence() uint32 {
@@ -2048,12 +2192,22 @@ var file_icmpfwd_v1_forwarder_proto_rawDesc = []byte{
 	0x2f, 0x0a, 0x08, 0x76, 0x65, 0x72, 0x64, 0x69, 0x63, 0x74, 0x73, 0x18, 0x01, 0x20, 0x03, 0x28,
 	0x0b, 0x32, 0x13, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x56,
 	0x65, 0x72, 0x64, 0x69, 0x63, 0x74, 0x52, 0x08, 0x76, 0x65, 0x72, 0x64, 0x69, 0x63, 0x74, 0x73,
-	0x22, 0x5a, 0x0a, 0x0e, 0x53, 0x79, 0x6e, 0x74, 0x68, 0x65, 0x74, 0x69, 0x63, 0x52, 0x65, 0x70,
-	0x6c, 0x79, 0x12, 0x1d, 0x0a, 0x0a, 0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x5f, 0x69, 0x64,
-	0x18, 0x01, 0x20, 0x01, 0x28, 0x04, 0x52, 0x09, 0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x49,
-	0x64, 0x12, 0x1d, 0x0a, 0x07, 0x70, 0x61, 0x79, 0x6c, 0x6f, 0x61, 0x64, 0x18, 0x02, 0x20, 0x01,
-	0x28, 0x0c, 0x48, 0x00, 0x52, 0x07, 0x70, 0x61, 0x79, 0x6c, 0x6f, 0x61, 0x64, 0x88, 0x01, 0x01,
-	0x42, 0x0a, 0x0a, 0x08, 0x5f, 0x70, 0x61, 0x79, 0x6c, 0x6f, 0x61, 0x64, 0x22, 0x07, 0x0a, 0x05,
+	0x22, 0x9b, 0x01, 0x0a, 0x0e, 0x53, 0x79, 0x6e, 0x74, 0x68, 0x65, 0x74, 0x69, 0x63, 0x52, 0x65,
+	0x70, 0x6c, 0x79, 0x12, 0x1d, 0x0a, 0x0a, 0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x5f, 0x69,
+	0x64, 0x18, 0x01, 0x20, 0x01, 0x28, 0x04, 0x52, 0x09, 0x72, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74,
+	0x49, 0x64, 0x12, 0x1d, 0x0a, 0x07, 0x70, 0x61, 0x79, 0x6c, 0x6f, 0x61, 0x64, 0x18, 0x02, 0x20,
+	0x01, 0x28, 0x0c, 0x48, 0x00, 0x52, 0x07, 0x70, 0x61, 0x79, 0x6c, 0x6f, 0x61, 0x64, 0x88, 0x01,
+	0x01, 0x12, 0x35, 0x0a, 0x05, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x18, 0x03, 0x20, 0x01, 0x28, 0x0b,
+	0x32, 0x1a, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x53, 0x79,
+	0x6e, 0x74, 0x68, 0x65, 0x74, 0x69, 0x63, 0x45, 0x72, 0x72, 0x6f, 0x72, 0x48, 0x01, 0x52, 0x05,
+	0x65, 0x72, 0x72, 0x6f, 0x72, 0x88, 0x01, 0x01, 0x42, 0x0a, 0x0a, 0x08, 0x5f, 0x70, 0x61, 0x79,
+	0x6c, 0x6f, 0x61, 0x64, 0x42, 0x08, 0x0a, 0x06, 0x5f, 0x65, 0x72, 0x72, 0x6f, 0x72, 0x22, 0x5c,
+	0x0a, 0x0e, 0x53, 0x79, 0x6e, 0x74, 0x68, 0x65, 0x74, 0x69, 0x63, 0x45, 0x72, 0x72, 0x6f, 0x72,
+	0x12, 0x32, 0x0a, 0x04, 0x74, 0x79, 0x70, 0x65, 0x18, 0x01, 0x20, 0x01, 0x28, 0x0e, 0x32, 0x1e,
+	0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x53, 0x79, 0x6e, 0x74,
+	0x68, 0x65, 0x74, 0x69, 0x63, 0x45, 0x72, 0x72, 0x6f, 0x72, 0x54, 0x79, 0x70, 0x65, 0x52, 0x04,
+	0x74, 0x79, 0x70, 0x65, 0x12, 0x16, 0x0a, 0x06, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x18, 0x02,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x22, 0x07, 0x0a, 0x05,
 	0x44, 0x72, 0x61, 0x69, 0x6e, 0x22, 0x3b, 0x0a, 0x08, 0x44, 0x72, 0x61, 0x69, 0x6e, 0x69, 0x6e,
 	0x67, 0x12, 0x2f, 0x0a, 0x05, 0x67, 0x72, 0x61, 0x63, 0x65, 0x18, 0x01, 0x20, 0x01, 0x28, 0x0b,
 	0x32, 0x19, 0x2e, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62,
@@ -2192,31 +2346,51 @@ var file_icmpfwd_v1_forwarder_proto_rawDesc = []byte{
 	0x5f, 0x52, 0x45, 0x41, 0x53, 0x4f, 0x4e, 0x5f, 0x44, 0x52, 0x41, 0x49, 0x4e, 0x49, 0x4e, 0x47,
 	0x10, 0x0a, 0x12, 0x25, 0x0a, 0x21, 0x52, 0x45, 0x4a, 0x45, 0x43, 0x54, 0x49, 0x4f, 0x4e, 0x5f,
 	0x52, 0x45, 0x41, 0x53, 0x4f, 0x4e, 0x5f, 0x49, 0x4e, 0x56, 0x41, 0x4c, 0x49, 0x44, 0x5f, 0x41,
-	0x52, 0x47, 0x55, 0x4d, 0x45, 0x4e, 0x54, 0x10, 0x0b, 0x32, 0xf5, 0x02, 0x0a, 0x0d, 0x45, 0x63,
-	0x68, 0x6f, 0x46, 0x6f, 0x72, 0x77, 0x61, 0x72, 0x64, 0x65, 0x72, 0x12, 0x43, 0x0a, 0x07, 0x43,
-	0x6f, 0x6e, 0x6e, 0x65, 0x63, 0x74, 0x12, 0x19, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64,
-	0x2e, 0x76, 0x31, 0x2e, 0x43, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x4d, 0x65, 0x73, 0x73, 0x61, 0x67,
-	0x65, 0x1a, 0x19, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x53,
-	0x65, 0x72, 0x76, 0x65, 0x72, 0x4d, 0x65, 0x73, 0x73, 0x61, 0x67, 0x65, 0x28, 0x01, 0x30, 0x01,
-	0x12, 0x45, 0x0a, 0x08, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74, 0x73, 0x12, 0x1b, 0x2e, 0x69,
-	0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61,
-	0x74, 0x73, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x1c, 0x2e, 0x69, 0x63, 0x6d, 0x70,
-	0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52,
-	0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x4b, 0x0a, 0x0a, 0x57, 0x61, 0x74, 0x63, 0x68,
-	0x53, 0x74, 0x61, 0x74, 0x73, 0x12, 0x1d, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e,
-	0x76, 0x31, 0x2e, 0x57, 0x61, 0x74, 0x63, 0x68, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52, 0x65, 0x71,
-	0x75, 0x65, 0x73, 0x74, 0x1a, 0x1c, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76,
-	0x31, 0x2e, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e,
-	0x73, 0x65, 0x30, 0x01, 0x12, 0x51, 0x0a, 0x0c, 0x4c, 0x69, 0x73, 0x74, 0x53, 0x65, 0x73, 0x73,
-	0x69, 0x6f, 0x6e, 0x73, 0x12, 0x1f, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76,
+	0x52, 0x47, 0x55, 0x4d, 0x45, 0x4e, 0x54, 0x10, 0x0b, 0x2a, 0xbc, 0x02, 0x0a, 0x12, 0x53, 0x79,
+	0x6e, 0x74, 0x68, 0x65, 0x74, 0x69, 0x63, 0x45, 0x72, 0x72, 0x6f, 0x72, 0x54, 0x79, 0x70, 0x65,
+	0x12, 0x24, 0x0a, 0x20, 0x53, 0x59, 0x4e, 0x54, 0x48, 0x45, 0x54, 0x49, 0x43, 0x5f, 0x45, 0x52,
+	0x52, 0x4f, 0x52, 0x5f, 0x54, 0x59, 0x50, 0x45, 0x5f, 0x55, 0x4e, 0x53, 0x50, 0x45, 0x43, 0x49,
+	0x46, 0x49, 0x45, 0x44, 0x10, 0x00, 0x12, 0x26, 0x0a, 0x22, 0x53, 0x59, 0x4e, 0x54, 0x48, 0x45,
+	0x54, 0x49, 0x43, 0x5f, 0x45, 0x52, 0x52, 0x4f, 0x52, 0x5f, 0x54, 0x59, 0x50, 0x45, 0x5f, 0x54,
+	0x49, 0x4d, 0x45, 0x5f, 0x45, 0x58, 0x43, 0x45, 0x45, 0x44, 0x45, 0x44, 0x10, 0x01, 0x12, 0x28,
+	0x0a, 0x24, 0x53, 0x59, 0x4e, 0x54, 0x48, 0x45, 0x54, 0x49, 0x43, 0x5f, 0x45, 0x52, 0x52, 0x4f,
+	0x52, 0x5f, 0x54, 0x59, 0x50, 0x45, 0x5f, 0x4e, 0x45, 0x54, 0x5f, 0x55, 0x4e, 0x52, 0x45, 0x41,
+	0x43, 0x48, 0x41, 0x42, 0x4c, 0x45, 0x10, 0x02, 0x12, 0x29, 0x0a, 0x25, 0x53, 0x59, 0x4e, 0x54,
+	0x48, 0x45, 0x54, 0x49, 0x43, 0x5f, 0x45, 0x52, 0x52, 0x4f, 0x52, 0x5f, 0x54, 0x59, 0x50, 0x45,
+	0x5f, 0x48, 0x4f, 0x53, 0x54, 0x5f, 0x55, 0x4e, 0x52, 0x45, 0x41, 0x43, 0x48, 0x41, 0x42, 0x4c,
+	0x45, 0x10, 0x03, 0x12, 0x2d, 0x0a, 0x29, 0x53, 0x59, 0x4e, 0x54, 0x48, 0x45, 0x54, 0x49, 0x43,
+	0x5f, 0x45, 0x52, 0x52, 0x4f, 0x52, 0x5f, 0x54, 0x59, 0x50, 0x45, 0x5f, 0x50, 0x52, 0x4f, 0x54,
+	0x4f, 0x43, 0x4f, 0x4c, 0x5f, 0x55, 0x4e, 0x52, 0x45, 0x41, 0x43, 0x48, 0x41, 0x42, 0x4c, 0x45,
+	0x10, 0x04, 0x12, 0x29, 0x0a, 0x25, 0x53, 0x59, 0x4e, 0x54, 0x48, 0x45, 0x54, 0x49, 0x43, 0x5f,
+	0x45, 0x52, 0x52, 0x4f, 0x52, 0x5f, 0x54, 0x59, 0x50, 0x45, 0x5f, 0x50, 0x4f, 0x52, 0x54, 0x5f,
+	0x55, 0x4e, 0x52, 0x45, 0x41, 0x43, 0x48, 0x41, 0x42, 0x4c, 0x45, 0x10, 0x05, 0x12, 0x29, 0x0a,
+	0x25, 0x53, 0x59, 0x4e, 0x54, 0x48, 0x45, 0x54, 0x49, 0x43, 0x5f, 0x45, 0x52, 0x52, 0x4f, 0x52,
+	0x5f, 0x54, 0x59, 0x50, 0x45, 0x5f, 0x41, 0x44, 0x4d, 0x49, 0x4e, 0x5f, 0x50, 0x52, 0x4f, 0x48,
+	0x49, 0x42, 0x49, 0x54, 0x45, 0x44, 0x10, 0x06, 0x32, 0xf5, 0x02, 0x0a, 0x0d, 0x45, 0x63, 0x68,
+	0x6f, 0x46, 0x6f, 0x72, 0x77, 0x61, 0x72, 0x64, 0x65, 0x72, 0x12, 0x43, 0x0a, 0x07, 0x43, 0x6f,
+	0x6e, 0x6e, 0x65, 0x63, 0x74, 0x12, 0x19, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e,
+	0x76, 0x31, 0x2e, 0x43, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x4d, 0x65, 0x73, 0x73, 0x61, 0x67, 0x65,
+	0x1a, 0x19, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x53, 0x65,
+	0x72, 0x76, 0x65, 0x72, 0x4d, 0x65, 0x73, 0x73, 0x61, 0x67, 0x65, 0x28, 0x01, 0x30, 0x01, 0x12,
+	0x45, 0x0a, 0x08, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74, 0x73, 0x12, 0x1b, 0x2e, 0x69, 0x63,
+	0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74,
+	0x73, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x1c, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66,
+	0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52, 0x65,
+	0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x4b, 0x0a, 0x0a, 0x57, 0x61, 0x74, 0x63, 0x68, 0x53,
+	0x74, 0x61, 0x74, 0x73, 0x12, 0x1d, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76,
+	0x31, 0x2e, 0x57, 0x61, 0x74, 0x63, 0x68, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52, 0x65, 0x71, 0x75,
+	0x65, 0x73, 0x74, 0x1a, 0x1c, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31,
+	0x2e, 0x47, 0x65, 0x74, 0x53, 0x74, 0x61, 0x74, 0x73, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73,
+	0x65, 0x30, 0x01, 0x12, 0x51, 0x0a, 0x0c, 0x4c, 0x69, 0x73, 0x74, 0x53, 0x65, 0x73, 0x73, 0x69,
+	0x6f, 0x6e, 0x73, 0x12, 0x1f, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31,
+	0x2e, 0x4c, 0x69, 0x73, 0x74, 0x53, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x73, 0x52, 0x65, 0x71,
+	0x75, 0x65, 0x73, 0x74, 0x1a, 0x20, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76,
 	0x31, 0x2e, 0x4c, 0x69, 0x73, 0x74, 0x53, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x73, 0x52, 0x65,
-	0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x20, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e,
-	0x76, 0x31, 0x2e, 0x4c, 0x69, 0x73, 0x74, 0x53, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x73, 0x52,
-	0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x38, 0x0a, 0x04, 0x50, 0x69, 0x6e, 0x67, 0x12,
-	0x17, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x50, 0x69, 0x6e,
-	0x67, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x15, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66,
-	0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x50, 0x69, 0x6e, 0x67, 0x45, 0x76, 0x65, 0x6e, 0x74, 0x30,
-	0x01, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
+	0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x38, 0x0a, 0x04, 0x50, 0x69, 0x6e, 0x67, 0x12, 0x17,
+	0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77, 0x64, 0x2e, 0x76, 0x31, 0x2e, 0x50, 0x69, 0x6e, 0x67,
+	0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x1a, 0x15, 0x2e, 0x69, 0x63, 0x6d, 0x70, 0x66, 0x77,
+	0x64, 0x2e, 0x76, 0x31, 0x2e, 0x50, 0x69, 0x6e, 0x67, 0x45, 0x76, 0x65, 0x6e, 0x74, 0x30, 0x01,
+	0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33,
 }
 
 var (
@@ -2231,91 +2405,95 @@ func file_icmpfwd_v1_forwarder_proto_rawDescGZIP() []byte {
 	return file_icmpfwd_v1_forwarder_proto_rawDescData
 }
 
-var file_icmpfwd_v1_forwarder_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_icmpfwd_v1_forwarder_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_icmpfwd_v1_forwarder_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_icmpfwd_v1_forwarder_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_icmpfwd_v1_forwarder_proto_goTypes = []interface{}{
 	(Mode)(0),                     // 0: icmpfwd.v1.Mode
 	(Action)(0),                   // 1: icmpfwd.v1.Action
 	(Family)(0),                   // 2: icmpfwd.v1.Family
 	(RejectionReason)(0),          // 3: icmpfwd.v1.RejectionReason
-	(*ClientMessage)(nil),         // 4: icmpfwd.v1.ClientMessage
-	(*ServerMessage)(nil),         // 5: icmpfwd.v1.ServerMessage
-	(*Filter)(nil),                // 6: icmpfwd.v1.Filter
-	(*Hello)(nil),                 // 7: icmpfwd.v1.Hello
-	(*Welcome)(nil),               // 8: icmpfwd.v1.Welcome
-	(*EchoRequest)(nil),           // 9: icmpfwd.v1.EchoRequest
-	(*EchoRequestBatch)(nil),      // 10: icmpfwd.v1.EchoRequestBatch
-	(*Verdict)(nil),               // 11: icmpfwd.v1.Verdict
-	(*VerdictBatch)(nil),          // 12: icmpfwd.v1.VerdictBatch
-	(*SyntheticReply)(nil),        // 13: icmpfwd.v1.SyntheticReply
-	(*Drain)(nil),                 // 14: icmpfwd.v1.Drain
-	(*Draining)(nil),              // 15: icmpfwd.v1.Draining
-	(*Rejection)(nil),             // 16: icmpfwd.v1.Rejection
-	(*GetStatsRequest)(nil),       // 17: icmpfwd.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 18: icmpfwd.v1.GetStatsResponse
-	(*WatchStatsRequest)(nil),     // 19: icmpfwd.v1.WatchStatsRequest
-	(*ListSessionsRequest)(nil),   // 20: icmpfwd.v1.ListSessionsRequest
-	(*Session)(nil),               // 21: icmpfwd.v1.Session
-	(*ListSessionsResponse)(nil),  // 22: icmpfwd.v1.ListSessionsResponse
-	(*PingRequest)(nil),           // 23: icmpfwd.v1.PingRequest
-	(*PingEvent)(nil),             // 24: icmpfwd.v1.PingEvent
-	nil,                           // 25: icmpfwd.v1.GetStatsResponse.CountersEntry
-	nil,                           // 26: icmpfwd.v1.GetStatsResponse.GaugesEntry
-	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(SyntheticErrorType)(0),       // 4: icmpfwd.v1.SyntheticErrorType
+	(*ClientMessage)(nil),         // 5: icmpfwd.v1.ClientMessage
+	(*ServerMessage)(nil),         // 6: icmpfwd.v1.ServerMessage
+	(*Filter)(nil),                // 7: icmpfwd.v1.Filter
+	(*Hello)(nil),                 // 8: icmpfwd.v1.Hello
+	(*Welcome)(nil),               // 9: icmpfwd.v1.Welcome
+	(*EchoRequest)(nil),           // 10: icmpfwd.v1.EchoRequest
+	(*EchoRequestBatch)(nil),      // 11: icmpfwd.v1.EchoRequestBatch
+	(*Verdict)(nil),               // 12: icmpfwd.v1.Verdict
+	(*VerdictBatch)(nil),          // 13: icmpfwd.v1.VerdictBatch
+	(*SyntheticReply)(nil),        // 14: icmpfwd.v1.SyntheticReply
+	(*SyntheticError)(nil),        // 15: icmpfwd.v1.SyntheticError
+	(*Drain)(nil),                 // 16: icmpfwd.v1.Drain
+	(*Draining)(nil),              // 17: icmpfwd.v1.Draining
+	(*Rejection)(nil),             // 18: icmpfwd.v1.Rejection
+	(*GetStatsRequest)(nil),       // 19: icmpfwd.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 20: icmpfwd.v1.GetStatsResponse
+	(*WatchStatsRequest)(nil),     // 21: icmpfwd.v1.WatchStatsRequest
+	(*ListSessionsRequest)(nil),   // 22: icmpfwd.v1.ListSessionsRequest
+	(*Session)(nil),               // 23: icmpfwd.v1.Session
+	(*ListSessionsResponse)(nil),  // 24: icmpfwd.v1.ListSessionsResponse
+	(*PingRequest)(nil),           // 25: icmpfwd.v1.PingRequest
+	(*PingEvent)(nil),             // 26: icmpfwd.v1.PingEvent
+	nil,                           // 27: icmpfwd.v1.GetStatsResponse.CountersEntry
+	nil,                           // 28: icmpfwd.v1.GetStatsResponse.GaugesEntry
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_icmpfwd_v1_forwarder_proto_depIdxs = []int32{
-	7,  // 0: icmpfwd.v1.ClientMessage.hello:type_name -> icmpfwd.v1.Hello
-	12, // 1: icmpfwd.v1.ClientMessage.verdicts:type_name -> icmpfwd.v1.VerdictBatch
-	13, // 2: icmpfwd.v1.ClientMessage.synthetic_reply:type_name -> icmpfwd.v1.SyntheticReply
-	14, // 3: icmpfwd.v1.ClientMessage.drain:type_name -> icmpfwd.v1.Drain
-	8,  // 4: icmpfwd.v1.ServerMessage.welcome:type_name -> icmpfwd.v1.Welcome
-	10, // 5: icmpfwd.v1.ServerMessage.requests:type_name -> icmpfwd.v1.EchoRequestBatch
-	16, // 6: icmpfwd.v1.ServerMessage.rejection:type_name -> icmpfwd.v1.Rejection
-	15, // 7: icmpfwd.v1.ServerMessage.draining:type_name -> icmpfwd.v1.Draining
+	8,  // 0: icmpfwd.v1.ClientMessage.hello:type_name -> icmpfwd.v1.Hello
+	13, // 1: icmpfwd.v1.ClientMessage.verdicts:type_name -> icmpfwd.v1.VerdictBatch
+	14, // 2: icmpfwd.v1.ClientMessage.synthetic_reply:type_name -> icmpfwd.v1.SyntheticReply
+	16, // 3: icmpfwd.v1.ClientMessage.drain:type_name -> icmpfwd.v1.Drain
+	9,  // 4: icmpfwd.v1.ServerMessage.welcome:type_name -> icmpfwd.v1.Welcome
+	11, // 5: icmpfwd.v1.ServerMessage.requests:type_name -> icmpfwd.v1.EchoRequestBatch
+	18, // 6: icmpfwd.v1.ServerMessage.rejection:type_name -> icmpfwd.v1.Rejection
+	17, // 7: icmpfwd.v1.ServerMessage.draining:type_name -> icmpfwd.v1.Draining
 	2,  // 8: icmpfwd.v1.Filter.family:type_name -> icmpfwd.v1.Family
 	0,  // 9: icmpfwd.v1.Hello.mode:type_name -> icmpfwd.v1.Mode
-	6,  // 10: icmpfwd.v1.Hello.filter:type_name -> icmpfwd.v1.Filter
-	27, // 11: icmpfwd.v1.Welcome.deadline:type_name -> google.protobuf.Duration
+	7,  // 10: icmpfwd.v1.Hello.filter:type_name -> icmpfwd.v1.Filter
+	29, // 11: icmpfwd.v1.Welcome.deadline:type_name -> google.protobuf.Duration
 	1,  // 12: icmpfwd.v1.Welcome.on_timeout:type_name -> icmpfwd.v1.Action
 	1,  // 13: icmpfwd.v1.Welcome.on_no_client:type_name -> icmpfwd.v1.Action
 	1,  // 14: icmpfwd.v1.Welcome.on_overload:type_name -> icmpfwd.v1.Action
 	1,  // 15: icmpfwd.v1.Welcome.on_disconnect:type_name -> icmpfwd.v1.Action
 	2,  // 16: icmpfwd.v1.EchoRequest.family:type_name -> icmpfwd.v1.Family
-	28, // 17: icmpfwd.v1.EchoRequest.received_at:type_name -> google.protobuf.Timestamp
-	28, // 18: icmpfwd.v1.EchoRequest.deadline:type_name -> google.protobuf.Timestamp
-	27, // 19: icmpfwd.v1.EchoRequest.budget:type_name -> google.protobuf.Duration
-	9,  // 20: icmpfwd.v1.EchoRequestBatch.requests:type_name -> icmpfwd.v1.EchoRequest
+	30, // 17: icmpfwd.v1.EchoRequest.received_at:type_name -> google.protobuf.Timestamp
+	30, // 18: icmpfwd.v1.EchoRequest.deadline:type_name -> google.protobuf.Timestamp
+	29, // 19: icmpfwd.v1.EchoRequest.budget:type_name -> google.protobuf.Duration
+	10, // 20: icmpfwd.v1.EchoRequestBatch.requests:type_name -> icmpfwd.v1.EchoRequest
 	1,  // 21: icmpfwd.v1.Verdict.action:type_name -> icmpfwd.v1.Action
-	11, // 22: icmpfwd.v1.VerdictBatch.verdicts:type_name -> icmpfwd.v1.Verdict
-	27, // 23: icmpfwd.v1.Draining.grace:type_name -> google.protobuf.Duration
-	3,  // 24: icmpfwd.v1.Rejection.reason:type_name -> icmpfwd.v1.RejectionReason
-	28, // 25: icmpfwd.v1.GetStatsResponse.taken_at:type_name -> google.protobuf.Timestamp
-	25, // 26: icmpfwd.v1.GetStatsResponse.counters:type_name -> icmpfwd.v1.GetStatsResponse.CountersEntry
-	26, // 27: icmpfwd.v1.GetStatsResponse.gauges:type_name -> icmpfwd.v1.GetStatsResponse.GaugesEntry
-	27, // 28: icmpfwd.v1.WatchStatsRequest.interval:type_name -> google.protobuf.Duration
-	0,  // 29: icmpfwd.v1.Session.mode:type_name -> icmpfwd.v1.Mode
-	6,  // 30: icmpfwd.v1.Session.filter:type_name -> icmpfwd.v1.Filter
-	28, // 31: icmpfwd.v1.Session.connected_at:type_name -> google.protobuf.Timestamp
-	21, // 32: icmpfwd.v1.ListSessionsResponse.sessions:type_name -> icmpfwd.v1.Session
-	27, // 33: icmpfwd.v1.PingRequest.interval:type_name -> google.protobuf.Duration
-	27, // 34: icmpfwd.v1.PingRequest.timeout:type_name -> google.protobuf.Duration
-	27, // 35: icmpfwd.v1.PingEvent.rtt:type_name -> google.protobuf.Duration
-	4,  // 36: icmpfwd.v1.EchoForwarder.Connect:input_type -> icmpfwd.v1.ClientMessage
-	17, // 37: icmpfwd.v1.EchoForwarder.GetStats:input_type -> icmpfwd.v1.GetStatsRequest
-	19, // 38: icmpfwd.v1.EchoForwarder.WatchStats:input_type -> icmpfwd.v1.WatchStatsRequest
-	20, // 39: icmpfwd.v1.EchoForwarder.ListSessions:input_type -> icmpfwd.v1.ListSessionsRequest
-	23, // 40: icmpfwd.v1.EchoForwarder.Ping:input_type -> icmpfwd.v1.PingRequest
-	5,  // 41: icmpfwd.v1.EchoForwarder.Connect:output_type -> icmpfwd.v1.ServerMessage
-	18, // 42: icmpfwd.v1.EchoForwarder.GetStats:output_type -> icmpfwd.v1.GetStatsResponse
-	18, // 43: icmpfwd.v1.EchoForwarder.WatchStats:output_type -> icmpfwd.v1.GetStatsResponse
-	22, // 44: icmpfwd.v1.EchoForwarder.ListSessions:output_type -> icmpfwd.v1.ListSessionsResponse
-	24, // 45: icmpfwd.v1.EchoForwarder.Ping:output_type -> icmpfwd.v1.PingEvent
-	41, // [41:46] is the sub-list for method output_type
-	36, // [36:41] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	12, // 22: icmpfwd.v1.VerdictBatch.verdicts:type_name -> icmpfwd.v1.Verdict
+	15, // 23: icmpfwd.v1.SyntheticReply.error:type_name -> icmpfwd.v1.SyntheticError
+	4,  // 24: icmpfwd.v1.SyntheticError.type:type_name -> icmpfwd.v1.SyntheticErrorType
+	29, // 25: icmpfwd.v1.Draining.grace:type_name -> google.protobuf.Duration
+	3,  // 26: icmpfwd.v1.Rejection.reason:type_name -> icmpfwd.v1.RejectionReason
+	30, // 27: icmpfwd.v1.GetStatsResponse.taken_at:type_name -> google.protobuf.Timestamp
+	27, // 28: icmpfwd.v1.GetStatsResponse.counters:type_name -> icmpfwd.v1.GetStatsResponse.CountersEntry
+	28, // 29: icmpfwd.v1.GetStatsResponse.gauges:type_name -> icmpfwd.v1.GetStatsResponse.GaugesEntry
+	29, // 30: icmpfwd.v1.WatchStatsRequest.interval:type_name -> google.protobuf.Duration
+	0,  // 31: icmpfwd.v1.Session.mode:type_name -> icmpfwd.v1.Mode
+	7,  // 32: icmpfwd.v1.Session.filter:type_name -> icmpfwd.v1.Filter
+	30, // 33: icmpfwd.v1.Session.connected_at:type_name -> google.protobuf.Timestamp
+	23, // 34: icmpfwd.v1.ListSessionsResponse.sessions:type_name -> icmpfwd.v1.Session
+	29, // 35: icmpfwd.v1.PingRequest.interval:type_name -> google.protobuf.Duration
+	29, // 36: icmpfwd.v1.PingRequest.timeout:type_name -> google.protobuf.Duration
+	29, // 37: icmpfwd.v1.PingEvent.rtt:type_name -> google.protobuf.Duration
+	5,  // 38: icmpfwd.v1.EchoForwarder.Connect:input_type -> icmpfwd.v1.ClientMessage
+	19, // 39: icmpfwd.v1.EchoForwarder.GetStats:input_type -> icmpfwd.v1.GetStatsRequest
+	21, // 40: icmpfwd.v1.EchoForwarder.WatchStats:input_type -> icmpfwd.v1.WatchStatsRequest
+	22, // 41: icmpfwd.v1.EchoForwarder.ListSessions:input_type -> icmpfwd.v1.ListSessionsRequest
+	25, // 42: icmpfwd.v1.EchoForwarder.Ping:input_type -> icmpfwd.v1.PingRequest
+	6,  // 43: icmpfwd.v1.EchoForwarder.Connect:output_type -> icmpfwd.v1.ServerMessage
+	20, // 44: icmpfwd.v1.EchoForwarder.GetStats:output_type -> icmpfwd.v1.GetStatsResponse
+	20, // 45: icmpfwd.v1.EchoForwarder.WatchStats:output_type -> icmpfwd.v1.GetStatsResponse
+	24, // 46: icmpfwd.v1.EchoForwarder.ListSessions:output_type -> icmpfwd.v1.ListSessionsResponse
+	26, // 47: icmpfwd.v1.EchoForwarder.Ping:output_type -> icmpfwd.v1.PingEvent
+	43, // [43:48] is the sub-list for method output_type
+	38, // [38:43] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_icmpfwd_v1_forwarder_proto_init() }
@@ -2445,7 +2623,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[10].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Drain); i {
+			switch v := v.(*SyntheticError); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2457,7 +2635,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Draining); i {
+			switch v := v.(*Drain); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2469,7 +2647,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Rejection); i {
+			switch v := v.(*Draining); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2481,7 +2659,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetStatsRequest); i {
+			switch v := v.(*Rejection); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2493,7 +2671,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetStatsResponse); i {
+			switch v := v.(*GetStatsRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2505,7 +2683,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*WatchStatsRequest); i {
+			switch v := v.(*GetStatsResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2517,7 +2695,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[16].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListSessionsRequest); i {
+			switch v := v.(*WatchStatsRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2529,7 +2707,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[17].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Session); i {
+			switch v := v.(*ListSessionsRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2541,7 +2719,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[18].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListSessionsResponse); i {
+			switch v := v.(*Session); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2553,7 +2731,7 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[19].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*PingRequest); i {
+			switch v := v.(*ListSessionsResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2565,6 +2743,18 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 			}
 		}
 		file_icmpfwd_v1_forwarder_proto_msgTypes[20].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*PingRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_icmpfwd_v1_forwarder_proto_msgTypes[21].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*PingEvent); i {
 			case 0:
 				return &v.state
@@ -2595,8 +2785,8 @@ func file_icmpfwd_v1_forwarder_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_icmpfwd_v1_forwarder_proto_rawDesc,
-			NumEnums:      4,
-			NumMessages:   23,
+			NumEnums:      5,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -38,9 +39,13 @@ type config struct {
 	maxPings      uint64
 	resolveMs     uint64
 	verbose       bool
+	// relay: where it may send, how long it waits, and whether to skip raw sockets.
+	allow         []netip.Prefix
+	relayBudgetMs uint64
+	unprivileged  bool
 }
 
-var policyNames = []string{"reply-all", "drop-all", "even-reply", "every-nth", "per-source-rate-limit", "proxy-latency", "observe-log"}
+var policyNames = []string{"reply-all", "drop-all", "even-reply", "every-nth", "per-source-rate-limit", "proxy-latency", "observe-log", "relay"}
 
 // intFlag is an integer flag with a lower bound (flag.Uint64 would take "-1" as a parse error
 // without saying the bound).
@@ -132,6 +137,7 @@ func flagSet(c *config, getenv func(string) string) *flag.FlagSet {
 	}
 	c.token = getenv("ICMPFWD_TOKEN")
 	c.n, c.rate, c.burst, c.delayMs, c.rttCacheMs, c.maxPings, c.resolveMs = 2, 1, 5, 100, 5000, 4, 30000
+	c.relayBudgetMs = 3000
 	fs.Var(targetFlag{&c.target}, "target", "comma-separated host:port, [v6addr]:port, unix:/path, dns:///name:port (env ICMPFWD_TARGET, default 127.0.0.1:50051)")
 	fs.StringVar(&c.token, "token", c.token, "bearer token (env ICMPFWD_TOKEN)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM file: use TLS, trusting this CA")
@@ -149,6 +155,9 @@ func flagSet(c *config, getenv func(string) string) *flag.FlagSet {
 	fs.Var(intFlag{&c.rttCacheMs, 0}, "rtt-cache-ms", "--measure: reuse a measurement this long (default 5000)")
 	fs.Var(intFlag{&c.maxPings, 1}, "max-pings", "--measure: pings running at once (default 4)")
 	fs.Var(intFlag{&c.resolveMs, 1000}, "resolve-interval-ms", "how often a dns:/// target is re-resolved (default 30000)")
+	fs.Var(prefixesFlag{&c.allow}, "allow", "relay: the destination prefixes it may relay to (comma-separated or repeated; required)")
+	fs.Var(intFlag{&c.relayBudgetMs, 1}, "relay-budget-ms", "relay: how long to wait for the destination's answer (default 3000; keep it inside the service's --synthetic-window)")
+	fs.BoolVar(&c.unprivileged, "unprivileged", false, "relay: unprivileged ICMP datagram sockets even with CAP_NET_RAW (Echo Replies only, no router errors)")
 	fs.BoolVar(&c.verbose, "v", false, "log every verdict")
 	fs.BoolVar(&c.verbose, "verbose", false, "log every verdict")
 	return fs
@@ -189,6 +198,9 @@ func parse(args []string, getenv func(string) string) (config, error) {
 	}
 	if !known {
 		return c, fmt.Errorf("unknown policy %q: want one of %s", c.policy, strings.Join(policyNames, ", "))
+	}
+	if c.policy == "relay" && len(c.allow) == 0 {
+		return c, fmt.Errorf("relay needs --allow: the destination prefixes it may relay to (it is never an open relay)")
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return c, fmt.Errorf("--tls-cert and --tls-key go together")

@@ -49,6 +49,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	p := newPolicy(c, logger)
+	if c.policy == "relay" {
+		rp, closeRelay, err := newRelayPolicy(c, logger)
+		if err != nil {
+			logger(client.LevelError, "relay: "+err.Error(), nil)
+			return exitFailed
+		}
+		defer closeRelay()
+		p = rp
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)

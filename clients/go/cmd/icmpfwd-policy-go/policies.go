@@ -16,10 +16,15 @@ type policy struct {
 	payloadBytes uint32
 	// meter is proxy-latency --measure's RTT meter (nil otherwise).
 	meter *rttMeter
+	// relay is the relay policy's counts (nil otherwise).
+	relay *relayCounts
 }
 
 // extra is what the summary line adds for the policy (--measure's ping counters).
 func (p policy) extra() string {
+	if p.relay != nil {
+		return p.relay.String()
+	}
 	if p.meter == nil {
 		return ""
 	}

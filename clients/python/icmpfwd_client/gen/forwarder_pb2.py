@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aicmpfwd/v1/forwarder.proto\x12\nicmpfwd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n\rClientMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.icmpfwd.v1.HelloH\x00\x12,\n\x08verdicts\x18\x02 \x01(\x0b\x32\x18.icmpfwd.v1.VerdictBatchH\x00\x12\x35\n\x0fsynthetic_reply\x18\x03 \x01(\x0b\x32\x1a.icmpfwd.v1.SyntheticReplyH\x00\x12\"\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x11.icmpfwd.v1.DrainH\x00\x42\t\n\x07message\"\xca\x01\n\rServerMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.icmpfwd.v1.WelcomeH\x00\x12\x30\n\x08requests\x18\x02 \x01(\x0b\x32\x1c.icmpfwd.v1.EchoRequestBatchH\x00\x12*\n\trejection\x18\x03 \x01(\x0b\x32\x15.icmpfwd.v1.RejectionH\x00\x12(\n\x08\x64raining\x18\x04 \x01(\x0b\x32\x14.icmpfwd.v1.DrainingH\x00\x42\t\n\x07message\"{\n\x06\x46ilter\x12\"\n\x06\x66\x61mily\x18\x01 \x01(\x0e\x32\x12.icmpfwd.v1.Family\x12\x17\n\x0fsource_prefixes\x18\x02 \x03(\t\x12\x1c\n\x14\x64\x65stination_prefixes\x18\x03 \x03(\t\x12\x16\n\x0etemporary_only\x18\x04 \x01(\x08\"\xa8\x01\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\x12\x1e\n\x04mode\x18\x03 \x01(\x0e\x32\x10.icmpfwd.v1.Mode\x12\"\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x12.icmpfwd.v1.Filter\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x15\n\rpayload_bytes\x18\x06 \x01(\r\"\xb4\x02\n\x07Welcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\non_timeout\x18\x04 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12(\n\x0con_no_client\x18\x05 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12\'\n\x0bon_overload\x18\x06 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12)\n\ron_disconnect\x18\x07 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12\x15\n\rmax_in_flight\x18\x08 \x01(\r\x12\x11\n\tmax_batch\x18\t \x01(\r\"\x9b\x03\n\x0b\x45\x63hoRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\"\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x12.icmpfwd.v1.Family\x12\x0b\n\x03nic\x18\x03 \x01(\r\x12\x0e\n\x06source\x18\x04 \x01(\x0c\x12\x13\n\x0b\x64\x65stination\x18\x05 \x01(\x0c\x12\r\n\x05ident\x18\x06 \x01(\r\x12\x10\n\x08sequence\x18\x07 \x01(\r\x12\x0b\n\x03ttl\x18\x08 \x01(\r\x12\x0b\n\x03tos\x18\t \x01(\r\x12\x1f\n\x17local_address_temporary\x18\n \x01(\x08\x12\x0f\n\x07payload\x18\x0b \x01(\x0c\x12\x16\n\x0epayload_length\x18\x0c \x01(\r\x12/\n\x0breceived_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06\x62udget\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0btraceparent\x18\x10 \x01(\t\"U\n\x10\x45\x63hoRequestBatch\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.icmpfwd.v1.EchoRequest\x12\x16\n\x0eobserver_drops\x18\x02 \x01(\x04\"[\n\x07Verdict\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\"\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12\x18\n\x10\x61pply_to_flow_ms\x18\x03 \x01(\r\"5\n\x0cVerdictBatch\x12%\n\x08verdicts\x18\x01 \x03(\x0b\x32\x13.icmpfwd.v1.Verdict\"F\n\x0eSyntheticReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x14\n\x07payload\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x42\n\n\x08_payload\"\x07\n\x05\x44rain\"4\n\x08\x44raining\x12(\n\x05grace\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"]\n\tRejection\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.icmpfwd.v1.RejectionReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x11\n\x0fGetStatsRequest\"\x98\x02\n\x10GetStatsResponse\x12,\n\x08taken_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x08\x63ounters\x18\x02 \x03(\x0b\x32*.icmpfwd.v1.GetStatsResponse.CountersEntry\x12\x38\n\x06gauges\x18\x03 \x03(\x0b\x32(.icmpfwd.v1.GetStatsResponse.GaugesEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"@\n\x11WatchStatsRequest\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x15\n\x13ListSessionsRequest\"\xba\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\x12\x1e\n\x04mode\x18\x03 \x01(\x0e\x32\x10.icmpfwd.v1.Mode\x12\"\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x12.icmpfwd.v1.Filter\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x11\n\tin_flight\x18\x06 \x01(\r\x12\x0f\n\x07\x64\x65\x63ided\x18\x07 \x01(\x04\x12\x12\n\nrejections\x18\x08 \x01(\x04\x12\x30\n\x0c\x63onnected_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04peer\x18\n \x01(\t\x12\x10\n\x08\x64raining\x18\x0b \x01(\x08\x12\x0f\n\x07\x64ropped\x18\x0c \x01(\x04\x12\x10\n\x08identity\x18\r \x01(\t\"=\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.icmpfwd.v1.Session\"\xa0\x01\n\x0bPingRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cpayload_size\x18\x04 \x01(\r\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"t\n\tPingEvent\x12\x10\n\x08sequence\x18\x01 \x01(\r\x12\x10\n\x08received\x18\x02 \x01(\x08\x12&\n\x03rtt\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03ttl\x18\x04 \x01(\r\x12\x0e\n\x06source\x18\x05 \x01(\x0c*?\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_DECIDE\x10\x01\x12\x10\n\x0cMODE_OBSERVE\x10\x02*^\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CONSUME\x10\x01\x12\x10\n\x0c\x41\x43TION_REPLY\x10\x02\x12\x16\n\x12\x41\x43TION_FALLTHROUGH\x10\x03*B\n\x06\x46\x61mily\x12\x16\n\x12\x46\x41MILY_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46\x41MILY_IPV4\x10\x01\x12\x0f\n\x0b\x46\x41MILY_IPV6\x10\x02*\xc5\x03\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12$\n REJECTION_REASON_UNKNOWN_REQUEST\x10\x01\x12\x1c\n\x18REJECTION_REASON_EXPIRED\x10\x02\x12$\n REJECTION_REASON_FOREIGN_REQUEST\x10\x03\x12$\n REJECTION_REASON_ALREADY_DECIDED\x10\x04\x12#\n\x1fREJECTION_REASON_INVALID_ACTION\x10\x05\x12\'\n#REJECTION_REASON_PROTOCOL_VIOLATION\x10\x06\x12*\n&REJECTION_REASON_SYNTHETIC_NOT_ALLOWED\x10\x07\x12\x1d\n\x19REJECTION_REASON_NO_ROUTE\x10\x08\x12!\n\x1dREJECTION_REASON_RATE_LIMITED\x10\t\x12\x1d\n\x19REJECTION_REASON_DRAINING\x10\n\x12%\n!REJECTION_REASON_INVALID_ARGUMENT\x10\x0b\x32\xf5\x02\n\rEchoForwarder\x12\x43\n\x07\x43onnect\x12\x19.icmpfwd.v1.ClientMessage\x1a\x19.icmpfwd.v1.ServerMessage(\x01\x30\x01\x12\x45\n\x08GetStats\x12\x1b.icmpfwd.v1.GetStatsRequest\x1a\x1c.icmpfwd.v1.GetStatsResponse\x12K\n\nWatchStats\x12\x1d.icmpfwd.v1.WatchStatsRequest\x1a\x1c.icmpfwd.v1.GetStatsResponse0\x01\x12Q\n\x0cListSessions\x12\x1f.icmpfwd.v1.ListSessionsRequest\x1a .icmpfwd.v1.ListSessionsResponse\x12\x38\n\x04Ping\x12\x17.icmpfwd.v1.PingRequest\x1a\x15.icmpfwd.v1.PingEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aicmpfwd/v1/forwarder.proto\x12\nicmpfwd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x01\n\rClientMessage\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.icmpfwd.v1.HelloH\x00\x12,\n\x08verdicts\x18\x02 \x01(\x0b\x32\x18.icmpfwd.v1.VerdictBatchH\x00\x12\x35\n\x0fsynthetic_reply\x18\x03 \x01(\x0b\x32\x1a.icmpfwd.v1.SyntheticReplyH\x00\x12\"\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x11.icmpfwd.v1.DrainH\x00\x42\t\n\x07message\"\xca\x01\n\rServerMessage\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.icmpfwd.v1.WelcomeH\x00\x12\x30\n\x08requests\x18\x02 \x01(\x0b\x32\x1c.icmpfwd.v1.EchoRequestBatchH\x00\x12*\n\trejection\x18\x03 \x01(\x0b\x32\x15.icmpfwd.v1.RejectionH\x00\x12(\n\x08\x64raining\x18\x04 \x01(\x0b\x32\x14.icmpfwd.v1.DrainingH\x00\x42\t\n\x07message\"{\n\x06\x46ilter\x12\"\n\x06\x66\x61mily\x18\x01 \x01(\x0e\x32\x12.icmpfwd.v1.Family\x12\x17\n\x0fsource_prefixes\x18\x02 \x03(\t\x12\x1c\n\x14\x64\x65stination_prefixes\x18\x03 \x03(\t\x12\x16\n\x0etemporary_only\x18\x04 \x01(\x08\"\xa8\x01\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\x12\x1e\n\x04mode\x18\x03 \x01(\x0e\x32\x10.icmpfwd.v1.Mode\x12\"\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x12.icmpfwd.v1.Filter\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x15\n\rpayload_bytes\x18\x06 \x01(\r\"\xb4\x02\n\x07Welcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\non_timeout\x18\x04 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12(\n\x0con_no_client\x18\x05 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12\'\n\x0bon_overload\x18\x06 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12)\n\ron_disconnect\x18\x07 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12\x15\n\rmax_in_flight\x18\x08 \x01(\r\x12\x11\n\tmax_batch\x18\t \x01(\r\"\x9b\x03\n\x0b\x45\x63hoRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\"\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x12.icmpfwd.v1.Family\x12\x0b\n\x03nic\x18\x03 \x01(\r\x12\x0e\n\x06source\x18\x04 \x01(\x0c\x12\x13\n\x0b\x64\x65stination\x18\x05 \x01(\x0c\x12\r\n\x05ident\x18\x06 \x01(\r\x12\x10\n\x08sequence\x18\x07 \x01(\r\x12\x0b\n\x03ttl\x18\x08 \x01(\r\x12\x0b\n\x03tos\x18\t \x01(\r\x12\x1f\n\x17local_address_temporary\x18\n \x01(\x08\x12\x0f\n\x07payload\x18\x0b \x01(\x0c\x12\x16\n\x0epayload_length\x18\x0c \x01(\r\x12/\n\x0breceived_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06\x62udget\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0btraceparent\x18\x10 \x01(\t\"U\n\x10\x45\x63hoRequestBatch\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.icmpfwd.v1.EchoRequest\x12\x16\n\x0eobserver_drops\x18\x02 \x01(\x04\"[\n\x07Verdict\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\"\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x12.icmpfwd.v1.Action\x12\x18\n\x10\x61pply_to_flow_ms\x18\x03 \x01(\r\"5\n\x0cVerdictBatch\x12%\n\x08verdicts\x18\x01 \x03(\x0b\x32\x13.icmpfwd.v1.Verdict\"\x80\x01\n\x0eSyntheticReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x14\n\x07payload\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12.\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1a.icmpfwd.v1.SyntheticErrorH\x01\x88\x01\x01\x42\n\n\x08_payloadB\x08\n\x06_error\"N\n\x0eSyntheticError\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.icmpfwd.v1.SyntheticErrorType\x12\x0e\n\x06source\x18\x02 \x01(\t\"\x07\n\x05\x44rain\"4\n\x08\x44raining\x12(\n\x05grace\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"]\n\tRejection\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.icmpfwd.v1.RejectionReason\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x11\n\x0fGetStatsRequest\"\x98\x02\n\x10GetStatsResponse\x12,\n\x08taken_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x08\x63ounters\x18\x02 \x03(\x0b\x32*.icmpfwd.v1.GetStatsResponse.CountersEntry\x12\x38\n\x06gauges\x18\x03 \x03(\x0b\x32(.icmpfwd.v1.GetStatsResponse.GaugesEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"@\n\x11WatchStatsRequest\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x15\n\x13ListSessionsRequest\"\xba\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\x12\x1e\n\x04mode\x18\x03 \x01(\x0e\x32\x10.icmpfwd.v1.Mode\x12\"\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x12.icmpfwd.v1.Filter\x12\x15\n\rmax_in_flight\x18\x05 \x01(\r\x12\x11\n\tin_flight\x18\x06 \x01(\r\x12\x0f\n\x07\x64\x65\x63ided\x18\x07 \x01(\x04\x12\x12\n\nrejections\x18\x08 \x01(\x04\x12\x30\n\x0c\x63onnected_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04peer\x18\n \x01(\t\x12\x10\n\x08\x64raining\x18\x0b \x01(\x08\x12\x0f\n\x07\x64ropped\x18\x0c \x01(\x04\x12\x10\n\x08identity\x18\r \x01(\t\"=\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.icmpfwd.v1.Session\"\xa0\x01\n\x0bPingRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cpayload_size\x18\x04 \x01(\r\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"t\n\tPingEvent\x12\x10\n\x08sequence\x18\x01 \x01(\r\x12\x10\n\x08received\x18\x02 \x01(\x08\x12&\n\x03rtt\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03ttl\x18\x04 \x01(\r\x12\x0e\n\x06source\x18\x05 \x01(\x0c*?\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_DECIDE\x10\x01\x12\x10\n\x0cMODE_OBSERVE\x10\x02*^\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41\x43TION_CONSUME\x10\x01\x12\x10\n\x0c\x41\x43TION_REPLY\x10\x02\x12\x16\n\x12\x41\x43TION_FALLTHROUGH\x10\x03*B\n\x06\x46\x61mily\x12\x16\n\x12\x46\x41MILY_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46\x41MILY_IPV4\x10\x01\x12\x0f\n\x0b\x46\x41MILY_IPV6\x10\x02*\xc5\x03\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12$\n REJECTION_REASON_UNKNOWN_REQUEST\x10\x01\x12\x1c\n\x18REJECTION_REASON_EXPIRED\x10\x02\x12$\n REJECTION_REASON_FOREIGN_REQUEST\x10\x03\x12$\n REJECTION_REASON_ALREADY_DECIDED\x10\x04\x12#\n\x1fREJECTION_REASON_INVALID_ACTION\x10\x05\x12\'\n#REJECTION_REASON_PROTOCOL_VIOLATION\x10\x06\x12*\n&REJECTION_REASON_SYNTHETIC_NOT_ALLOWED\x10\x07\x12\x1d\n\x19REJECTION_REASON_NO_ROUTE\x10\x08\x12!\n\x1dREJECTION_REASON_RATE_LIMITED\x10\t\x12\x1d\n\x19REJECTION_REASON_DRAINING\x10\n\x12%\n!REJECTION_REASON_INVALID_ARGUMENT\x10\x0b*\xbc\x02\n\x12SyntheticErrorType\x12$\n SYNTHETIC_ERROR_TYPE_UNSPECIFIED\x10\x00\x12&\n\"SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED\x10\x01\x12(\n$SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE\x10\x02\x12)\n%SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE\x10\x03\x12-\n)SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE\x10\x04\x12)\n%SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE\x10\x05\x12)\n%SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED\x10\x06\x32\xf5\x02\n\rEchoForwarder\x12\x43\n\x07\x43onnect\x12\x19.icmpfwd.v1.ClientMessage\x1a\x19.icmpfwd.v1.ServerMessage(\x01\x30\x01\x12\x45\n\x08GetStats\x12\x1b.icmpfwd.v1.GetStatsRequest\x1a\x1c.icmpfwd.v1.GetStatsResponse\x12K\n\nWatchStats\x12\x1d.icmpfwd.v1.WatchStatsRequest\x1a\x1c.icmpfwd.v1.GetStatsResponse0\x01\x12Q\n\x0cListSessions\x12\x1f.icmpfwd.v1.ListSessionsRequest\x1a .icmpfwd.v1.ListSessionsResponse\x12\x38\n\x04Ping\x12\x17.icmpfwd.v1.PingRequest\x1a\x15.icmpfwd.v1.PingEvent0\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'icmpfwd.v1.forwarder_pb2', globals())
@@ -26,14 +26,16 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _GETSTATSRESPONSE_COUNTERSENTRY._serialized_options = b'8\001'
   _GETSTATSRESPONSE_GAUGESENTRY._options = None
   _GETSTATSRESPONSE_GAUGESENTRY._serialized_options = b'8\001'
-  _MODE._serialized_start=3052
-  _MODE._serialized_end=3115
-  _ACTION._serialized_start=3117
-  _ACTION._serialized_end=3211
-  _FAMILY._serialized_start=3213
-  _FAMILY._serialized_end=3279
-  _REJECTIONREASON._serialized_start=3282
-  _REJECTIONREASON._serialized_end=3735
+  _MODE._serialized_start=3191
+  _MODE._serialized_end=3254
+  _ACTION._serialized_start=3256
+  _ACTION._serialized_end=3350
+  _FAMILY._serialized_start=3352
+  _FAMILY._serialized_end=3418
+  _REJECTIONREASON._serialized_start=3421
+  _REJECTIONREASON._serialized_end=3874
+  _SYNTHETICERRORTYPE._serialized_start=3877
+  _SYNTHETICERRORTYPE._serialized_end=4193
   _CLIENTMESSAGE._serialized_start=108
   _CLIENTMESSAGE._serialized_end=307
   _SERVERMESSAGE._serialized_start=310
@@ -52,34 +54,36 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _VERDICT._serialized_end=1713
   _VERDICTBATCH._serialized_start=1715
   _VERDICTBATCH._serialized_end=1768
-  _SYNTHETICREPLY._serialized_start=1770
-  _SYNTHETICREPLY._serialized_end=1840
-  _DRAIN._serialized_start=1842
-  _DRAIN._serialized_end=1849
-  _DRAINING._serialized_start=1851
-  _DRAINING._serialized_end=1903
-  _REJECTION._serialized_start=1905
-  _REJECTION._serialized_end=1998
-  _GETSTATSREQUEST._serialized_start=2000
-  _GETSTATSREQUEST._serialized_end=2017
-  _GETSTATSRESPONSE._serialized_start=2020
-  _GETSTATSRESPONSE._serialized_end=2300
-  _GETSTATSRESPONSE_COUNTERSENTRY._serialized_start=2206
-  _GETSTATSRESPONSE_COUNTERSENTRY._serialized_end=2253
-  _GETSTATSRESPONSE_GAUGESENTRY._serialized_start=2255
-  _GETSTATSRESPONSE_GAUGESENTRY._serialized_end=2300
-  _WATCHSTATSREQUEST._serialized_start=2302
-  _WATCHSTATSREQUEST._serialized_end=2366
-  _LISTSESSIONSREQUEST._serialized_start=2368
-  _LISTSESSIONSREQUEST._serialized_end=2389
-  _SESSION._serialized_start=2392
-  _SESSION._serialized_end=2706
-  _LISTSESSIONSRESPONSE._serialized_start=2708
-  _LISTSESSIONSRESPONSE._serialized_end=2769
-  _PINGREQUEST._serialized_start=2772
-  _PINGREQUEST._serialized_end=2932
-  _PINGEVENT._serialized_start=2934
-  _PINGEVENT._serialized_end=3050
-  _ECHOFORWARDER._serialized_start=3738
-  _ECHOFORWARDER._serialized_end=4111
+  _SYNTHETICREPLY._serialized_start=1771
+  _SYNTHETICREPLY._serialized_end=1899
+  _SYNTHETICERROR._serialized_start=1901
+  _SYNTHETICERROR._serialized_end=1979
+  _DRAIN._serialized_start=1981
+  _DRAIN._serialized_end=1988
+  _DRAINING._serialized_start=1990
+  _DRAINING._serialized_end=2042
+  _REJECTION._serialized_start=2044
+  _REJECTION._serialized_end=2137
+  _GETSTATSREQUEST._serialized_start=2139
+  _GETSTATSREQUEST._serialized_end=2156
+  _GETSTATSRESPONSE._serialized_start=2159
+  _GETSTATSRESPONSE._serialized_end=2439
+  _GETSTATSRESPONSE_COUNTERSENTRY._serialized_start=2345
+  _GETSTATSRESPONSE_COUNTERSENTRY._serialized_end=2392
+  _GETSTATSRESPONSE_GAUGESENTRY._serialized_start=2394
+  _GETSTATSRESPONSE_GAUGESENTRY._serialized_end=2439
+  _WATCHSTATSREQUEST._serialized_start=2441
+  _WATCHSTATSREQUEST._serialized_end=2505
+  _LISTSESSIONSREQUEST._serialized_start=2507
+  _LISTSESSIONSREQUEST._serialized_end=2528
+  _SESSION._serialized_start=2531
+  _SESSION._serialized_end=2845
+  _LISTSESSIONSRESPONSE._serialized_start=2847
+  _LISTSESSIONSRESPONSE._serialized_end=2908
+  _PINGREQUEST._serialized_start=2911
+  _PINGREQUEST._serialized_end=3071
+  _PINGEVENT._serialized_start=3073
+  _PINGEVENT._serialized_end=3189
+  _ECHOFORWARDER._serialized_start=4196
+  _ECHOFORWARDER._serialized_end=4569
 # @@protoc_insertion_point(module_scope)
