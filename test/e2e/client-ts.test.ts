@@ -17,9 +17,7 @@ import {
 } from "../helpers/netns.js";
 import { type ServeProcess, startServe } from "../helpers/serve.js";
 
-const CLI_JS = fileURLToPath(
-  new URL("../../clients/ts/dist/clients/ts/src/cli.js", import.meta.url),
-);
+const CLI_JS = fileURLToPath(new URL("../../clients/ts/dist/cli.js", import.meta.url));
 
 const counter = (s: Record<string, number>, k: string): number => s[k] ?? 0;
 const connections = (p: Spawned): number => p.output().split('"msg":"connected"').length - 1;

@@ -13,6 +13,7 @@ import {
   Metadata,
   type StatusObject,
 } from "@grpc/grpc-js";
+import ipaddr from "ipaddr.js";
 import {
   Action,
   type ClientMessage,
@@ -23,8 +24,7 @@ import {
   type ServerMessage,
   type Verdict,
   type Welcome,
-} from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import { formatAddress as formatIp } from "../../../src/netstack/address.js";
+} from "./gen/icmpfwd/v1/forwarder.js";
 import {
   type DecisionSpan,
   endDecisionSpan,
@@ -182,8 +182,12 @@ export function traceIdOf(traceparent: string): string | null {
 }
 
 export function formatAddress(b: Uint8Array): string {
-  // The service's own formatter (RFC 5952); anything not 4 or 16 bytes is shown as hex.
-  return b.length === 4 || b.length === 16 ? formatIp(b) : Buffer.from(b).toString("hex");
+  // RFC 5952 text (as the service writes it); anything not 4 or 16 bytes is shown as hex.
+  if (b.length !== 4 && b.length !== 16) return Buffer.from(b).toString("hex");
+  const a = ipaddr.fromByteArray(Array.from(b));
+  if (a.kind() === "ipv6" && (a as ipaddr.IPv6).isIPv4MappedAddress())
+    return `::ffff:${(a as ipaddr.IPv6).toIPv4Address().toString()}`;
+  return a.toString();
 }
 
 const msOf = (t: { seconds: bigint; nanos: number } | undefined): number | undefined =>
