@@ -150,10 +150,11 @@ describeNetns("the TypeScript policy client end to end", () => {
 
     const bad = ns.spawnNode(CLI_JS, ["drop-all", "--target", `unix:${sock}`, "--token", "wrong"]);
     const e = await bad.exited;
-    expect(e.code).toBe(1);
+    // docs/cli-contract.md: refused credentials exit 2.
+    expect(e.code).toBe(2);
     expect(bad.output()).toMatch(/authentication failed.*UNAUTHENTICATED/);
     const none = ns.spawnNode(CLI_JS, ["drop-all", "--target", `unix:${sock}`]);
-    expect((await none.exited).code).toBe(1);
+    expect((await none.exited).code).toBe(2);
     expect(none.output()).toMatch(/authentication failed/);
 
     const p = await startCli([
