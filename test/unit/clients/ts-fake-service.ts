@@ -34,7 +34,11 @@ export class FakeService {
   refuse: { code: number; details: string } | null = null;
 
   /** Listens on `host:port` (port 0: any free one); `address` is where it listens. */
-  async start(host = "127.0.0.1", port = 0): Promise<void> {
+  async start(
+    host = "127.0.0.1",
+    port = 0,
+    creds: ServerCredentials = ServerCredentials.createInsecure(),
+  ): Promise<void> {
     const impl = {
       connect: (call: Call) => {
         const rec = {
@@ -84,9 +88,7 @@ export class FakeService {
     };
     this.server.addService(EchoForwarderService, impl as unknown as EchoForwarderServer);
     const bound = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(bracket(host, port), ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
+      this.server.bindAsync(bracket(host, port), creds, (e, p) => (e ? reject(e) : resolve(p))),
     );
     this.port = bound;
     this.address = bracket(host, bound);
