@@ -123,7 +123,7 @@ describe("icmpfwd-policy (TypeScript) follows docs/cli-contract.md", { timeout: 
 
   it("flags before or after the policy, --flag=value, the token from ICMPFWD_TOKEN; SIGTERM drains, prints the summary and exits 0", async () => {
     const f = await fake();
-    const r = cli(["--target=" + f.address, "even-reply", "--name", "cli-test", "-v"], {
+    const r = cli([`--target=${f.address}`, "even-reply", "--name", "cli-test", "-v"], {
       ICMPFWD_TOKEN: "from-env",
     });
     await waitFor(() => connected(r) === 1, { what: "connected" });
