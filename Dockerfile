@@ -21,11 +21,12 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 COPY scripts/build-native.mjs scripts/
 COPY native/ native/
-RUN npm ci --no-audit --no-fund
+# clients/ts is an npm workspace: npm ci links it and its `prepare` builds it (with tsconfig.json).
 COPY tsconfig.json tsconfig.build.json ./
+COPY clients/ts/ clients/ts/
+RUN npm ci --no-audit --no-fund
 COPY proto/ proto/
 COPY src/ src/
-COPY clients/ts/ clients/ts/
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && mkdir -p /app/native/build/Release /app/clients/ts \

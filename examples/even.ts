@@ -1,10 +1,9 @@
-/** A ten-line policy (clients/README.md): reply to even sequences, consume odd ones. */
-import { connect } from "../clients/ts/src/index.js";
+import { connect } from "@icmpfwd/client";
 
 const ac = new AbortController();
 process.on("SIGINT", () => ac.abort());
 const client = connect({
-  target: process.argv[2] ?? "127.0.0.1:50051",
+  target: process.argv[2], // else $ICMPFWD_TARGET, else 127.0.0.1:50051
   signal: ac.signal,
   handler: (req) => (req.sequence % 2 === 0 ? "reply" : "consume"),
 });

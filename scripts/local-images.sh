@@ -30,7 +30,7 @@ die() { printf 'local-images: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap)"
 command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install -y debootstrap"
-[ -f dist/main.js ] && [ -f clients/ts/dist/clients/ts/src/cli.js ] ||
+[ -f dist/main.js ] && [ -f clients/ts/dist/cli.js ] ||
   die "dist/ is missing: run npm ci && npm run build first"
 [ -f native/build/Release/icmpfwd_tun.node ] || die "the TUN addon is missing: run npm ci first"
 NODE=$(command -v node) || die "node is missing"

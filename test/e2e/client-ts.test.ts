@@ -17,9 +17,7 @@ import {
 } from "../helpers/netns.js";
 import { type ServeProcess, startServe } from "../helpers/serve.js";
 
-const CLI_JS = fileURLToPath(
-  new URL("../../clients/ts/dist/clients/ts/src/cli.js", import.meta.url),
-);
+const CLI_JS = fileURLToPath(new URL("../../clients/ts/dist/cli.js", import.meta.url));
 
 const counter = (s: Record<string, number>, k: string): number => s[k] ?? 0;
 const connections = (p: Spawned): number => p.output().split('"msg":"connected"').length - 1;
@@ -152,10 +150,11 @@ describeNetns("the TypeScript policy client end to end", () => {
 
     const bad = ns.spawnNode(CLI_JS, ["drop-all", "--target", `unix:${sock}`, "--token", "wrong"]);
     const e = await bad.exited;
-    expect(e.code).toBe(1);
+    // docs/cli-contract.md: refused credentials exit 2.
+    expect(e.code).toBe(2);
     expect(bad.output()).toMatch(/authentication failed.*UNAUTHENTICATED/);
     const none = ns.spawnNode(CLI_JS, ["drop-all", "--target", `unix:${sock}`]);
-    expect((await none.exited).code).toBe(1);
+    expect((await none.exited).code).toBe(2);
     expect(none.output()).toMatch(/authentication failed/);
 
     const p = await startCli([

@@ -22,9 +22,7 @@ import { MAIN_JS, type ServeProcess, startServe } from "../helpers/serve.js";
 
 const RECEIVER = fileURLToPath(new URL("./fixtures/otlp-receiver.mjs", import.meta.url));
 const TRACED_POLICY = fileURLToPath(new URL("./fixtures/traced-policy.mjs", import.meta.url));
-const CLIENT_LIB = fileURLToPath(
-  new URL("../../clients/ts/dist/clients/ts/src/index.js", import.meta.url),
-);
+const CLIENT_LIB = fileURLToPath(new URL("../../clients/ts/dist/index.js", import.meta.url));
 const PYTHON = "/usr/bin/python3";
 const PYTHON_CLIENT = fileURLToPath(new URL("../../clients/python", import.meta.url));
 const OTLP_PORT = 4318;

@@ -1,215 +1,51 @@
 /**
- * @icmpfwd/client: a policy client for the icmpfwd decision service (README "The decision
- * service"). `connect({ handler })` opens the Connect stream, says Hello, calls the handler for
- * every Echo Request and sends the verdicts back in batches; it reconnects with jittered
- * exponential backoff and drains cleanly when its AbortSignal fires.
+ * @icmpfwd/client: a policy client for the icmpfwd decision service. `connect({ handler })` keeps
+ * one Connect session with every service of its target list (a `dns:///` element: every address
+ * of the name, re-resolved), says Hello, calls the handler for every Echo Request and sends the
+ * verdicts back in batches; each session reconnects on its own with jittered backoff, and all
+ * drain cleanly when the AbortSignal fires.
  */
-
+import { type BackoffOptions, DEFAULT_BACKOFF } from "./backoff.js";
+import { type Logger, stderrLogger } from "./log.js";
+import type { PolicyRequest } from "./request.js";
+import { PolicyClientError, type Session, type SessionContext, startSession } from "./session.js";
 import {
-  type ChannelCredentials,
-  type ClientDuplexStream,
-  credentials,
-  status as grpcStatus,
-  Metadata,
-  type StatusObject,
-} from "@grpc/grpc-js";
-import {
-  Action,
-  type ClientMessage,
-  EchoForwarderClient,
-  type EchoRequest,
-  Family,
-  Mode,
-  type ServerMessage,
-  type Verdict,
-  type Welcome,
-} from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import { formatAddress as formatIp } from "../../../src/netstack/address.js";
-import {
-  type DecisionSpan,
-  endDecisionSpan,
-  startDecisionSpan,
-  withDecisionSpan,
-} from "./tracing.js";
+  addressTarget,
+  DEFAULT_RESOLVE_INTERVAL_MS,
+  defaultTarget,
+  parseTargets,
+  systemResolver,
+  type TargetSpec,
+} from "./targets.js";
+import type { ClientStats, ConnectOptions, Decision, PolicyClient } from "./types.js";
 
-export const DEFAULT_TARGET = "127.0.0.1:50051";
-export const PROTOCOL_VERSION = 1;
-
-export type ActionName = "reply" | "consume" | "fallthrough";
-
-export interface Decision {
-  action: ActionName;
-  /** Decide the rest of the flow (source, destination, ident) for this long without asking. */
-  applyToFlowMs?: number;
-  /**
-   * With action "consume": send a SyntheticReply for the request after this delay (a Promise:
-   * once it settles, after the delay it resolves to).
-   */
-  syntheticReply?: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array };
-}
-
-export type HandlerResult = ActionName | Decision;
-export type Handler = (req: PolicyRequest) => HandlerResult | Promise<HandlerResult>;
-
-/** An Echo Request, with addresses as strings. */
-export interface PolicyRequest {
-  id: bigint;
-  family: "ipv4" | "ipv6";
-  nic: number;
-  source: string;
-  destination: string;
-  ident: number;
-  sequence: number;
-  ttl: number;
-  tos: number;
-  localAddressTemporary: boolean;
-  /** The first payload_bytes of the payload (Hello.payloadBytes; 0 by default). */
-  payload: Uint8Array;
-  payloadLength: number;
-  /** Milliseconds since the epoch (undefined when the service did not say). */
-  receivedAtMs: number | undefined;
-  deadlineMs: number | undefined;
-  /** How long the service waits for the verdict, in milliseconds. */
-  budgetMs: number | undefined;
-  traceparent: string;
-  /** The trace id of the W3C traceparent, or null. */
-  traceId: string | null;
-}
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-export type Logger = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
-
-/** One JSON line on stderr per message at info and above. */
-export const stderrLogger: Logger = (level, msg, fields = {}) => {
-  if (level === "debug") return;
-  process.stderr.write(
-    `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }, (_k, v) =>
-      typeof v === "bigint" ? v.toString() : v,
-    )}\n`,
-  );
-};
-
-export interface BackoffOptions {
-  initialMs: number;
-  maxMs: number;
-  multiplier: number;
-  /** 0..1: the delay is the base delay times a uniform factor in [1 - jitter, 1 + jitter]. */
-  jitter: number;
-}
-
-export const DEFAULT_BACKOFF: BackoffOptions = {
-  initialMs: 100,
-  maxMs: 5000,
-  multiplier: 2,
-  jitter: 0.2,
-};
-
-/** The delay before reconnect attempt `attempt` (0-based). */
-export function backoffDelay(
-  attempt: number,
-  o: BackoffOptions = DEFAULT_BACKOFF,
-  random: () => number = Math.random,
-): number {
-  const base = Math.min(o.maxMs, o.initialMs * o.multiplier ** Math.max(0, attempt));
-  const j = Math.min(1, Math.max(0, o.jitter));
-  return base * (1 - j + 2 * j * random());
-}
-
-export interface FilterOptions {
-  family?: "ipv4" | "ipv6";
-  sourcePrefixes?: string[];
-  destinationPrefixes?: string[];
-  temporaryOnly?: boolean;
-}
-
-export interface TlsOptions {
-  /** PEM: the CA to trust (default: the system's). */
-  ca?: Buffer;
-  /** PEM: a client certificate and key for mTLS. */
-  cert?: Buffer;
-  key?: Buffer;
-}
-
-export interface ConnectOptions {
-  /** `host:port` or `unix:/path` (default 127.0.0.1:50051). */
-  target?: string;
-  name?: string;
-  mode?: "decide" | "observe";
-  filter?: FilterOptions;
-  maxInFlight?: number;
-  payloadBytes?: number;
-  /** Sent as `authorization: Bearer TOKEN`. */
-  token?: string;
-  tls?: TlsOptions;
-  /** Aborting drains the session (Drain, wait for in-flight, end) and stops reconnecting. */
-  signal?: AbortSignal;
-  handler: Handler;
-  onLog?: Logger;
-  backoff?: Partial<BackoffOptions>;
-  /** Called on every Welcome (after every (re)connect). */
-  onWelcome?: (w: Welcome) => void;
-  /** How long an abort waits for the stream to end before cancelling it (default 5000 ms). */
-  drainTimeoutMs?: number;
-}
-
-export interface ClientStats {
-  decided: Record<ActionName, number>;
-  /** Handler errors (each decided fallthrough). */
-  errors: number;
-  /** Requests seen in observe mode. */
-  observed: number;
-  /** Welcomes received. */
-  sessions: number;
-}
-
-export interface PolicyClient {
-  readonly stats: ClientStats;
-  /** True between a Welcome and the end of that stream. */
-  readonly connected: boolean;
-  /**
-   * Settles when the client stops: resolves after an abort, rejects on a permanent error
-   * (authentication, a bad Hello).
-   */
-  readonly done: Promise<void>;
-  /** Drains and stops (like aborting the signal); resolves with `done`. */
-  drain(): Promise<void>;
-}
-
-/** The W3C traceparent's trace id, or null. */
-export function traceIdOf(traceparent: string): string | null {
-  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent.trim());
-  return m && m[1] !== "0".repeat(32) ? m[1] : null;
-}
-
-export function formatAddress(b: Uint8Array): string {
-  // The service's own formatter (RFC 5952); anything not 4 or 16 bytes is shown as hex.
-  return b.length === 4 || b.length === 16 ? formatIp(b) : Buffer.from(b).toString("hex");
-}
-
-const msOf = (t: { seconds: bigint; nanos: number } | undefined): number | undefined =>
-  t === undefined ? undefined : Number(t.seconds) * 1000 + t.nanos / 1e6;
-
-export function toPolicyRequest(e: EchoRequest): PolicyRequest {
-  return {
-    id: e.requestId,
-    family: e.family === Family.FAMILY_IPV6 ? "ipv6" : "ipv4",
-    nic: e.nic,
-    source: formatAddress(e.source),
-    destination: formatAddress(e.destination),
-    ident: e.ident,
-    sequence: e.sequence,
-    ttl: e.ttl,
-    tos: e.tos,
-    localAddressTemporary: e.localAddressTemporary,
-    payload: e.payload,
-    payloadLength: e.payloadLength,
-    receivedAtMs: msOf(e.receivedAt),
-    deadlineMs: msOf(e.deadline),
-    budgetMs: msOf(e.budget),
-    traceparent: e.traceparent,
-    traceId: traceIdOf(e.traceparent),
-  };
-}
+export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
+export type { Welcome } from "./gen/icmpfwd/v1/forwarder.js";
+export { jsonLogger, type Logger, type LogLevel, stderrLogger } from "./log.js";
+export { formatAddress, type PolicyRequest, toPolicyRequest, traceIdOf } from "./request.js";
+export { PolicyClientError, PROTOCOL_VERSION } from "./session.js";
+export {
+  DEFAULT_RESOLVE_INTERVAL_MS,
+  DEFAULT_TARGET,
+  defaultTarget,
+  parseTargets,
+  type Resolver,
+  systemResolver,
+  TargetError,
+  type TargetSpec,
+} from "./targets.js";
+export type {
+  ActionName,
+  ClientStats,
+  ConnectOptions,
+  Decision,
+  FilterOptions,
+  Handler,
+  HandlerResult,
+  PolicyClient,
+  ServiceState,
+  TlsOptions,
+} from "./types.js";
 
 /**
  * Consume the request now, and send a SyntheticReply for it after `delayMs` (a number, or a
@@ -222,386 +58,133 @@ export function syntheticReply(
   return { action: "consume", syntheticReply: { delayMs: o.delayMs ?? 0, payload: o.payload } };
 }
 
-const ACTIONS: Record<ActionName, Action> = {
-  reply: Action.ACTION_REPLY,
-  consume: Action.ACTION_CONSUME,
-  fallthrough: Action.ACTION_FALLTHROUGH,
-};
-
-/** A handler result as a Decision, or an error naming what was wrong. */
-function normalize(r: unknown): Decision | Error {
-  if (typeof r === "string" && r in ACTIONS) return { action: r as ActionName };
-  if (typeof r === "object" && r !== null && typeof (r as Decision).action === "string") {
-    const d = r as Decision;
-    if (d.action in ACTIONS) return d;
-  }
-  return new Error(`the handler returned ${String(r)}, not reply, consume or fallthrough`);
+/** One running session and the target-list elements that want it. */
+interface Member {
+  session: Session;
+  owners: Set<number>;
 }
 
-const isThenable = (v: unknown): v is PromiseLike<unknown> =>
-  typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
-
-/** Statuses that reconnecting cannot fix. */
-const PERMANENT = new Set<number>([
-  grpcStatus.UNAUTHENTICATED,
-  grpcStatus.PERMISSION_DENIED,
-  grpcStatus.FAILED_PRECONDITION,
-  grpcStatus.INVALID_ARGUMENT,
-  grpcStatus.UNIMPLEMENTED,
-]);
-
-export class PolicyClientError extends Error {
-  constructor(
-    message: string,
-    readonly code: number,
-  ) {
-    super(message);
-    this.name = "PolicyClientError";
-  }
-}
-
-function channelCredentials(tls: TlsOptions | undefined): ChannelCredentials {
-  if (tls === undefined) return credentials.createInsecure();
-  return credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
-}
-
-/** Opens a policy session (and keeps one open) until `signal` aborts. */
+/**
+ * Opens a session with every service of `o.target` (and keeps them open) until `o.signal`
+ * aborts. Throws a TargetError for a malformed target list.
+ */
 export function connect(o: ConnectOptions): PolicyClient {
-  const target = o.target ?? DEFAULT_TARGET;
+  const specs: TargetSpec[] = parseTargets(o.target ?? defaultTarget());
   const log: Logger = o.onLog ?? stderrLogger;
   const backoff: BackoffOptions = { ...DEFAULT_BACKOFF, ...o.backoff };
-  const observe = o.mode === "observe";
+  const resolver = o.resolver ?? systemResolver;
+  const resolveIntervalMs = o.resolveIntervalMs ?? DEFAULT_RESOLVE_INTERVAL_MS;
   const stats: ClientStats = {
     decided: { reply: 0, consume: 0, fallthrough: 0 },
     errors: 0,
     observed: 0,
     sessions: 0,
   };
-  const client = new EchoForwarderClient(target, channelCredentials(o.tls));
   const internal = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, internal.signal]) : internal.signal;
-  let connected = false;
-  const name = o.name ?? "icmpfwd-client-ts";
-  /** Decision spans of requests still being decided (only while an SDK records them). */
-  const spans = new WeakMap<PolicyRequest, DecisionSpan>();
+  const ctx: SessionContext = { o, stats, log, backoff, signal };
+  /** By grpc-js target: one session per service, however many list elements name it. */
+  const members = new Map<string, Member>();
+  const running = new Set<Promise<void>>();
+  let failure: PolicyClientError | null = null;
+  let allEnded: (() => void) | null = null;
 
-  /** One Connect stream, from Hello to its status. */
-  const session = (): Promise<{ status: StatusObject; welcomed: boolean }> =>
-    new Promise((resolve) => {
-      const md = new Metadata();
-      if (o.token !== undefined) md.set("authorization", `Bearer ${o.token}`);
-      const call: ClientDuplexStream<ClientMessage, ServerMessage> = client.connect(md);
-      let welcomed = false;
-      let ended = false;
-      let inFlight = 0;
-      let pending: Verdict[] = [];
-      let flushQueued = false;
-      let draining = false;
-      const timers = new Set<NodeJS.Timeout>();
-      let idle: (() => void) | null = null;
-      /** Synthetic replies promised and not yet sent; a drain sends them first. */
-      let pendingSynthetic = 0;
-      let syntheticIdle: (() => void) | null = null;
-      const syntheticDone = (): void => {
-        pendingSynthetic--;
-        if (pendingSynthetic === 0 && syntheticIdle !== null) {
-          const f = syntheticIdle;
-          syntheticIdle = null;
-          f();
-        }
-      };
+  const stopWhenIdle = (): void => {
+    if (running.size === 0 && allEnded !== null && (signal.aborted || failure !== null)) allEnded();
+  };
 
-      const write = (m: ClientMessage): void => {
-        if (ended) return;
-        try {
-          call.write(m);
-        } catch (e) {
-          log("warn", "write failed", { error: String(e) });
-        }
-      };
-      const flush = (): void => {
-        flushQueued = false;
-        if (pending.length === 0) return;
-        const verdicts = pending;
-        pending = [];
-        write({ message: { $case: "verdicts", value: { verdicts } } });
-      };
-      const queueFlush = (): void => {
-        if (flushQueued) return;
-        flushQueued = true;
-        queueMicrotask(flush);
-      };
-      const settleOne = (): void => {
-        inFlight--;
-        if (inFlight === 0 && idle !== null) idle();
-      };
-
-      const decide = (req: PolicyRequest, r: Decision, sync: boolean): void => {
-        const span = spans.get(req);
-        if (span !== undefined) {
-          spans.delete(req);
-          endDecisionSpan(span, r.action);
-        }
-        if (ended) return;
-        stats.decided[r.action]++;
-        pending.push({
-          requestId: req.id,
-          action: ACTIONS[r.action],
-          applyToFlowMs: Math.max(0, Math.floor(r.applyToFlowMs ?? 0)),
-        });
-        log("debug", "decided", { requestId: req.id, action: r.action, traceId: req.traceId });
-        if (!sync) queueFlush();
-        const syn = r.syntheticReply;
-        if (syn !== undefined && r.action === "consume") {
-          const send = (): void =>
-            write({
-              message: {
-                $case: "syntheticReply",
-                value: {
-                  requestId: req.id,
-                  payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
-                },
-              },
-            });
-          pendingSynthetic++;
-          const after = (delayMs: number): void => {
-            if (ended) return;
-            const t = setTimeout(
-              () => {
-                timers.delete(t);
-                send();
-                syntheticDone();
-              },
-              Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
-            );
-            timers.add(t);
-          };
-          const d = syn.delayMs ?? 0;
-          if (typeof d === "number") after(d);
-          else
-            Promise.resolve(d).then(after, (e: unknown) => {
-              log("error", "synthetic reply delay failed; no synthetic reply", {
-                requestId: req.id,
-                traceId: req.traceId,
-                error: e instanceof Error ? e.message : String(e),
-              });
-              syntheticDone();
-            });
-        }
-      };
-      const failed = (req: PolicyRequest, e: unknown, sync: boolean): void => {
-        stats.errors++;
-        const span = spans.get(req);
-        if (span !== undefined) {
-          spans.delete(req);
-          endDecisionSpan(span, "fallthrough", e);
-        }
-        log("error", "handler failed; fallthrough", {
-          requestId: req.id,
-          traceId: req.traceId,
-          error: e instanceof Error ? e.message : String(e),
-        });
-        decide(req, { action: "fallthrough" }, sync);
-      };
-
-      const handle = (e: EchoRequest): void => {
-        const req = toPolicyRequest(e);
-        if (observe) stats.observed++;
-        const span = observe
-          ? null
-          : startDecisionSpan(e.traceparent, {
-              client: name,
-              requestId: req.id,
-              sequence: req.sequence,
-            });
-        if (span !== null) spans.set(req, span);
-        let r: unknown;
-        try {
-          r = withDecisionSpan(span, () => o.handler(req));
-        } catch (err) {
-          if (!observe) failed(req, err, true);
-          else log("error", "handler failed", { traceId: req.traceId, error: String(err) });
-          return;
-        }
-        if (observe) {
-          if (isThenable(r))
-            Promise.resolve(r).catch((err: unknown) =>
-              log("error", "handler failed", { traceId: req.traceId, error: String(err) }),
-            );
-          return;
-        }
-        if (!isThenable(r)) {
-          const d = normalize(r);
-          if (d instanceof Error) failed(req, d, true);
-          else decide(req, d, true);
-          return;
-        }
-        inFlight++;
-        Promise.resolve(r)
-          .then(
-            (v) => {
-              const d = normalize(v);
-              if (d instanceof Error) failed(req, d, false);
-              else decide(req, d, false);
-            },
-            (err: unknown) => failed(req, err, false),
-          )
-          .catch((err: unknown) => log("error", "internal error", { error: String(err) }))
-          .finally(settleOne);
-      };
-
-      const startDrain = (): void => {
-        if (draining || ended) return;
-        draining = true;
-        if (!welcomed) {
-          call.cancel();
-          return;
-        }
-        const sendDrain = (): void => {
-          write({ message: { $case: "drain", value: {} } });
-          const finish = (): void => {
-            flush();
-            if (!ended) call.end();
-          };
-          if (inFlight === 0) finish();
-          else idle = finish;
-        };
-        // Promised synthetic replies go out before Drain: the service ends a drained stream as soon
-        // as no request is in flight.
-        if (pendingSynthetic === 0) sendDrain();
-        else syntheticIdle = sendDrain;
-        const t = setTimeout(() => {
-          log("warn", "drain timed out; cancelling the stream");
-          call.cancel();
-        }, o.drainTimeoutMs ?? 5000);
-        t.unref();
-        timers.add(t);
-      };
-      const onAbort = (): void => startDrain();
-      signal.addEventListener("abort", onAbort, { once: true });
-
-      call.on("data", (m: ServerMessage) => {
-        const msg = m.message;
-        if (msg === undefined) return;
-        switch (msg.$case) {
-          case "welcome":
-            welcomed = true;
-            connected = true;
-            stats.sessions++;
-            log("info", "connected", {
-              target,
-              sessionId: msg.value.sessionId,
-              maxInFlight: msg.value.maxInFlight,
-            });
-            o.onWelcome?.(msg.value);
-            if (signal.aborted) startDrain();
-            break;
-          case "requests":
-            for (const e of msg.value.requests) handle(e);
-            flush();
-            break;
-          case "rejection":
-            log("warn", "rejected", {
-              requestId: msg.value.requestId,
-              reason: msg.value.reason,
-              message: msg.value.message,
-            });
-            break;
-          case "draining":
-            log("info", "the service is draining");
-            break;
-        }
-      });
-      call.on("error", () => {});
-      call.on("status", (s: StatusObject) => {
-        ended = true;
-        connected = false;
-        signal.removeEventListener("abort", onAbort);
-        for (const t of timers) clearTimeout(t);
-        timers.clear();
-        resolve({ status: s, welcomed });
-      });
-
-      write({
-        message: {
-          $case: "hello",
-          value: {
-            protocolVersion: PROTOCOL_VERSION,
-            clientName: name,
-            mode: observe ? Mode.MODE_OBSERVE : Mode.MODE_DECIDE,
-            filter:
-              o.filter === undefined
-                ? undefined
-                : {
-                    family:
-                      o.filter.family === "ipv4"
-                        ? Family.FAMILY_IPV4
-                        : o.filter.family === "ipv6"
-                          ? Family.FAMILY_IPV6
-                          : Family.FAMILY_UNSPECIFIED,
-                    sourcePrefixes: o.filter.sourcePrefixes ?? [],
-                    destinationPrefixes: o.filter.destinationPrefixes ?? [],
-                    temporaryOnly: o.filter.temporaryOnly ?? false,
-                  },
-            maxInFlight: o.maxInFlight ?? 0,
-            payloadBytes: o.payloadBytes ?? 0,
-          },
-        },
-      });
+  const add = (owner: number, target: string, serverName?: string): void => {
+    const m = members.get(target);
+    if (m !== undefined) {
+      m.owners.add(owner);
+      return;
+    }
+    const session = startSession(ctx, target, serverName);
+    members.set(target, { session, owners: new Set([owner]) });
+    const ended = session.done.then(
+      () => {},
+      (e: unknown) => {
+        // A refused session is the whole client's error: drain the others and stop.
+        if (failure === null)
+          failure = e instanceof PolicyClientError ? e : new PolicyClientError(String(e), 2);
+        log("error", "session refused; stopping", { target, error: failure.message });
+        internal.abort();
+      },
+    );
+    running.add(ended);
+    void ended.finally(() => {
+      running.delete(ended);
+      if (members.get(target)?.session === session) members.delete(target);
+      stopWhenIdle();
     });
+  };
 
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const t = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(t);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-      signal.addEventListener("abort", done, { once: true });
-    });
-
-  const run = async (): Promise<void> => {
-    let attempt = 0;
+  /** Brings a dns:/// element's sessions in line with what its name resolves to now. */
+  const resolveOnce = async (i: number, spec: TargetSpec & { kind: "dns" }): Promise<void> => {
+    let addresses: string[];
     try {
-      while (!signal.aborted) {
-        const { status, welcomed } = await session();
-        if (signal.aborted) break;
-        if (welcomed) attempt = 0;
-        if (PERMANENT.has(status.code)) {
-          const what =
-            status.code === grpcStatus.UNAUTHENTICATED ||
-            status.code === grpcStatus.PERMISSION_DENIED
-              ? "authentication failed (check --token)"
-              : "the service refused the session";
-          throw new PolicyClientError(
-            `${what}: ${grpcStatus[status.code]}: ${status.details}`,
-            status.code,
-          );
-        }
-        const delay = backoffDelay(attempt++, backoff);
-        log(welcomed ? "warn" : "info", "disconnected; reconnecting", {
-          target,
-          code: grpcStatus[status.code],
-          details: status.details,
-          delayMs: Math.round(delay),
-        });
-        await sleep(delay);
+      addresses = await resolver(spec.host);
+    } catch (e) {
+      // A failed resolution changes nothing: the sessions we have keep going.
+      log("warn", "resolving failed; keeping the current sessions", {
+        target: spec.text,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      return;
+    }
+    if (signal.aborted) return;
+    const want = new Set(addresses.map((a) => addressTarget(a, spec.port)));
+    for (const [target, m] of members) {
+      if (!m.owners.has(i) || want.has(target)) continue;
+      m.owners.delete(i);
+      if (m.owners.size === 0) {
+        log("info", "address gone; draining its session", { target, name: spec.text });
+        m.session.drain();
+        members.delete(target);
       }
-    } finally {
-      client.close();
+    }
+    for (const target of want) {
+      if (!members.has(target) || !members.get(target)!.owners.has(i)) {
+        if (!members.has(target)) log("info", "address added", { target, name: spec.text });
+        add(i, target, spec.host);
+      }
     }
   };
 
-  const done = run();
+  const timers: NodeJS.Timeout[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    allEnded = () => (failure === null ? resolve() : reject(failure));
+  });
+  const onAbort = (): void => {
+    for (const t of timers) if (t !== undefined) clearTimeout(t);
+    stopWhenIdle();
+  };
+  if (signal.aborted) queueMicrotask(onAbort);
+  else signal.addEventListener("abort", onAbort, { once: true });
+  specs.forEach((spec, i) => {
+    if (spec.kind === "service") {
+      add(i, spec.target);
+      return;
+    }
+    // Each round starts after the previous one ended: a slow resolver never overlaps itself.
+    const round = (): void => {
+      void resolveOnce(i, spec).finally(() => {
+        if (signal.aborted) return;
+        const t = setTimeout(round, resolveIntervalMs);
+        timers[i] = t;
+      });
+    };
+    round();
+  });
+
   // `done` is the caller's to observe; never an unhandled rejection from here.
   done.catch(() => {});
   return {
     stats,
     get connected() {
-      return connected;
+      return [...members.values()].some((m) => m.session.state.connected);
     },
+    services: () => [...members.values()].map((m) => ({ ...m.session.state })),
     done,
     drain() {
       internal.abort();

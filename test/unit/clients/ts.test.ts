@@ -2,12 +2,7 @@
  * The TypeScript policy client (clients/ts): batching, backoff, handler errors and abort against
  * a scripted grpc-js server, and decisions against the real service in process.
  */
-import {
-  status as grpcStatus,
-  Server,
-  ServerCredentials,
-  type ServerDuplexStream,
-} from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   backoffDelay,
@@ -27,102 +22,11 @@ import {
   parsePingRtt,
   RttMeter,
 } from "../../../clients/ts/src/rtt.js";
-import {
-  Action,
-  type ClientMessage,
-  type EchoForwarderServer,
-  EchoForwarderService,
-  type EchoRequest,
-  Family,
-  type ServerMessage,
-} from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { Action, type EchoRequest, Family } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { sleep, waitFor } from "../../helpers/netns.js";
 import { v4Echo } from "../../helpers/packets.js";
 import { type Harness, startHarness } from "../../integration/service/harness.js";
-
-type Call = ServerDuplexStream<ClientMessage, ServerMessage>;
-
-/** A scripted service: records every stream and what its client sent. */
-class FakeService {
-  readonly calls: { call: Call; received: ClientMessage[]; ended: boolean }[] = [];
-  private server = new Server();
-  address = "";
-  /** Answer a Hello with this status instead of a Welcome. */
-  refuse: { code: number; details: string } | null = null;
-
-  async start(): Promise<void> {
-    const impl = {
-      connect: (call: Call) => {
-        const rec = { call, received: [] as ClientMessage[], ended: false };
-        this.calls.push(rec);
-        call.on("data", (m: ClientMessage) => {
-          rec.received.push(m);
-          if (m.message?.$case === "hello") {
-            if (this.refuse !== null) {
-              call.emit("error", { code: this.refuse.code, details: this.refuse.details });
-              return;
-            }
-            call.write({
-              message: {
-                $case: "welcome",
-                value: {
-                  protocolVersion: 1,
-                  sessionId: `s${this.calls.length}`,
-                  deadline: undefined,
-                  onTimeout: Action.ACTION_FALLTHROUGH,
-                  onNoClient: Action.ACTION_FALLTHROUGH,
-                  onOverload: Action.ACTION_FALLTHROUGH,
-                  onDisconnect: Action.ACTION_FALLTHROUGH,
-                  maxInFlight: 1024,
-                  maxBatch: 128,
-                },
-              },
-            });
-          }
-          if (m.message?.$case === "drain") call.end();
-        });
-        call.on("end", () => {
-          rec.ended = true;
-          call.end();
-        });
-        call.on("error", () => {});
-      },
-    };
-    this.server.addService(EchoForwarderService, impl as unknown as EchoForwarderServer);
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-    this.address = `127.0.0.1:${port}`;
-  }
-
-  /** The nth stream, once its client said Hello. */
-  async stream(n = 0) {
-    return waitFor(() => (this.calls[n]?.received.length ? this.calls[n] : null), {
-      what: `stream ${n}`,
-      timeoutMs: 5000,
-      intervalMs: 2,
-    });
-  }
-
-  send(n: number, requests: EchoRequest[]): void {
-    this.calls[n].call.write({
-      message: { $case: "requests", value: { requests, observerDrops: 0n } },
-    });
-  }
-
-  /** The verdict batches stream n received. */
-  batches(n = 0) {
-    return this.calls[n].received.flatMap((m) =>
-      m.message?.$case === "verdicts" ? [m.message.value.verdicts] : [],
-    );
-  }
-
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
+import { FakeService } from "./ts-fake-service.js";
 
 const TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
@@ -427,7 +331,7 @@ describe("the client against a scripted service", () => {
       expect(client.stats.errors).toBe(3);
       const errors = logs.filter((l) => l.level === "error");
       expect(errors).toHaveLength(3);
-      for (const e of errors) expect(e.fields?.traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+      for (const e of errors) expect(e.fields?.trace_id).toBe("0af7651916cd43dd8448eb211c80319c");
       expect(errors.map((e) => e.fields?.error)).toContain("async boom");
       await sleep(20);
       expect(unhandled).toEqual([]);
