@@ -272,6 +272,79 @@ export function rejectionReasonToJSON(object: RejectionReason): string {
   }
 }
 
+/** The ICMP error a SyntheticError sends: its ICMPv4 / ICMPv6 type and code. */
+export enum SyntheticErrorType {
+  SYNTHETIC_ERROR_TYPE_UNSPECIFIED = 0,
+  /** SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED - Time Exceeded, TTL / hop limit exceeded in transit (ICMPv4 11/0, ICMPv6 3/0). */
+  SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED = 1,
+  /** SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE - Destination Unreachable, net (ICMPv4 3/0) / no route to destination (ICMPv6 1/0). */
+  SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE = 2,
+  /** SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE - Destination Unreachable, host (ICMPv4 3/1) / address unreachable (ICMPv6 1/3). */
+  SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE = 3,
+  /**
+   * SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE - Destination Unreachable, protocol (ICMPv4 3/2); ICMPv6 has none: Parameter Problem,
+   * unrecognized Next Header (4/1), pointing at the Next Header field that named ICMPv6.
+   */
+  SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE = 4,
+  /** SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE - Destination Unreachable, port (ICMPv4 3/3, ICMPv6 1/4). */
+  SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE = 5,
+  /** SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED - Destination Unreachable, communication administratively prohibited (ICMPv4 3/13, ICMPv6 1/1). */
+  SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function syntheticErrorTypeFromJSON(object: any): SyntheticErrorType {
+  switch (object) {
+    case 0:
+    case "SYNTHETIC_ERROR_TYPE_UNSPECIFIED":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_UNSPECIFIED;
+    case 1:
+    case "SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED;
+    case 2:
+    case "SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE;
+    case 3:
+    case "SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE;
+    case 4:
+    case "SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE;
+    case 5:
+    case "SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE;
+    case 6:
+    case "SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED":
+      return SyntheticErrorType.SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SyntheticErrorType.UNRECOGNIZED;
+  }
+}
+
+export function syntheticErrorTypeToJSON(object: SyntheticErrorType): string {
+  switch (object) {
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_UNSPECIFIED:
+      return "SYNTHETIC_ERROR_TYPE_UNSPECIFIED";
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED:
+      return "SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED";
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE:
+      return "SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE";
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE:
+      return "SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE";
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE:
+      return "SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE";
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE:
+      return "SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE";
+    case SyntheticErrorType.SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED:
+      return "SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED";
+    case SyntheticErrorType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * Every client message is at most 1 MiB (larger: the call ends RESOURCE_EXHAUSTED). A stream
  * must send Hello within --hello-timeout (default 10 s; else DEADLINE_EXCEEDED). A client that
@@ -425,8 +498,8 @@ export interface VerdictBatch {
 }
 
 /**
- * After ACTION_CONSUME: send an Echo Reply for that request later, once, within the
- * synthetic-reply window.
+ * After ACTION_CONSUME: answer that request later, once, within the synthetic-reply window —
+ * with an Echo Reply, or (with `error`) with an ICMP error from a router's address.
  */
 export interface SyntheticReply {
   requestId: bigint;
@@ -435,9 +508,33 @@ export interface SyntheticReply {
    * 65,507 bytes for IPv4 (65,535 total length − the reply's 20-byte IP header, which has no
    * options − the 8-byte Echo header) and 65,527 for IPv6 (65,535 payload length − 8). A
    * longer payload is refused with REJECTION_REASON_INVALID_ARGUMENT, nothing is sent, and the
-   * request may still be answered within the window.
+   * request may still be answered within the window. Not allowed with `error`.
    */
-  payload?: Buffer | undefined;
+  payload?:
+    | Buffer
+    | undefined;
+  /** Instead of the Echo Reply: this ICMP error about the request. */
+  error?: SyntheticError | undefined;
+}
+
+/**
+ * An ICMP error about a consumed request, as a router (or the destination) on the real path
+ * sent it: what `traceroute -I` needs to show the real hops through a tunnel. The netstack
+ * builds it as it builds its own errors — the request's IP header and as much of the request
+ * as fits in a 576-byte IPv4 / 1,280-byte IPv6 datagram, TTL / hop limit 64, the ICMP rate
+ * limiter — addressed to the request's source and routed like a reply from a temporary
+ * address. Counted in service.synthetic.errors.<type> and in the netstack's ICMP sent counters.
+ */
+export interface SyntheticError {
+  /** Required (UNSPECIFIED: REJECTION_REASON_INVALID_ARGUMENT). */
+  type: SyntheticErrorType;
+  /**
+   * The error's IP source: the router's address. A unicast address of the request's family
+   * (not unspecified, multicast, broadcast, loopback or IPv4-mapped) that is not one of the
+   * netstack's own; at most 64 characters. Else REJECTION_REASON_INVALID_ARGUMENT, nothing is
+   * sent, and the request may still be answered within the window.
+   */
+  source: string;
 }
 
 /** The client takes no new requests; in-flight ones are still decided. */
@@ -2001,7 +2098,7 @@ export const VerdictBatch: MessageFns<VerdictBatch> = {
 };
 
 function createBaseSyntheticReply(): SyntheticReply {
-  return { requestId: 0n, payload: undefined };
+  return { requestId: 0n, payload: undefined, error: undefined };
 }
 
 export const SyntheticReply: MessageFns<SyntheticReply> = {
@@ -2014,6 +2111,9 @@ export const SyntheticReply: MessageFns<SyntheticReply> = {
     }
     if (message.payload !== undefined) {
       writer.uint32(18).bytes(message.payload);
+    }
+    if (message.error !== undefined) {
+      SyntheticError.encode(message.error, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2047,6 +2147,14 @@ export const SyntheticReply: MessageFns<SyntheticReply> = {
             message.payload = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = SyntheticError.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2067,6 +2175,7 @@ export const SyntheticReply: MessageFns<SyntheticReply> = {
         ? BigInt(object.request_id)
         : 0n,
       payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : undefined,
+      error: isSet(object.error) ? SyntheticError.fromJSON(object.error) : undefined,
     };
   },
 
@@ -2078,6 +2187,9 @@ export const SyntheticReply: MessageFns<SyntheticReply> = {
     if (message.payload !== undefined) {
       obj.payload = base64FromBytes(message.payload);
     }
+    if (message.error !== undefined) {
+      obj.error = SyntheticError.toJSON(message.error);
+    }
     return obj;
   },
 
@@ -2088,6 +2200,94 @@ export const SyntheticReply: MessageFns<SyntheticReply> = {
     const message = createBaseSyntheticReply();
     message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
     message.payload = object.payload ?? undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? SyntheticError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSyntheticError(): SyntheticError {
+  return { type: 0, source: "" };
+}
+
+export const SyntheticError: MessageFns<SyntheticError> = {
+  encode(message: SyntheticError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyntheticError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyntheticError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyntheticError {
+    return {
+      type: isSet(object.type) ? syntheticErrorTypeFromJSON(object.type) : 0,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+    };
+  },
+
+  toJSON(message: SyntheticError): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = syntheticErrorTypeToJSON(message.type);
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SyntheticError>): SyntheticError {
+    return SyntheticError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SyntheticError>): SyntheticError {
+    const message = createBaseSyntheticError();
+    message.type = object.type ?? 0;
+    message.source = object.source ?? "";
     return message;
   },
 };
