@@ -94,7 +94,7 @@ program.hook("preAction", (_program, cmd) => {
 const serveCmd = program
   .command("serve")
   .description("create the TUN device and answer ICMP Echo from the netstack")
-  .option("--config <file>", "JSON config file (keys as in the README), env ICMPFWD_CONFIG");
+  .option("--config <file>", "JSON config file (keys as in docs/options.md), env ICMPFWD_CONFIG");
 for (const spec of OPTIONS) {
   const help = `${spec.description} [env ${envName(spec.key)}]${spec.default !== undefined ? ` (default: ${JSON.stringify(spec.default)})` : ""}`;
   if (spec.kind === "bool") {

@@ -1,5 +1,5 @@
 /**
- * Who is calling and what they may do (README "Security"): a bearer token (`authorization:
+ * Who is calling and what they may do (docs/security.md): a bearer token (`authorization:
  * Bearer …`, compared in constant time) or a verified client certificate (its subject CN) gives
  * an identity; an optional authorization file maps identities to the modes they may use and the
  * destination prefixes their filters may claim. A caller with no credentials on this host is

@@ -93,7 +93,7 @@ function authOptionsOf(s: SecurityOptions): AuthOptions {
   };
 }
 
-/** Who may call, and over what (README "Security"). */
+/** Who may call, and over what (docs/security.md). */
 export interface SecurityOptions {
   /** A bearer token (identity "token"). */
   token?: string;

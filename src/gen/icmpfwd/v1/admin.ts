@@ -28,7 +28,7 @@ export const protobufFileName = "icmpfwd/v1/admin.proto";
  * Operating a running icmpfwd: live reconfiguration, the netstack's addresses, routes and NIC
  * modes, and the decision statistics `icmpfwd top` shows. A separate service from
  * EchoForwarder (forwarder.proto), so the policy clients' contract does not move. Every RPC
- * needs the `admin` mode (README "Security"). Add fields freely; never renumber or reuse a
+ * needs the `admin` mode (docs/security.md). Add fields freely; never renumber or reuse a
  * number (`buf breaking` guards it against main).
  */
 
