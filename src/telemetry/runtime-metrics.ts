@@ -14,39 +14,21 @@ export type StopRuntimeMetrics = () => void;
 /** Event-loop delay sampling resolution (ms): the library's default, 10 ms. */
 const MONITORING_PRECISION_MS = 10;
 
-/** The instrumentation's collectors, by module (each exports the class of that name). */
-const COLLECTORS = {
-  eventLoopUtilizationCollector: "EventLoopUtilizationCollector",
-  eventLoopTimeCollector: "EventLoopTimeCollector",
-  eventLoopDelayCollector: "EventLoopDelayCollector",
-  gcCollector: "GCCollector",
-  heapSpacesSizeAndUsedCollector: "HeapSpacesSizeAndUsedCollector",
-  activeResourcesCollector: "ActiveResourcesCollector",
-} as const;
-
-type Collector =
-  import("@opentelemetry/instrumentation-runtime-node/build/src/metrics/baseCollector.js").BaseCollector;
-type CollectorClass = new (config: { monitoringPrecision: number }) => Collector;
-
 export async function startRuntimeMetrics(
   provider: MeterProvider,
   version: string,
 ): Promise<StopRuntimeMetrics> {
-  const meter = provider.getMeter("icmpfwd.runtime", version);
-  // The collectors themselves, not the package's entry point: RuntimeNodeInstrumentation extends
-  // InstrumentationBase, whose module-loader hooks cost ~10 MB of RSS at rest and patch nothing
-  // here. The collectors need only @opentelemetry/api and node:perf_hooks / node:v8.
-  const collectors: Collector[] = [];
-  for (const [file, name] of Object.entries(COLLECTORS)) {
-    const mod = (await import(
-      `@opentelemetry/instrumentation-runtime-node/build/src/metrics/${file}.js`
-    )) as Record<string, CollectorClass>;
-    const c = new mod[name]({ monitoringPrecision: MONITORING_PRECISION_MS });
-    c.updateMetricInstruments(meter);
-    c.enable();
-    collectors.push(c);
-  }
+  // Loaded only when some metric reader is on: nothing is paid without one. With one, the
+  // runtime metrics add ~1.4 MB of RSS at rest (measured after a full GC).
+  const { RuntimeNodeInstrumentation } = await import(
+    "@opentelemetry/instrumentation-runtime-node"
+  );
+  const runtime = new RuntimeNodeInstrumentation({
+    monitoringPrecision: MONITORING_PRECISION_MS,
+  });
+  runtime.setMeterProvider(provider);
 
+  const meter = provider.getMeter("icmpfwd.runtime", version);
   const build = meter.createObservableGauge("icmpfwd_build_info", {
     description: "Always 1; the labels say which icmpfwd and which Node run",
   });
@@ -65,7 +47,5 @@ export async function startRuntimeMetrics(
     r.observe(u.user / 1e6, { "cpu.mode": "user" });
     r.observe(u.system / 1e6, { "cpu.mode": "system" });
   });
-  return () => {
-    for (const c of collectors) c.disable();
-  };
+  return () => runtime.disable();
 }
