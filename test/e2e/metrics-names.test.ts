@@ -5,7 +5,7 @@
  * own grammar (test/unit/deploy/monitoring-queries.ts). A real client decides one kernel ping
  * first, so the decision histogram has its series.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeNetns, Netns, type Spawned, waitFor } from "../helpers/netns.js";
@@ -53,6 +53,7 @@ describeNetns("monitoring: the dashboard's and the alerts' metrics on a live /me
   let serve: ServeProcess;
   let client: Spawned;
   let series: Map<string, Set<string>>;
+  let text = "";
 
   beforeAll(async () => {
     if (!existsSync(CLIENT_CLI)) throw new Error(`${CLIENT_CLI} is missing: run npm run build`);
@@ -67,7 +68,7 @@ describeNetns("monitoring: the dashboard's and the alerts' metrics on a live /me
     const ping = await ns.ping(["-n", "-c", "1", "-W", "2", "198.18.0.2"]);
     expect(ping.received).toBe(1);
     await serve.waitVerdicts(1);
-    const text = await ns.sh(
+    text = await ns.sh(
       `${process.execPath} -e "fetch('http://127.0.0.1:9464/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"`,
     );
     series = seriesOf(text);
@@ -101,6 +102,21 @@ describeNetns("monitoring: the dashboard's and the alerts' metrics on a live /me
         { metric: "icmpfwd_requests_total", labels: ["outcome", "cause", "no_such_label"] },
       ]),
     ).toEqual(["icmpfwd_no_such_metric", "icmpfwd_requests_total{no_such_label}"]);
+  });
+
+  it("icmpfwd_build_info{version,node} is 1, naming this package's version and this Node", () => {
+    const version = (
+      JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+        version: string;
+      }
+    ).version;
+    const lines = text.split("\n").filter((l) => l.startsWith("icmpfwd_build_info{"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^icmpfwd_build_info\\{version="${version}",node="${process.versions.node}",.*\\} 1$`,
+      ),
+    );
   });
 
   it("every metric and matcher label of every dashboard query exists", () => {
