@@ -1,7 +1,8 @@
 #!/bin/sh
-# The local cluster's pinger (docker-compose.yml). It shares icmpfwd's network namespace
-# (network_mode "service:icmpfwd"), so its pings go through the service's TUN: one ping flow
-# to 198.18.0.2 (IPv4) and one to fd00:1::2 (IPv6) per round.
+# The local cluster's pingers (docker-compose.yml). Each shares one replica's network namespace
+# (network_mode "service:icmpfwd-1" / "service:icmpfwd-2"), so its pings go through that
+# replica's TUN: one ping flow to 198.18.0.2 (IPv4) and one to fd00:1::2 (IPv6) per round.
+# `icmpfwd sessions` (an admin RPC) authenticates with ICMPFWD_TOKEN from the environment.
 #
 #   PINGER_SESSIONS  decide sessions to wait for before the first round (default 2)
 #   PINGER_WAIT      seconds to wait for them at most (default 120; then ping anyway)

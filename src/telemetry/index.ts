@@ -39,6 +39,7 @@ import { DecisionHistograms } from "./decision-histograms.js";
 import { type MetricSources, registerServiceMetrics } from "./metrics.js";
 import { RequestSampler } from "./request-sampling.js";
 import { OtelRequestTelemetry, type RequestTracing } from "./request-spans.js";
+import { startRuntimeMetrics } from "./runtime-metrics.js";
 import type { OtlpProtocol, TelemetrySettings } from "./settings.js";
 
 export { type TelemetryFlags, TelemetrySettingsError, telemetrySettings } from "./settings.js";
@@ -183,6 +184,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
   const meterProvider = readers.length > 0 ? new MeterProvider({ resource, readers }) : null;
   if (meterProvider !== null) metrics.setGlobalMeterProvider(meterProvider);
   const meter: Meter | null = meterProvider?.getMeter("icmpfwd", version) ?? null;
+  const stopRuntime = meterProvider && (await startRuntimeMetrics(meterProvider, version));
 
   const requests =
     tracing !== null || meter !== null
@@ -201,6 +203,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
       if (meter !== null) registerServiceMetrics(meter, src);
     },
     async shutdown(): Promise<void> {
+      stopRuntime?.();
       await Promise.allSettled([tracerProvider?.shutdown(), meterProvider?.shutdown()]);
     },
   };

@@ -1,17 +1,28 @@
 /**
- * The local cluster, for real: docker-compose.yml + deploy/compose.offline.yml on a Docker
- * engine (Debian's docker.io) that runs inside a network namespace this test creates
- * (scripts/local-engine.sh: --iptables=false, no default bridge, networks in 198.19.0.0/16),
- * with images built by scripts/local-images.sh from Debian's repository and the host's built
- * artifacts only. The engine, its containers, mounts and namespace are removed afterwards, also
- * when a test fails.
+ * The local cluster, for real, brought up and torn down by `npm run cluster -- up|down`
+ * (scripts/cluster.mjs): docker-compose.yml + deploy/compose.offline.yml on a Docker engine
+ * (Debian's docker.io) inside a network namespace of its own (scripts/local-engine.sh:
+ * --iptables=false, no default bridge, networks in 198.19.0.0/16), images built by
+ * scripts/local-images.sh from Debian's repository and the host's built artifacts only. `down`
+ * must leave nothing behind (the last test), and runs again afterwards, also when a test fails.
  *
- * Policies: policy-ts = even-reply for IPv4, policy-py = reply-all for IPv6 (one Hello filter per
- * family), so the pinger's one round of 6 + 6 pings has an exact outcome: IPv4 icmp_seq 2, 4, 6
- * answered, IPv6 1–6 answered.
+ * The fleet: two replicas, icmpfwd-1 and icmpfwd-2, both answering to the name `icmpfwd`. Both
+ * clients target dns:///icmpfwd:50051 (docs/cli-contract.md), so each holds a session on each
+ * replica. Policies: policy-ts = even-reply for IPv4, policy-py = reply-all for IPv6 (one Hello
+ * filter per family), so each replica's pinger (in that replica's network namespace) has an exact
+ * outcome for its one round of 6 + 6 pings: IPv4 icmp_seq 2, 4, 6 answered, IPv6 1–6 answered,
+ * decided on that replica by both clients.
  */
 import { execFile, spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +34,8 @@ const inCI = process.env.CI === "true" || process.env.CI === "1";
 const DOCKER = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
 const PROJECT = `icmpfwd-cluster-${process.pid}`;
 const COUNT = 6;
+const REPLICAS = ["icmpfwd-1", "icmpfwd-2"] as const;
+const CLUSTER = join(ROOT, "scripts/cluster.mjs");
 // Debian packages the test needs (scripts/prerequisites.mjs, the list `npm test` installs).
 const PACKAGES = PREREQUISITES.filter((p) => /\bcluster\b/.test(p.tests)).map((p) => p.pkg);
 const TOOLS = ["dockerd", "docker-compose", "debootstrap", "nsenter", "ip"];
@@ -149,13 +162,52 @@ function pingOf(log: string, destination: string) {
   };
 }
 
+interface ClusterState {
+  project: string;
+  dockerHost: string;
+  netns: string;
+  token: string;
+}
+
+/** What the host shows of a cluster directory: its namespace, processes, mounts, cgroups. */
+function leftovers(dir: string, netns: string): Record<string, string[]> {
+  const netnses = spawnSync("ip", ["netns", "list"], { encoding: "utf8" })
+    .stdout.split("\n")
+    .map((l) => l.split(" ")[0])
+    .filter((n) => n === netns);
+  const processes: string[] = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+      if (cmd.includes(`${dir}/`) && Number(pid) !== process.pid) processes.push(`${pid} ${cmd}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const mounts = readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .filter((l) => l.split(" ")[1]?.startsWith(`${dir}/`));
+  const cgroups = readdirSync("/sys/fs/cgroup")
+    .map((c) => `/sys/fs/cgroup/${c}/${netns}`)
+    .filter((p) => existsSync(p));
+  return { netnses, processes, mounts, cgroups, dir: existsSync(dir) ? [dir] : [] };
+}
+
+/** The host namespace's veth interfaces (the engine's live in its own namespace). */
+const hostVeths = (): string[] =>
+  spawnSync("ip", ["-o", "link", "show", "type", "veth"], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter(Boolean)
+    .map((l) => l.split(":")[1].trim());
+
 describe.skipIf(why !== "")(
-  `local cluster (docker-compose, offline images)${why ? ` (skipped: ${why})` : ""}`,
+  `local cluster (npm run cluster, two replicas, offline images)${why ? ` (skipped: ${why})` : ""}`,
   () => {
     let dir = "";
-    let engine = "";
+    let state: ClusterState | null = null;
     let env: NodeJS.ProcessEnv = process.env;
     let failed = false;
+    let vethsBefore: string[] = [];
     const timings: Record<string, number> = {};
     const started = Date.now();
 
@@ -179,35 +231,37 @@ describe.skipIf(why !== "")(
       if (ids.length !== 1) throw new Error(`${service}: ${ids.length} containers`);
       return ids[0];
     };
-    const inService = async (args: readonly string[], timeoutMs = 60_000) =>
-      docker(["exec", await container("icmpfwd"), ...args], timeoutMs);
-    const sessions = async (): Promise<Session[]> =>
-      (await inService(["icmpfwd", "sessions", "--json"]))
+    const inService = async (service: string, args: readonly string[], timeoutMs = 60_000) =>
+      docker(["exec", await container(service), ...args], timeoutMs);
+    const sessions = async (replica: string): Promise<Session[]> =>
+      (await inService(replica, ["icmpfwd", "sessions", "--json"]))
         .split("\n")
         .filter((l) => l !== "")
         .map((l) => JSON.parse(l) as Session);
-    const counters = async (): Promise<Record<string, number>> =>
+    const counters = async (replica: string): Promise<Record<string, number>> =>
       (
-        JSON.parse(await inService(["icmpfwd", "stats", "--json"])) as {
+        JSON.parse(await inService(replica, ["icmpfwd", "stats", "--json"])) as {
           counters: Record<string, number>;
         }
       ).counters;
-    /** A PromQL instant query against Prometheus' own HTTP API, from inside the cluster. */
-    const promQuery = async (q: string) => {
-      const url = `http://prometheus:9090/api/v1/query?query=${encodeURIComponent(q)}`;
-      const body = await inService([
+    /** A Prometheus HTTP API call, from inside the cluster. */
+    const promApi = async (path: string): Promise<unknown> => {
+      const body = await inService("icmpfwd-1", [
         "node",
         "-e",
         "fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))",
-        url,
+        `http://prometheus:9090/api/v1/${path}`,
       ]);
-      const r = JSON.parse(body) as {
-        status: string;
-        data: { result: { metric: Record<string, string>; value: [number, string] }[] };
-      };
+      const r = JSON.parse(body) as { status: string; data: unknown };
       if (r.status !== "success") throw new Error(body);
-      return r.data.result;
+      return r.data;
     };
+    const promQuery = async (q: string) =>
+      (
+        (await promApi(`query?query=${encodeURIComponent(q)}`)) as {
+          result: { metric: Record<string, string>; value: [number, string] }[];
+        }
+      ).result;
     const spans = async (): Promise<Span[]> =>
       (await docker(["logs", await container("otlp-sink")]))
         .split("\n")
@@ -221,32 +275,33 @@ describe.skipIf(why !== "")(
         timings[what] = Math.round((Date.now() - t0) / 100) / 10;
       }
     };
-
-    const stopEngine = (): void => {
-      if (engine === "") return;
-      spawnSync(join(ROOT, "scripts/local-engine.sh"), ["stop", engine], {
-        stdio: "inherit",
-        timeout: 180_000,
+    const clusterCmd = (cmd: "up" | "down", timeoutMs: number) =>
+      sh(process.execPath, [CLUSTER, cmd, "--dir", dir, "--no-build"], {
+        timeoutMs,
+        env: { ...process.env, ICMPFWD_CLUSTER_PROJECT: PROJECT, PINGER_ROUNDS: "1" },
       });
-      engine = "";
+
+    const downSync = (): void => {
+      if (dir === "" || !existsSync(dir)) return;
+      spawnSync(process.execPath, [CLUSTER, "down", "--dir", dir], {
+        stdio: "inherit",
+        timeout: 300_000,
+      });
     };
     // Last resort: a run killed before afterAll must not leave the engine or its namespace.
-    process.on("exit", stopEngine);
+    process.on("exit", downSync);
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), "icmpfwd-cluster-"));
-      engine = join(dir, "engine");
-      const out = await time("engine", () =>
-        must(join(ROOT, "scripts/local-engine.sh"), ["start", engine], { timeoutMs: 120_000 }),
-      );
-      const host = /^DOCKER_HOST=(\S+)$/m.exec(out)?.[1];
-      if (host === undefined) throw new Error(`local-engine.sh printed no DOCKER_HOST: ${out}`);
-      env = { ...process.env, DOCKER_HOST: host, PINGER_ROUNDS: "1", COMPOSE_HTTP_TIMEOUT: "180" };
+      vethsBefore = hostVeths();
+      dir = join(mkdtempSync(join(tmpdir(), "icmpfwd-cluster-")), "cluster");
+      const up = await time("up", () => clusterCmd("up", 900_000));
+      if (existsSync(join(dir, "state.json")))
+        state = JSON.parse(readFileSync(join(dir, "state.json"), "utf8")) as ClusterState;
+      if (up.code !== 0 || state === null)
+        throw new Error(`npm run cluster -- up failed (${up.code}): ${up.stderr.slice(-3000)}`);
+      expect(state.project).toBe(PROJECT);
+      env = { ...process.env, DOCKER_HOST: state.dockerHost, COMPOSE_HTTP_TIMEOUT: "180" };
       delete env.DOCKER_CONTEXT;
-      await time("images", () =>
-        must(join(ROOT, "scripts/local-images.sh"), [], { timeoutMs: 720_000, env }),
-      );
-      await time("up", () => compose(["up", "-d", "--no-build"], 300_000));
     });
 
     afterEach((ctx) => {
@@ -255,7 +310,7 @@ describe.skipIf(why !== "")(
 
     afterAll(async () => {
       try {
-        if (engine !== "" && failed) {
+        if (failed && state !== null && existsSync(dir)) {
           // What each container said, for the failure report.
           const logs = await sh(
             "docker-compose",
@@ -264,139 +319,166 @@ describe.skipIf(why !== "")(
           );
           process.stderr.write(`${logs.stdout}${logs.stderr}\n`);
         }
-        if (engine !== "") {
-          await time("down", () =>
-            sh("docker-compose", composeArgs(["down", "-v", "-t", "5"]), {
-              timeoutMs: 120_000,
-              env,
-            }),
-          );
-        }
       } finally {
-        const t0 = Date.now();
-        stopEngine();
-        timings.engineStop = Math.round((Date.now() - t0) / 100) / 10;
-        if (dir !== "") rmSync(dir, { recursive: true, force: true });
+        downSync();
+        if (dir !== "") rmSync(join(dir, ".."), { recursive: true, force: true });
         timings.total = Math.round((Date.now() - started) / 100) / 10;
         process.stdout.write(`local cluster timings (s): ${JSON.stringify(timings)}\n`);
       }
     });
 
-    it("icmpfwd turns healthy (its healthcheck is `icmpfwd health`)", async () => {
-      const id = await container("icmpfwd");
-      await until("icmpfwd healthy", 120_000, async () =>
-        (await docker(["inspect", "-f", "{{.State.Health.Status}}", id])).trim() === "healthy"
-          ? true
-          : undefined,
-      );
-      expect(
-        (await sh(DOCKER, ["exec", id, "icmpfwd", "health"], { timeoutMs: 30_000, env })).code,
-      ).toBe(0);
+    it("both replicas turn healthy (their healthcheck is `icmpfwd health`)", async () => {
+      for (const replica of REPLICAS) {
+        const id = await container(replica);
+        await until(`${replica} healthy`, 120_000, async () =>
+          (await docker(["inspect", "-f", "{{.State.Health.Status}}", id])).trim() === "healthy"
+            ? true
+            : undefined,
+        );
+        expect(
+          (await sh(DOCKER, ["exec", id, "icmpfwd", "health"], { timeoutMs: 30_000, env })).code,
+        ).toBe(0);
+      }
     });
 
-    it("the pinger's answers are exactly the policies': IPv4 even-reply (policy-ts), IPv6 reply-all (policy-py)", async () => {
-      const id = await container("pinger");
-      const code = await until("the pinger's round to end", 180_000, async () => {
-        const s = (await docker(["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]))
-          .trim()
-          .split(" ");
-        return s[0] === "exited" ? Number(s[1]) : undefined;
-      });
-      const log = await docker(["logs", id]);
-      expect(code, log).toBe(0);
-      expect(log).toContain("pinger: 2 decide sessions");
-      expect(pingOf(log, "198.18.0.2"), log).toEqual({
-        seqs: [2, 4, 6],
-        transmitted: COUNT,
-        received: 3,
-      });
-      expect(pingOf(log, "fd00:1::2"), log).toEqual({
-        seqs: [1, 2, 3, 4, 5, 6],
-        transmitted: COUNT,
-        received: COUNT,
-      });
+    it("each replica's pinger gets exactly the policies' answers: IPv4 even-reply (policy-ts), IPv6 reply-all (policy-py)", async () => {
+      for (const pinger of ["pinger-1", "pinger-2"]) {
+        const id = await container(pinger);
+        const code = await until(`${pinger}'s round to end`, 180_000, async () => {
+          const s = (await docker(["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]))
+            .trim()
+            .split(" ");
+          return s[0] === "exited" ? Number(s[1]) : undefined;
+        });
+        const log = await docker(["logs", id]);
+        expect(code, log).toBe(0);
+        expect(log).toContain("pinger: 2 decide sessions");
+        expect(pingOf(log, "198.18.0.2"), log).toEqual({
+          seqs: [2, 4, 6],
+          transmitted: COUNT,
+          received: 3,
+        });
+        expect(pingOf(log, "fd00:1::2"), log).toEqual({
+          seqs: [1, 2, 3, 4, 5, 6],
+          transmitted: COUNT,
+          received: COUNT,
+        });
+      }
     });
 
-    it("GetStats / ListSessions: both clients connected and decided the pinger's requests", async () => {
-      const ss = await sessions();
-      const byName = Object.fromEntries(ss.map((s) => [s.clientName, s]));
-      expect(ss.map((s) => s.clientName).sort()).toEqual(["policy-py", "policy-ts"]);
-      expect(byName["policy-ts"]).toMatchObject({
-        mode: "decide",
-        filter: { family: "ipv4" },
-        decided: COUNT,
-        inFlight: 0,
-      });
-      expect(byName["policy-py"]).toMatchObject({
-        mode: "decide",
-        filter: { family: "ipv6" },
-        decided: COUNT,
-        inFlight: 0,
-      });
-      // Each client is its own container on the compose network (198.19.0.0/16).
-      for (const s of ss) expect(s.peer).toMatch(/^198\.19\.\d+\.\d+:\d+$/);
-      const c = await counters();
-      const outcomes = Object.fromEntries(
-        Object.entries(c).filter(([k, v]) => k.startsWith("service.outcomes.") && v !== 0),
-      );
-      expect(outcomes).toEqual({
-        "service.outcomes.reply.verdict": COUNT + COUNT / 2,
-        "service.outcomes.consume.verdict": COUNT / 2,
-      });
-      // The netstack received every Echo Request and sent the Echo Replies the verdicts asked for.
-      expect(c["icmp.v4.packetsReceived.echoRequest"]).toBe(COUNT);
-      expect(c["icmp.v4.packetsSent.echoReply"]).toBe(COUNT / 2);
-      expect(c["icmp.v6.packetsReceived.echoRequest"]).toBe(COUNT);
-      expect(c["icmp.v6.packetsSent.echoReply"]).toBe(COUNT);
+    it("`icmpfwd sessions` on each replica lists both policies, each of which decided that replica's own pings", async () => {
+      for (const replica of REPLICAS) {
+        const ss = await sessions(replica);
+        const byName = Object.fromEntries(ss.map((s) => [s.clientName, s]));
+        expect(ss.map((s) => s.clientName).sort(), replica).toEqual(["policy-py", "policy-ts"]);
+        expect(byName["policy-ts"], replica).toMatchObject({
+          mode: "decide",
+          filter: { family: "ipv4" },
+          decided: COUNT,
+          inFlight: 0,
+        });
+        expect(byName["policy-py"], replica).toMatchObject({
+          mode: "decide",
+          filter: { family: "ipv6" },
+          decided: COUNT,
+          inFlight: 0,
+        });
+        // Each client is its own container on the compose network (198.19.0.0/16).
+        for (const s of ss) expect(s.peer).toMatch(/^198\.19\.\d+\.\d+:\d+$/);
+      }
     });
 
-    it("Prometheus' HTTP API has icmpfwd_requests_total and the decisions by client", async () => {
+    it("each replica's counters: its own pinger's requests, decided by verdict, answered by its own netstack", async () => {
+      for (const replica of REPLICAS) {
+        const c = await counters(replica);
+        const outcomes = Object.fromEntries(
+          Object.entries(c).filter(([k, v]) => k.startsWith("service.outcomes.") && v !== 0),
+        );
+        expect(outcomes, replica).toEqual({
+          "service.outcomes.reply.verdict": COUNT + COUNT / 2,
+          "service.outcomes.consume.verdict": COUNT / 2,
+        });
+        expect(c["icmp.v4.packetsReceived.echoRequest"], replica).toBe(COUNT);
+        expect(c["icmp.v4.packetsSent.echoReply"], replica).toBe(COUNT / 2);
+        expect(c["icmp.v6.packetsReceived.echoRequest"], replica).toBe(COUNT);
+        expect(c["icmp.v6.packetsSent.echoReply"], replica).toBe(COUNT);
+      }
+    });
+
+    it("Prometheus scrapes both replicas (requests and decisions by client per instance) and loads the five alerts", async () => {
       const requests = await until(
-        "Prometheus to scrape the pinger's requests",
+        "Prometheus to scrape both pingers' requests",
         90_000,
         async () => {
           const r = await promQuery(
-            'sum by (outcome, family) (icmpfwd_requests_total{cause="verdict"})',
+            'sum by (instance, outcome, family) (icmpfwd_requests_total{cause="verdict"})',
           );
           const m = Object.fromEntries(
             r
               .filter((x) => x.value[1] !== "0")
-              .map((x) => [`${x.metric.family} ${x.metric.outcome}`, Number(x.value[1])]),
+              .map((x) => [
+                `${x.metric.instance} ${x.metric.family} ${x.metric.outcome}`,
+                Number(x.value[1]),
+              ]),
           );
-          return Object.values(m).reduce((a, b) => a + b, 0) === 2 * COUNT ? m : undefined;
+          return Object.values(m).reduce((a, b) => a + b, 0) === 4 * COUNT ? m : undefined;
         },
       );
-      expect(requests).toEqual({ "ipv4 reply": 3, "ipv4 consume": 3, "ipv6 reply": 6 });
-      const raw = await promQuery("icmpfwd_requests_total");
-      expect(raw.length).toBeGreaterThan(0);
-      expect(raw[0].metric).toMatchObject({ job: "icmpfwd", instance: "icmpfwd:9464" });
+      expect(requests).toEqual({
+        "icmpfwd-1:9464 ipv4 reply": 3,
+        "icmpfwd-1:9464 ipv4 consume": 3,
+        "icmpfwd-1:9464 ipv6 reply": 6,
+        "icmpfwd-2:9464 ipv4 reply": 3,
+        "icmpfwd-2:9464 ipv4 consume": 3,
+        "icmpfwd-2:9464 ipv6 reply": 6,
+      });
       const decisions = await until("Prometheus to scrape the decisions", 60_000, async () => {
         const r = await promQuery(
-          "sum by (session, verdict) (icmpfwd_decision_duration_seconds_count)",
+          "sum by (instance, session) (icmpfwd_decision_duration_seconds_count)",
         );
         const m = Object.fromEntries(
-          r.map((x) => [`${x.metric.session} ${x.metric.verdict}`, Number(x.value[1])]),
+          r.map((x) => [`${x.metric.instance} ${x.metric.session}`, Number(x.value[1])]),
         );
-        return Object.values(m).reduce((a, b) => a + b, 0) === 2 * COUNT ? m : undefined;
+        return Object.values(m).reduce((a, b) => a + b, 0) === 4 * COUNT ? m : undefined;
       });
       expect(decisions).toEqual({
-        "policy-ts reply": 3,
-        "policy-ts consume": 3,
-        "policy-py reply": 6,
+        "icmpfwd-1:9464 policy-ts": COUNT,
+        "icmpfwd-1:9464 policy-py": COUNT,
+        "icmpfwd-2:9464 policy-ts": COUNT,
+        "icmpfwd-2:9464 policy-py": COUNT,
       });
+      const build = await promQuery("icmpfwd_build_info");
+      expect(build.map((x) => x.metric.instance).sort()).toEqual([
+        "icmpfwd-1:9464",
+        "icmpfwd-2:9464",
+      ]);
+      const rules = (await promApi("rules")) as {
+        groups: { name: string; rules: { name: string; health: string; state: string }[] }[];
+      };
+      expect(rules.groups.map((g) => g.name)).toEqual(["icmpfwd"]);
+      expect(rules.groups[0].rules.map((r) => `${r.name} ${r.health}`)).toEqual([
+        "IcmpfwdNoDecisionClient ok",
+        "IcmpfwdDecisionsTimingOut ok",
+        "IcmpfwdFallthroughOnOverload ok",
+        "IcmpfwdNetstackDropsRising ok",
+        "IcmpfwdEventLoopLag ok",
+      ]);
+      // Both clients are connected to both replicas: no-decision-client is quiet.
+      expect(rules.groups[0].rules[0].state).toBe("inactive");
     });
 
-    it("the OTLP sink received one trace per Echo Request, decided by the right client", async () => {
-      const all = await until("the spans of all 12 requests", 60_000, async () => {
+    it("the OTLP sink received one trace per Echo Request from both replicas, decided by the right client", async () => {
+      const total = 4 * COUNT;
+      const all = await until(`the spans of all ${total} requests`, 60_000, async () => {
         const s = await spans();
         const requests = s.filter((x) => x.name === "icmpfwd.echo_request");
         const decides = s.filter((x) => x.name === "icmpfwd.decide");
-        return requests.length >= 2 * COUNT && decides.length >= 2 * COUNT ? s : undefined;
+        return requests.length >= total && decides.length >= total ? s : undefined;
       });
       const requests = all.filter((x) => x.name === "icmpfwd.echo_request");
       const decides = all.filter((x) => x.name === "icmpfwd.decide");
-      expect(requests).toHaveLength(2 * COUNT);
-      expect(decides).toHaveLength(2 * COUNT);
+      expect(requests).toHaveLength(total);
+      expect(decides).toHaveLength(total);
       const tally = (xs: Span[], f: (x: Span) => string) => {
         const t: Record<string, number> = {};
         for (const x of xs) t[f(x)] = (t[f(x)] ?? 0) + 1;
@@ -407,41 +489,67 @@ describe.skipIf(why !== "")(
           requests,
           (x) => `${x.attributes["network.type"]} ${x.attributes["icmpfwd.verdict"]}`,
         ),
-      ).toEqual({
-        "ipv4 reply": 3,
-        "ipv4 consume": 3,
-        "ipv6 reply": 6,
-      });
+      ).toEqual({ "ipv4 reply": 6, "ipv4 consume": 6, "ipv6 reply": 12 });
       expect(
         tally(
           decides,
           (x) => `${x.attributes["icmpfwd.client"]} ${x.attributes["icmpfwd.verdict"]}`,
         ),
-      ).toEqual({
-        "policy-ts reply": 3,
-        "policy-ts consume": 3,
-        "policy-py reply": 6,
-      });
-      // Each decide span is the child of its request's span.
+      ).toEqual({ "policy-ts reply": 6, "policy-ts consume": 6, "policy-py reply": 12 });
       const byId = new Map(requests.map((r) => [r.spanId, r]));
       for (const d of decides) expect(byId.get(d.parentSpanId)?.traceId).toBe(d.traceId);
       expect(new Set(all.map((x) => x.service))).toEqual(new Set(["icmpfwd"]));
     });
 
-    it("--scale policy-py=3: three Python sessions; each IPv6 flow is decided by one of them", async () => {
+    it("gRPC is published in the cluster's namespace (127.0.0.1:50051, :50052) and needs the token", async () => {
+      if (state === null) throw new Error("no cluster state");
+      const noToken = { ...process.env };
+      delete noToken.ICMPFWD_TOKEN;
+      const cli = (target: string, token: string | null) =>
+        sh(
+          "nsenter",
+          [
+            `--net=/var/run/netns/${state?.netns}`,
+            process.execPath,
+            join(ROOT, "dist/main.js"),
+            "sessions",
+            "--json",
+            "--target",
+            target,
+            ...(token === null ? [] : ["--token", token]),
+          ],
+          { timeoutMs: 30_000, env: noToken },
+        );
+      for (const target of ["127.0.0.1:50051", "127.0.0.1:50052"]) {
+        const ok = await cli(target, state.token);
+        expect(ok.code, ok.stderr).toBe(0);
+        const names = (JSON.parse(ok.stdout) as Session[]).map((s) => s.clientName).sort();
+        expect(names, target).toEqual(["policy-py", "policy-ts"]);
+        const refused = await cli(target, null);
+        expect(refused.code, target).not.toBe(0);
+        expect(refused.stderr, target).toMatch(/UNAUTHENTICATED/);
+      }
+    });
+
+    it("--scale policy-py=3: three Python sessions on each replica; each IPv6 flow is decided by one of them", async () => {
       await time("scale", () =>
         compose(
           ["up", "-d", "--no-build", "--no-deps", "--scale", "policy-py=3", "policy-py"],
           180_000,
         ),
       );
-      const before = await until("three policy-py sessions", 120_000, async () => {
-        const ss = await sessions();
-        return ss.filter((s) => s.clientName === "policy-py").length === 3 ? ss : undefined;
-      });
+      for (const replica of REPLICAS) {
+        await until(`three policy-py sessions on ${replica}`, 120_000, async () => {
+          const ss = await sessions(replica);
+          return ss.filter((s) => s.clientName === "policy-py").length === 3 ? ss : undefined;
+        });
+      }
+      const replica = "icmpfwd-2";
+      const before = await sessions(replica);
       const decidedBefore = new Map(before.map((s) => [s.sessionId, s.decided]));
-      // Three ping flows at once (three idents), 4 requests each, from the service's namespace.
+      // Three ping flows at once (three idents), 4 requests each, from this replica's namespace.
       const out = await inService(
+        replica,
         [
           "sh",
           "-c",
@@ -450,7 +558,7 @@ describe.skipIf(why !== "")(
         60_000,
       );
       expect([...out.matchAll(/4 packets transmitted, 4 received/g)], out).toHaveLength(3);
-      const after = await sessions();
+      const after = await sessions(replica);
       const py = after.filter((s) => s.clientName === "policy-py");
       expect(py).toHaveLength(3);
       expect(new Set(py.map((s) => s.peer.split(":")[0])).size).toBe(3);
@@ -458,8 +566,27 @@ describe.skipIf(why !== "")(
       // Flow affinity: a flow's 4 requests all go to the session that took its first one.
       expect(deltas.reduce((a, b) => a + b, 0)).toBe(12);
       for (const d of deltas) expect(d % 4, JSON.stringify(deltas)).toBe(0);
-      const ts = after.find((s) => s.clientName === "policy-ts");
-      expect(ts?.decided).toBe(COUNT);
+      expect(after.find((s) => s.clientName === "policy-ts")?.decided).toBe(COUNT);
+    });
+
+    it("npm run cluster -- down leaves nothing behind: no namespace, engine, mounts, cgroups or veths", async () => {
+      if (state === null) throw new Error("no cluster state");
+      const netns = state.netns;
+      expect(leftovers(dir, netns).netnses).toEqual([netns]);
+      const down = await time("down", () => clusterCmd("down", 300_000));
+      expect(down.code, down.stderr).toBe(0);
+      expect(leftovers(dir, netns)).toEqual({
+        netnses: [],
+        processes: [],
+        mounts: [],
+        cgroups: [],
+        dir: [],
+      });
+      expect(hostVeths()).toEqual(vethsBefore);
+      // A second down finds nothing to do.
+      const again = await clusterCmd("down", 60_000);
+      expect(again.code).toBe(0);
+      expect(again.stderr).toContain("not running");
     });
   },
 );

@@ -1,8 +1,9 @@
 /**
  * The local cluster's compose files, validated by `docker-compose config` (Debian's 1.29; the
  * same files are written for `docker compose` v2) and read back as data: services, the
- * service's TUN capabilities, healthchecks, start order, networks inside 198.19.0.0/16, and the
- * offline override. The cluster itself runs in test/cluster/local-cluster.test.ts.
+ * service's TUN capabilities, healthchecks, start order, the two-replica fleet and its one DNS
+ * name, networks inside 198.19.0.0/16, and the offline override. The cluster itself runs in
+ * test/cluster/local-cluster.test.ts.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -31,11 +32,15 @@ interface Service {
   ports?: unknown[];
   profiles?: string[];
   volumes?: unknown[];
+  networks?: Networks;
 }
 interface Config {
   services: Record<string, Service>;
   networks: Record<string, { ipam?: { config?: { subnet: string }[] } }>;
 }
+type Networks = Record<string, { aliases?: string[] } | null>;
+
+const REPLICAS = ["icmpfwd-1", "icmpfwd-2"];
 
 /** `docker-compose config` of these files, as data (its YAML read by python3-yaml). */
 function config(files: string[], env: Record<string, string> = {}): Config {
@@ -67,11 +72,13 @@ describe.skipIf(!haveCompose)("docker-compose.yml (docker-compose config)", () =
     PINGER_ROUNDS: "1",
   });
 
-  it("has the service, both policy clients, the pinger, Prometheus and Jaeger", () => {
+  it("has two service replicas, both policy clients, a pinger per replica, Prometheus and Jaeger", () => {
     expect(Object.keys(base.services).sort()).toEqual([
-      "icmpfwd",
+      "icmpfwd-1",
+      "icmpfwd-2",
       "jaeger",
-      "pinger",
+      "pinger-1",
+      "pinger-2",
       "policy-py",
       "policy-ts",
       "prometheus",
@@ -81,32 +88,60 @@ describe.skipIf(!haveCompose)("docker-compose.yml (docker-compose config)", () =
     expect(base.services.prometheus.image).toMatch(/^prom\/prometheus:/);
   });
 
-  it("runs icmpfwd with NET_ADMIN, /dev/net/tun, IPv6 on and `icmpfwd health` as healthcheck", () => {
-    const s = base.services.icmpfwd;
-    expect(s.build).toMatchObject({ target: "runtime" });
-    expect(s.cap_add).toEqual(["NET_ADMIN"]);
-    expect(s.devices).toEqual(["/dev/net/tun:/dev/net/tun"]);
-    expect(s.sysctls?.["net.ipv6.conf.all.disable_ipv6"]).toBe("0");
-    expect(s.healthcheck?.test).toEqual(["CMD", "icmpfwd", "health"]);
-    expect(s.environment?.ICMPFWD_LISTEN).toBe("0.0.0.0:50051");
-    // Explicit: a non-loopback listener without credentials refuses to start otherwise.
-    expect(s.environment?.ICMPFWD_ALLOW_UNAUTHENTICATED).toBe("true");
-    expect(s.environment?.ICMPFWD_METRICS_LISTEN).toBe("0.0.0.0:9464");
-    expect(s.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://jaeger:4318");
-  });
-
-  it("starts the clients, the pinger and Prometheus only once icmpfwd is healthy", () => {
-    for (const name of ["policy-ts", "policy-py", "pinger", "prometheus"]) {
-      expect(base.services[name].depends_on?.icmpfwd).toEqual({ condition: "service_healthy" });
+  it("runs each replica with NET_ADMIN, /dev/net/tun, IPv6 on and `icmpfwd health` as healthcheck", () => {
+    for (const name of REPLICAS) {
+      const s = base.services[name];
+      expect(s.build).toMatchObject({ target: "runtime" });
+      expect(s.cap_add).toEqual(["NET_ADMIN"]);
+      expect(s.devices).toEqual(["/dev/net/tun:/dev/net/tun"]);
+      expect(s.sysctls?.["net.ipv6.conf.all.disable_ipv6"]).toBe("0");
+      expect(s.healthcheck?.test).toEqual(["CMD", "icmpfwd", "health"]);
+      expect(s.environment?.ICMPFWD_LISTEN).toBe("0.0.0.0:50051");
+      expect(s.environment?.ICMPFWD_METRICS_LISTEN).toBe("0.0.0.0:9464");
+      expect(s.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://jaeger:4318");
+      expect(s.environment?.OTEL_RESOURCE_ATTRIBUTES).toBe(`service.instance.id=${name}`);
     }
   });
 
-  it("gives each policy client one family, so the pinger's outcome is exact", () => {
+  it("requires a bearer token on every replica (plaintext lab network: --insecure-token)", () => {
+    const withToken = config(["docker-compose.yml"], { ICMPFWD_TOKEN: "t0ken" });
+    for (const name of REPLICAS) {
+      const e = withToken.services[name].environment;
+      expect(e?.ICMPFWD_TOKEN).toBe("t0ken");
+      expect(e?.ICMPFWD_INSECURE_TOKEN).toBe("true");
+      expect(e?.ICMPFWD_ALLOW_UNAUTHENTICATED).toBeUndefined();
+    }
+    for (const name of ["policy-ts", "policy-py", "pinger-1", "pinger-2"])
+      expect(withToken.services[name].environment?.ICMPFWD_TOKEN).toBe("t0ken");
+    expect(base.services["icmpfwd-1"].environment?.ICMPFWD_TOKEN).toBe("icmpfwd-lab-token");
+  });
+
+  it("gives both replicas the one name `icmpfwd` and publishes their gRPC on loopback", () => {
+    for (const name of REPLICAS)
+      expect(base.services[name].networks?.default?.aliases).toEqual(["icmpfwd"]);
+    // docker-compose 1.29 prints the short syntax.
+    expect(base.services["icmpfwd-1"].ports).toEqual(["127.0.0.1:50051:50051/tcp"]);
+    expect(base.services["icmpfwd-2"].ports).toEqual(["127.0.0.1:50052:50051/tcp"]);
+  });
+
+  it("starts the clients and Prometheus once both replicas are healthy, each pinger once its replica is", () => {
+    for (const name of ["policy-ts", "policy-py", "prometheus"])
+      for (const r of REPLICAS)
+        expect(base.services[name].depends_on?.[r]).toEqual({ condition: "service_healthy" });
+    expect(base.services["pinger-1"].depends_on?.["icmpfwd-1"]).toEqual({
+      condition: "service_healthy",
+    });
+    expect(base.services["pinger-2"].depends_on?.["icmpfwd-2"]).toEqual({
+      condition: "service_healthy",
+    });
+  });
+
+  it("gives each policy client one family and the whole fleet (dns:///icmpfwd:50051)", () => {
     expect(base.services["policy-ts"].entrypoint).toEqual(["icmpfwd-policy"]);
     expect(base.services["policy-ts"].command).toEqual([
       "even-reply",
       "--target",
-      "icmpfwd:50051",
+      "dns:///icmpfwd:50051",
       "--family",
       "ipv4",
       "--name",
@@ -116,7 +151,7 @@ describe.skipIf(!haveCompose)("docker-compose.yml (docker-compose config)", () =
     expect(base.services["policy-py"].command).toEqual([
       "reply-all",
       "--target",
-      "icmpfwd:50051",
+      "dns:///icmpfwd:50051",
       "--family",
       "ipv6",
       "--name",
@@ -124,10 +159,21 @@ describe.skipIf(!haveCompose)("docker-compose.yml (docker-compose config)", () =
     ]);
   });
 
-  it("pings from inside the service's network namespace", () => {
-    expect(base.services.pinger.network_mode).toBe("service:icmpfwd");
-    expect(base.services.pinger.environment?.PINGER_ROUNDS).toBe("0");
-    expect(offline.services.pinger.environment?.PINGER_ROUNDS).toBe("1");
+  it("loads the alerting rules into Prometheus, which scrapes both replicas", () => {
+    expect(base.services.prometheus.volumes).toEqual([
+      `${ROOT.replace(/\/$/, "")}/deploy/prometheus:/etc/prometheus:ro`,
+    ]);
+  });
+
+  it("pings from inside each replica's network namespace", () => {
+    for (const [pinger, replica] of [
+      ["pinger-1", "icmpfwd-1"],
+      ["pinger-2", "icmpfwd-2"],
+    ]) {
+      expect(base.services[pinger].network_mode).toBe(`service:${replica}`);
+      expect(base.services[pinger].environment?.PINGER_ROUNDS).toBe("0");
+      expect(offline.services[pinger].environment?.PINGER_ROUNDS).toBe("1");
+    }
   });
 
   it("keeps every compose network inside 198.19.0.0/16", () => {
@@ -144,14 +190,14 @@ describe.skipIf(!haveCompose)("docker-compose.yml (docker-compose config)", () =
 
   it("offline: local images, Debian's Prometheus, no Jaeger, traces to the OTLP sink", () => {
     const s = offline.services;
-    expect(s.icmpfwd.image).toBe("icmpfwd/icmpfwd:local");
-    expect(s["policy-ts"].image).toBe("icmpfwd/icmpfwd:local");
-    expect(s.pinger.image).toBe("icmpfwd/icmpfwd:local");
+    for (const name of [...REPLICAS, "policy-ts", "pinger-1", "pinger-2"])
+      expect(s[name].image, name).toBe("icmpfwd/icmpfwd:local");
     expect(s["policy-py"].image).toBe("icmpfwd/policy-py:local");
     expect(s.prometheus.image).toBe("icmpfwd-local/base:bookworm");
     expect(s.prometheus.entrypoint).toEqual(["/usr/bin/prometheus"]);
     expect(s.jaeger.profiles).toEqual(["jaeger"]);
-    expect(s.icmpfwd.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://otlp-sink:4318");
+    for (const name of REPLICAS)
+      expect(s[name].environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://otlp-sink:4318");
     expect(s["otlp-sink"].entrypoint).toEqual(["node", "/app/otlp-sink.mjs", "4318", "0.0.0.0"]);
   });
 });
