@@ -138,7 +138,7 @@ function up() {
       `  ${compose} ps`,
       `  ${compose} exec icmpfwd-1 icmpfwd sessions`,
       "a policy on the host (gRPC published on the namespace's 127.0.0.1:50051 and :50052):",
-      `  nsenter --net=/var/run/netns/${netns} node clients/ts/dist/clients/ts/src/cli.js \\`,
+      `  nsenter --net=/var/run/netns/${netns} node clients/ts/dist/cli.js \\`,
       `    reply-all --target 127.0.0.1:50051,127.0.0.1:50052 --token "$(cat ${dir}/token)"`,
       `Prometheus: 127.0.0.1:9090 inside ${netns} (alerts: /api/v1/alerts)`,
       "down: npm run cluster -- down",

@@ -18,7 +18,7 @@ import { MAIN_JS } from "../helpers/serve.js";
 import { type DocBlock, isShell, REPO_ROOT, repoDocs } from "../unit/repo/doc-blocks.js";
 
 const BLOCK_TIMEOUT_MS = 90_000;
-const POLICY_JS = join(REPO_ROOT, "clients/ts/dist/clients/ts/src/cli.js");
+const POLICY_JS = join(REPO_ROOT, "clients/ts/dist/cli.js");
 
 /** A directory with `icmpfwd` and `icmpfwd-policy` as the launchers run them. */
 function binDir(): string {

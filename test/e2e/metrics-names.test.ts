@@ -19,7 +19,7 @@ import {
 } from "../unit/deploy/monitoring-queries.js";
 
 const CLIENT_CLI = fileURLToPath(
-  new URL("../../clients/ts/dist/clients/ts/src/cli.js", import.meta.url),
+  new URL("../../clients/ts/dist/cli.js", import.meta.url),
 );
 /** Labels Prometheus adds at scrape time, not the exporter. */
 const SCRAPE_LABELS = new Set(["instance", "job"]);
