@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inCI } from "../helpers/netns.js";
 import { generate } from "./generator.js";
 import { buildPeer, GvisorPeer, peerPrerequisite } from "./peer.js";
-import { differentialRun, formatUnknown } from "./run.js";
+import { differentialRun, formatUnknown, MemoryStacks } from "./run.js";
 
 const prereq = peerPrerequisite();
 if (!prereq.ok && inCI)
@@ -21,15 +21,17 @@ const title = prereq.ok
 
 suite(title, () => {
   let peer: GvisorPeer;
+  let stacks: MemoryStacks;
   beforeAll(() => {
     peer = new GvisorPeer(buildPeer());
+    stacks = new MemoryStacks(peer);
   }, 120_000);
   afterAll(async () => {
     await peer?.close();
   });
 
   it("200 inputs of seed 1: every difference is a known one", async () => {
-    const r = await differentialRun(peer, 1, 200);
+    const r = await differentialRun(stacks, 1, 200);
     expect(r.unknown.size, formatUnknown(r)).toBe(0);
     // Most inputs agree byte for byte; the known differences are the exception.
     expect(r.same).toBeGreaterThan(180);
@@ -38,8 +40,8 @@ suite(title, () => {
   it("the same seed gives the same inputs and the same outcome", async () => {
     for (let i = 0; i < 50; i++) expect(generate(7, i)).toEqual(generate(7, i));
     expect(generate(7, 0)).not.toEqual(generate(8, 0));
-    const a = await differentialRun(peer, 7, 50);
-    const b = await differentialRun(peer, 7, 50);
+    const a = await differentialRun(stacks, 7, 50);
+    const b = await differentialRun(stacks, 7, 50);
     expect([a.same, [...a.known]]).toEqual([b.same, [...b.known]]);
   }, 60_000);
 });
