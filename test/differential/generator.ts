@@ -3,7 +3,9 @@
  * is a list of packets written to a fresh stack one after the other (one packet, or the
  * fragments of a datagram in some order). Families:
  *  - v4-echo / v6-echo: Echo Requests with random header fields, payloads, sources and
- *    destinations (own, broadcast, multicast, foreign, unroutable, IPv4-mapped);
+ *    destinations (own — the NIC has two addresses per family —, broadcast, multicast, foreign,
+ *    unroutable, IPv4-mapped; with shape.ts's default IPv6 route every IPv6 source has a route
+ *    back, so a mapped source reaches ipv6.go checkV4Mapped);
  *  - v4-options: Echo Requests and UDP datagrams with IPv4 options, valid and edge cases;
  *  - v6-ext: IPv6 extension header chains (Hop-by-Hop, Destination Options, Routing, atomic
  *    Fragment) with every option-action class;
@@ -89,6 +91,10 @@ const V4_SOURCES = [
   "255.255.255.255",
   "224.0.0.9",
   "198.18.0.255",
+  // Nearer the NIC's second address (shape.ts): source selection when the answer's source is
+  // chosen (an Echo Request to a broadcast or multicast address).
+  "198.19.0.1",
+  "198.19.200.1",
 ];
 const V4_DESTS = [
   "198.18.0.2",
@@ -99,6 +105,8 @@ const V4_DESTS = [
   "198.18.0.3",
   "203.0.113.1",
   "127.0.0.1",
+  "198.19.0.2",
+  "198.19.0.255",
 ];
 const V6_SOURCES = [
   "fd00:1::1",
@@ -109,6 +117,7 @@ const V6_SOURCES = [
   "ff02::1",
   "::ffff:198.18.0.1",
   "::1",
+  "fd00:3::1",
 ];
 const V6_DESTS = [
   "fd00:1::2",
@@ -121,6 +130,7 @@ const V6_DESTS = [
   "fd00:2::1",
   "::ffff:198.18.0.2",
   "::1",
+  "fd00:3::2",
 ];
 
 /** Mostly the common case, sometimes anything from the list. */
