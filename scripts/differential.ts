@@ -73,6 +73,11 @@ for (const [name, ...n] of rows)
   console.log(
     `${name.padEnd(width)}  ${n.map((x) => String(x).padStart(8)).join(" ")} ${String(n.reduce((a, b) => a + b, 0)).padStart(9)}`,
   );
+console.log("one example of each known difference:");
+for (const k of KNOWN) {
+  const example = results.map((r) => r.knownExample.get(k.id)).find((e) => e !== undefined);
+  console.log(`  ${k.id} (${k.where}): ${example ?? "not reached"}`);
+}
 const unknown = results.reduce((n, r) => n + r.unknown.size, 0);
 if (unknown > 0) {
   for (const r of results) if (r.unknown.size > 0) console.log(formatUnknown(r));

@@ -39,6 +39,8 @@ export interface RunResult {
   inputs: number;
   same: number;
   known: Map<string, number>;
+  /** The first input each known difference explained, and what each stack wrote. */
+  knownExample: Map<string, string>;
   /** Inputs that cannot be sent on the link (TUN mode), by reason. */
   skipped: Map<string, number>;
   unknown: Map<string, Unknown>;
@@ -52,6 +54,15 @@ function addUnknown(result: RunResult, cls: string, example: string): void {
   else result.unknown.set(cls, { count: 1, example });
 }
 
+/** The id of the known difference that explains two different outputs, or null. */
+export function classify(
+  input: readonly Uint8Array[],
+  ours: readonly Uint8Array[],
+  theirs: readonly Uint8Array[],
+): string | null {
+  return KNOWN.find((k) => k.explains(input, ours, theirs))?.id ?? null;
+}
+
 export async function differentialRun(
   stacks: Stacks,
   seed: number,
@@ -62,6 +73,7 @@ export async function differentialRun(
     inputs: count,
     same: 0,
     known: new Map(),
+    knownExample: new Map(),
     skipped: new Map(),
     unknown: new Map(),
   };
@@ -86,9 +98,14 @@ export async function differentialRun(
       result.same++;
       continue;
     }
-    const known = KNOWN.find((k) => k.explains(input.packets, ours, theirs));
-    if (known !== undefined) {
-      result.known.set(known.id, (result.known.get(known.id) ?? 0) + 1);
+    const known = classify(input.packets, ours, theirs);
+    if (known !== null) {
+      result.known.set(known, (result.known.get(known) ?? 0) + 1);
+      if (!result.knownExample.has(known))
+        result.knownExample.set(
+          known,
+          `seed ${seed} input ${i} (${input.family}): icmpfwd ${describeAll(ours)}; gVisor ${describeAll(theirs)}`,
+        );
       continue;
     }
     addUnknown(
