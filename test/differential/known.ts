@@ -26,8 +26,10 @@
  *  8. IPv4 option 30 must be 4 bytes (header/ipv4.go IPv4OptionIterator.Next, Dec 2024): the
  *     snapshot takes any length as an unknown option — entry "option-30-length".
  *  9. IPv4 source selection, longest prefix (stack/addressable_endpoint_state.go
- *     acquirePrimaryAddressRLocked, gvisor.dev/issue/7227, Nov 2023): the snapshot takes the
- *     first primary address — entry "v4-source-first-address" (shape.ts has two).
+ *     acquirePrimaryAddressRLocked, 2023: gvisor.dev/issue/7227, closed Nov 2023): the snapshot
+ *     takes the first primary address — entry "v4-source-first-address" (shape.ts has two).
+ *     IPv6 source selection (RFC 6724, ipv6.go acquireOutgoingPrimaryAddressRLocked) is in the
+ *     snapshot already: with fd00:1::2 and fd00:3::2 both stacks agree.
  * Then the deviations README "Deviations from gVisor" accepts, which master shares with the
  * snapshot. (Its bad-ICMPv4-checksum row needs no entry: neither stack writes anything, gVisor
  * has no raw socket open here.)
@@ -413,7 +415,8 @@ export const KNOWN: readonly KnownDifference[] = [
   {
     id: "v4-mapped-source",
     kind: "snapshot",
-    where: "network/ipv6/ipv6.go checkV4Mapped (master, after Dec 2022)",
+    where:
+      "network/ipv6/ipv6.go checkV4Mapped (master, after the Dec 2022 snapshot; exact date not found offline)",
     // Master drops IPv6 with an IPv4-mapped source (RFC 6890; icmpfwd counts it in
     // invalidSourceAddressesReceived); the snapshot has no such check and, with a route back,
     // answers: its answer is icmpfwd's to the same packet from fd00:9::1 (routed the same way),
@@ -435,7 +438,7 @@ export const KNOWN: readonly KnownDifference[] = [
     id: "v4-source-first-address",
     kind: "snapshot",
     where:
-      "stack/addressable_endpoint_state.go acquirePrimaryAddressRLocked (master, Nov 2023, gvisor.dev/issue/7227)",
+      "stack/addressable_endpoint_state.go acquirePrimaryAddressRLocked (master, 2023: gvisor.dev/issue/7227, closed Nov 2023)",
     // Master answers from the IPv4 address sharing the longest prefix with the requester (an
     // Echo Request to a broadcast or multicast address); the snapshot from the NIC's first
     // address. Every packet must be the same but for that source.
