@@ -9,9 +9,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fragmentV4 } from "../helpers/fragments.js";
+import { v4Datagram } from "../helpers/ip-packets.js";
 import { inCI } from "../helpers/netns.js";
 import { payloadOf, v4Echo, v6Echo } from "../helpers/packets.js";
-import { hex } from "./compare.js";
+import { describeAll, hex, normalize } from "./compare.js";
 import { generate } from "./generator.js";
 import { buildPeer, GvisorPeer, icmpfwdOutput, peerPrerequisite } from "./peer.js";
 import { classify, differentialRun, formatUnknown, MemoryStacks } from "./run.js";
@@ -81,6 +82,24 @@ suite(title, () => {
     const [ours] = icmpfwdOutput([input]);
     expect([...ours.subarray(12, 16)].join(".")).toBe("198.19.0.2");
     expect(await classes([input])).toEqual(["v4-source-first-address", null]);
+  });
+
+  it("the ICMP rate limiter: 60 UDP datagrams (no UDP transport), 50 Protocol Unreachables from each", async () => {
+    const input = Array.from({ length: 60 }, (_, i) =>
+      v4Datagram({ protocol: 17, payload: payloadOf(12, i) }),
+    );
+    const ours = icmpfwdOutput(input);
+    const theirs = await peer.feed(input);
+    expect(describeAll(ours)).toBe(Array(50).fill("v4 icmp 3/2").join(", "));
+    expect(theirs.map((p) => hex(normalize(p)))).toEqual(ours.map((p) => hex(normalize(p))));
+  });
+
+  it("control: Echo Requests are not limited — 60 get 60 Echo Replies from each", async () => {
+    const input = Array.from({ length: 60 }, (_, i) => v4Echo({ sequence: i }));
+    const ours = icmpfwdOutput(input);
+    const theirs = await peer.feed(input);
+    expect(ours.length).toBe(60);
+    expect(theirs.map((p) => hex(normalize(p)))).toEqual(ours.map((p) => hex(normalize(p))));
   });
 
   it("the same seed gives the same inputs and the same outcome", async () => {

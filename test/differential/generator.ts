@@ -11,7 +11,11 @@
  *    Fragment) with every option-action class;
  *  - v4-frag / v6-frag: fragments in and out of order, with duplicates, overlaps and subsets;
  *  - malformed: a valid packet with header bytes flipped, truncated or lengths and checksums wrong;
- *  - other: other protocols and every ICMP type.
+ *  - other: other protocols and every ICMP type;
+ *  - burst: 40–80 packets that each call for an ICMP error (Protocol Unreachable, Parameter
+ *    Problem: neither stack has a UDP transport), Echo Requests among them: the shared ICMP rate limiter (gVisor's
+ *    ICMPRateLimiter, burst 50) on a clock that does not move — both stacks send the first 50
+ *    errors and no more, and answer every Echo Request.
  * Reassembly timeouts are left out: no input waits for one.
  */
 import { checksum, pseudoHeaderChecksum } from "../../src/netstack/header/checksum.js";
@@ -75,6 +79,7 @@ export const FAMILIES = [
   "v6-frag",
   "malformed",
   "other",
+  "burst",
 ] as const;
 export type Family = (typeof FAMILIES)[number];
 
@@ -456,6 +461,23 @@ function otherInput(r: Rng): Uint8Array {
   }
 }
 
+/** One packet of a burst: mostly one an error answers, sometimes an Echo Request. */
+function burstPacket(r: Rng, n: number): Uint8Array {
+  const body = new Uint8Array(8 + r.int(24)).map((_, i) => (i === 0 ? n & 0xff : r.int(256)));
+  switch (r.int(5)) {
+    case 0:
+      return v4Datagram({ protocol: 17, payload: body }); // Protocol Unreachable (no UDP)
+    case 1:
+      return v4Datagram({ protocol: r.pick([3, 99, 200]), payload: body }); // Protocol Unreachable
+    case 2:
+      return v6Chain({ upper: 17, upperBytes: body }); // Parameter Problem (no UDP)
+    case 3:
+      return v6Chain({ upper: r.pick([3, 99, 200]), upperBytes: body }); // Parameter Problem
+    default:
+      return r.chance(0.5) ? v4Echo({ sequence: n }) : v6Echo({ sequence: n });
+  }
+}
+
 /** Input number `index` of the run seeded with `seed`. */
 export function generate(seed: number, index: number): Input {
   const r = new Rng((seed * 0x9e3779b1) ^ index);
@@ -475,6 +497,11 @@ export function generate(seed: number, index: number): Input {
       return { family, packets: v6FragInput(r) };
     case "malformed":
       return { family, packets: [malformedInput(r)] };
+    case "burst":
+      return {
+        family,
+        packets: Array.from({ length: r.range(40, 80) }, (_, n) => burstPacket(r, n)),
+      };
     default:
       return { family, packets: [otherInput(r)] };
   }
