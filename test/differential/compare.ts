@@ -29,6 +29,10 @@ function zeroTimestamps(p: Uint8Array, ip: number): void {
       const step = flag === 0 ? 4 : 8;
       const first = flag === 0 ? 4 : 8;
       for (let k = i + first; k + 4 <= i + len; k += step) p.fill(0, k, k + 4);
+      // And the 4 bytes before the pointer: the timestamp this stack wrote, even where a
+      // misaligned pointer put it between slots (both stacks write it there).
+      const ptr = p[i + 2];
+      if (ptr >= 5 && ptr - 1 <= len) p.fill(0, i + ptr - 5, i + ptr - 1);
     }
     i += len;
   }

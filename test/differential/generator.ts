@@ -3,13 +3,19 @@
  * is a list of packets written to a fresh stack one after the other (one packet, or the
  * fragments of a datagram in some order). Families:
  *  - v4-echo / v6-echo: Echo Requests with random header fields, payloads, sources and
- *    destinations (own, broadcast, multicast, foreign, unroutable, IPv4-mapped);
+ *    destinations (own — the NIC has two addresses per family —, broadcast, multicast, foreign,
+ *    unroutable, IPv4-mapped; with shape.ts's default IPv6 route every IPv6 source has a route
+ *    back, so a mapped source reaches ipv6.go checkV4Mapped);
  *  - v4-options: Echo Requests and UDP datagrams with IPv4 options, valid and edge cases;
  *  - v6-ext: IPv6 extension header chains (Hop-by-Hop, Destination Options, Routing, atomic
  *    Fragment) with every option-action class;
  *  - v4-frag / v6-frag: fragments in and out of order, with duplicates, overlaps and subsets;
  *  - malformed: a valid packet with header bytes flipped, truncated or lengths and checksums wrong;
- *  - other: other protocols and every ICMP type.
+ *  - other: other protocols and every ICMP type;
+ *  - burst: 40–80 packets that each call for an ICMP error (Protocol Unreachable, Parameter
+ *    Problem: neither stack has a UDP transport), Echo Requests among them: the shared ICMP rate limiter (gVisor's
+ *    ICMPRateLimiter, burst 50) on a clock that does not move — both stacks send the first 50
+ *    errors and no more, and answer every Echo Request.
  * Reassembly timeouts are left out: no input waits for one.
  */
 import { checksum, pseudoHeaderChecksum } from "../../src/netstack/header/checksum.js";
@@ -73,6 +79,7 @@ export const FAMILIES = [
   "v6-frag",
   "malformed",
   "other",
+  "burst",
 ] as const;
 export type Family = (typeof FAMILIES)[number];
 
@@ -89,6 +96,10 @@ const V4_SOURCES = [
   "255.255.255.255",
   "224.0.0.9",
   "198.18.0.255",
+  // Nearer the NIC's second address (shape.ts): source selection when the answer's source is
+  // chosen (an Echo Request to a broadcast or multicast address).
+  "198.19.0.1",
+  "198.19.200.1",
 ];
 const V4_DESTS = [
   "198.18.0.2",
@@ -99,6 +110,8 @@ const V4_DESTS = [
   "198.18.0.3",
   "203.0.113.1",
   "127.0.0.1",
+  "198.19.0.2",
+  "198.19.0.255",
 ];
 const V6_SOURCES = [
   "fd00:1::1",
@@ -109,6 +122,7 @@ const V6_SOURCES = [
   "ff02::1",
   "::ffff:198.18.0.1",
   "::1",
+  "fd00:3::1",
 ];
 const V6_DESTS = [
   "fd00:1::2",
@@ -121,6 +135,7 @@ const V6_DESTS = [
   "fd00:2::1",
   "::ffff:198.18.0.2",
   "::1",
+  "fd00:3::2",
 ];
 
 /** Mostly the common case, sometimes anything from the list. */
@@ -446,6 +461,23 @@ function otherInput(r: Rng): Uint8Array {
   }
 }
 
+/** One packet of a burst: mostly one an error answers, sometimes an Echo Request. */
+function burstPacket(r: Rng, n: number): Uint8Array {
+  const body = new Uint8Array(8 + r.int(24)).map((_, i) => (i === 0 ? n & 0xff : r.int(256)));
+  switch (r.int(5)) {
+    case 0:
+      return v4Datagram({ protocol: 17, payload: body }); // Protocol Unreachable (no UDP)
+    case 1:
+      return v4Datagram({ protocol: r.pick([3, 99, 200]), payload: body }); // Protocol Unreachable
+    case 2:
+      return v6Chain({ upper: 17, upperBytes: body }); // Parameter Problem (no UDP)
+    case 3:
+      return v6Chain({ upper: r.pick([3, 99, 200]), upperBytes: body }); // Parameter Problem
+    default:
+      return r.chance(0.5) ? v4Echo({ sequence: n }) : v6Echo({ sequence: n });
+  }
+}
+
 /** Input number `index` of the run seeded with `seed`. */
 export function generate(seed: number, index: number): Input {
   const r = new Rng((seed * 0x9e3779b1) ^ index);
@@ -465,6 +497,11 @@ export function generate(seed: number, index: number): Input {
       return { family, packets: v6FragInput(r) };
     case "malformed":
       return { family, packets: [malformedInput(r)] };
+    case "burst":
+      return {
+        family,
+        packets: Array.from({ length: r.range(40, 80) }, (_, n) => burstPacket(r, n)),
+      };
     default:
       return { family, packets: [otherInput(r)] };
   }

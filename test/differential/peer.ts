@@ -1,14 +1,16 @@
 /**
- * The two stacks the differential test feeds: icmpfwd's Stack on the in-memory channel link,
+ * The two stacks the differential test feeds in memory: icmpfwd's Stack on the channel link,
  * and gVisor's netstack in test/differential/gvisor-peer (built here in GOPATH mode against
- * Debian's golang-gvisor-gvisor-dev), both fresh for every input.
+ * Debian's golang-gvisor-gvisor-dev), both fresh for every input and of the same shape
+ * (shape.ts). The TUN mode (tun.ts) reuses the builds.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { testStack } from "../helpers/stack.js";
+import { ChannelEndpoint } from "../../src/link/channel.js";
+import { peerShapeArgs, shapedStack } from "./shape.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const GOPATH = "/usr/share/gocode";
@@ -24,17 +26,22 @@ export function peerPrerequisite(): { ok: boolean; reason: string } {
   return { ok: true, reason: "" };
 }
 
-/** Builds the gVisor peer; returns the binary's path. */
-export function buildPeer(): string {
-  const dir = mkdtempSync(join(tmpdir(), "icmpfwd-gvisor-peer-"));
-  const binary = join(dir, "gvisor-peer");
-  const r = spawnSync("go", ["build", "-o", binary, join(HERE, "gvisor-peer", "main.go")], {
+/** Builds the Go program in test/differential/`name` (GOPATH mode); returns the binary's path. */
+export function buildGo(name: "gvisor-peer" | "tun-tap"): string {
+  const dir = mkdtempSync(join(tmpdir(), `icmpfwd-${name}-`));
+  const binary = join(dir, name);
+  const r = spawnSync("go", ["build", "-o", binary, join(HERE, name, "main.go")], {
     encoding: "utf8",
     env: { ...process.env, GO111MODULE: "off", GOPATH, GOCACHE: join(dir, "cache"), GOFLAGS: "" },
   });
   if (r.status !== 0)
-    throw new Error(`cannot build the gVisor peer: ${(r.stderr || String(r.error)).trim()}`);
+    throw new Error(`cannot build ${name}: ${(r.stderr || String(r.error)).trim()}`);
   return binary;
+}
+
+/** Builds the gVisor peer; returns the binary's path. */
+export function buildPeer(): string {
+  return buildGo("gvisor-peer");
 }
 
 /** The gVisor peer process: inputs written in order, answers read back in order. */
@@ -45,7 +52,7 @@ export class GvisorPeer {
   private stderr = "";
 
   constructor(binary: string) {
-    this.child = spawn(binary, [], { stdio: ["pipe", "pipe", "pipe"] });
+    this.child = spawn(binary, peerShapeArgs(), { stdio: ["pipe", "pipe", "pipe"] });
     this.child.stdout.on("data", (d: Buffer) => {
       this.buf = Buffer.concat([this.buf, d]);
       this.parse();
@@ -98,14 +105,16 @@ function u32(v: number): Buffer {
   return b;
 }
 
-/** icmpfwd's answer to one input: a fresh testStack, each packet injected, every write read. */
+/** icmpfwd's answer to one input: a fresh shaped Stack, each packet injected, every write read. */
 export function icmpfwdOutput(packets: readonly Uint8Array[]): Uint8Array[] {
-  const t = testStack();
+  const link = new ChannelEndpoint(1500);
+  const stack = shapedStack(link);
   const out: Uint8Array[] = [];
   for (const p of packets) {
     // The stack may build a reply in place over the injected bytes: give it a copy.
-    t.link.inject(p.slice());
-    out.push(...t.link.drain().map((x) => x.slice()));
+    link.inject(p.slice());
+    out.push(...link.drain().map((x) => x.slice()));
   }
+  stack.close();
   return out;
 }
