@@ -30,7 +30,7 @@
  *     takes the first primary address — entry "v4-source-first-address" (shape.ts has two).
  *     IPv6 source selection (RFC 6724, ipv6.go acquireOutgoingPrimaryAddressRLocked) is in the
  *     snapshot already: with fd00:1::2 and fd00:3::2 both stacks agree.
- * Then the deviations README "Deviations from gVisor" accepts, which master shares with the
+ * Then the deviations docs/fidelity.md "Deviations from gVisor" accepts, which master shares with the
  * snapshot. (Its bad-ICMPv4-checksum row needs no entry: neither stack writes anything, gVisor
  * has no raw socket open here.)
  */
@@ -463,7 +463,7 @@ export const KNOWN: readonly KnownDifference[] = [
     kind: "deviation",
     where:
       "ipv4/icmp.go sendICMPEchoReply → ipv4.go writePacket: fragments (TODO gvisor.dev/issue/5919)",
-    // README "Deviations": an unfragmented Echo Request with DF whose reply exceeds the MTU is
+    // docs/fidelity.md "Deviations": an unfragmented Echo Request with DF whose reply exceeds the MTU is
     // not answered (outgoingPacketTooBig); gVisor fragments the reply: its fragments must make
     // up exactly one Echo Reply to the request, longer than the MTU.
     explains: (input, ours, theirs) =>
@@ -478,7 +478,7 @@ export const KNOWN: readonly KnownDifference[] = [
     id: "non-first-fragment-param-problem",
     kind: "deviation",
     where: "ipv4/ipv4.go deliverPacketLocally → returnError (TODO gvisor.dev/issue/4058)",
-    // README "Deviations": no Parameter Problem about a non-first fragment (RFC 1122 §3.2.2);
+    // docs/fidelity.md "Deviations": no Parameter Problem about a non-first fragment (RFC 1122 §3.2.2);
     // gVisor sends one per fragment with the bad option: without the Parameter Problems that
     // quote a non-first fragment, its answer is icmpfwd's.
     explains: (input, ours, theirs) => {
@@ -507,7 +507,7 @@ export const KNOWN: readonly KnownDifference[] = [
     id: "icmpv6-error-about-fragmented-error",
     kind: "deviation",
     where: "ipv6/ipv6.go returnError: a fragment has no parsed transport header (ipv6.go Parse)",
-    // README "Deviations": no ICMPv6 error about a fragmented ICMPv6 error message or Redirect
+    // docs/fidelity.md "Deviations": no ICMPv6 error about a fragmented ICMPv6 error message or Redirect
     // (RFC 4443 §2.4 e); gVisor sends one (here: Parameter Problem for an option after
     // reassembly), quoting the first fragment it reassembled.
     explains: (input, ours, theirs) => {
@@ -532,7 +532,7 @@ export const KNOWN: readonly KnownDifference[] = [
     id: "neighbor-solicitation",
     kind: "deviation",
     where: "ipv6/icmp.go handleICMP (Neighbor Advertisement)",
-    // README "Deviations": a TUN has no link-layer addresses; icmpfwd answers no NDP. gVisor
+    // docs/fidelity.md "Deviations": a TUN has no link-layer addresses; icmpfwd answers no NDP. gVisor
     // answers with one Neighbor Advertisement for the solicited target.
     explains: (input, ours, theirs) =>
       input.length === 1 &&
