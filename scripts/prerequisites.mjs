@@ -40,6 +40,12 @@ export const PREREQUISITES = [
     why: "the Go policy client (offline)",
     tests: "client-go",
   },
+  {
+    pkg: "golang-golang-x-net-dev",
+    why: "ICMP sockets for the Go relay policy",
+    tests: "relay-traceroute",
+  },
+  { pkg: "traceroute", why: "traceroute -I through the tunnel", tests: "relay-traceroute" },
   { pkg: "protoc-gen-go", why: "Go stubs", tests: "client-go" },
   { pkg: "protoc-gen-go-grpc", why: "Go gRPC stubs", tests: "client-go" },
   { pkg: "prometheus", why: "promtool checks the alert rules", tests: "alert rules" },
