@@ -300,7 +300,13 @@ describe.skipIf(why !== "")(
       if (up.code !== 0 || state === null)
         throw new Error(`npm run cluster -- up failed (${up.code}): ${up.stderr.slice(-3000)}`);
       expect(state.project).toBe(PROJECT);
-      env = { ...process.env, DOCKER_HOST: state.dockerHost, COMPOSE_HTTP_TIMEOUT: "180" };
+      // The cluster's own token: a container compose (re)creates here must get the same one.
+      env = {
+        ...process.env,
+        DOCKER_HOST: state.dockerHost,
+        COMPOSE_HTTP_TIMEOUT: "180",
+        ICMPFWD_TOKEN: state.token,
+      };
       delete env.DOCKER_CONTEXT;
     });
 
@@ -523,7 +529,11 @@ describe.skipIf(why !== "")(
       for (const target of ["127.0.0.1:50051", "127.0.0.1:50052"]) {
         const ok = await cli(target, state.token);
         expect(ok.code, ok.stderr).toBe(0);
-        const names = (JSON.parse(ok.stdout) as Session[]).map((s) => s.clientName).sort();
+        const names = ok.stdout
+          .split("\n")
+          .filter((l) => l !== "")
+          .map((l) => (JSON.parse(l) as Session).clientName)
+          .sort();
         expect(names, target).toEqual(["policy-py", "policy-ts"]);
         const refused = await cli(target, null);
         expect(refused.code, target).not.toBe(0);
