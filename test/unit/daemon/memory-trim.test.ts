@@ -1,3 +1,4 @@
+import { getHeapSpaceStatistics } from "node:v8";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { collectGarbage, trimWhenSessionsClose } from "../../../src/daemon/memory-trim.js";
 
@@ -44,7 +45,47 @@ describe("trimWhenSessionsClose", () => {
   });
 });
 
+describe("trimWhenSessionsClose at start-up", () => {
+  it("collects and trims once on the first tick when no session is open yet, then waits for sessions to close", () => {
+    vi.useFakeTimers();
+    const calls: string[] = [];
+    const stop = trimWhenSessionsClose(
+      () => 0,
+      {
+        collect: () => {
+          calls.push("collect");
+        },
+        trim: () => {
+          calls.push("trim");
+          return true;
+        },
+      },
+      1000,
+      3,
+    );
+    vi.advanceTimersByTime(10_000);
+    expect(calls).toEqual(["collect", "trim"]);
+    stop();
+  });
+});
+
 describe("collectGarbage", () => {
+  it("gives back the young generation a burst of allocation grew (an ordinary full collection keeps it)", () => {
+    const young = (): number =>
+      getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
+    let keep: object[] = [];
+    for (let i = 0; i < 2_000_000; i++) {
+      keep.push({ i, a: [i] });
+      if (keep.length > 100_000) keep = [];
+    }
+    keep = [];
+    const grown = young();
+    collectGarbage();
+    expect(grown).toBeGreaterThan(1 << 20);
+    expect(young()).toBe(1 << 20);
+  });
+
+
   it("runs a full collection without --expose-gc on the command line: an unreachable object is finalized", async () => {
     let finalized = false;
     const registry = new FinalizationRegistry(() => {
