@@ -85,7 +85,6 @@ describe("collectGarbage", () => {
     expect(young()).toBe(1 << 20);
   });
 
-
   it("runs a full collection without --expose-gc on the command line: an unreachable object is finalized", async () => {
     let finalized = false;
     const registry = new FinalizationRegistry(() => {
