@@ -21,14 +21,10 @@ import {
   ServerListenerBuilder,
   type ServerUnaryCall,
   type ServerWritableStream,
-  type ServiceDefinition,
   status as Status,
   type sendUnaryData,
   type UntypedHandleCall,
-  type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import {
   type AddAddressRequest,
@@ -63,6 +59,7 @@ import {
   toGrpcError,
   toGrpcStatus,
 } from "./errors.js";
+import { addReflection } from "./reflection.js";
 import type { ConnectCall } from "./session.js";
 import { serverCredentials, type TlsFiles } from "./tls.js";
 import { serviceDefinition } from "./wire.js";
@@ -275,25 +272,6 @@ function adminImplementation(
   };
 }
 
-/** grpc.reflection v1 and v1alpha for EchoForwarder and EchoAdmin (authenticated: CallGuard). */
-function addReflection(server: Server): void {
-  const protos = loadSync([PROTO_PATH, ADMIN_PROTO_PATH], {
-    keepCase: false,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const reflection = new ReflectionService(protos, {
-    services: [SERVICE_NAME, ADMIN_SERVICE_NAME],
-  });
-  // Through a function: the reflection package is typed against its own copy of grpc-js.
-  reflection.addToServer({
-    addService: (def: ServiceDefinition, impl: UntypedServiceImplementation) =>
-      server.addService(def, impl),
-  });
-}
-
 /** Removes a unix socket file left by a process that is gone (nothing accepts on it). */
 async function removeStaleSocket(path: string): Promise<void> {
   if (!existsSync(path) || !lstatSync(path).isSocket()) return;
@@ -334,7 +312,11 @@ export async function listen(
   server.addService(EchoAdminService, adminImplementation(handlers.admin, guard));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
-  addReflection(server);
+  // grpc.reflection v1 and v1alpha (authenticated: CallGuard), built on its first call.
+  addReflection(server, {
+    protoPaths: [PROTO_PATH, ADMIN_PROTO_PATH],
+    services: [SERVICE_NAME, ADMIN_SERVICE_NAME],
+  });
   const unix = listenAt.startsWith("unix:");
   const path = listenAt.slice("unix:".length);
   if (unix) await removeStaleSocket(path);
