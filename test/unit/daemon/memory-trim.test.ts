@@ -46,7 +46,7 @@ describe("trimWhenSessionsClose", () => {
 });
 
 describe("trimWhenSessionsClose at start-up", () => {
-  it("collects and trims once on the first tick when no session is open yet, then waits for sessions to close", () => {
+  it("collects and trims once as soon as start-up is over when no session is open yet, then waits for sessions to close", () => {
     vi.useFakeTimers();
     const calls: string[] = [];
     const stop = trimWhenSessionsClose(
@@ -63,6 +63,8 @@ describe("trimWhenSessionsClose at start-up", () => {
       1000,
       3,
     );
+    vi.advanceTimersByTime(0);
+    expect(calls).toEqual(["collect", "trim"]);
     vi.advanceTimersByTime(10_000);
     expect(calls).toEqual(["collect", "trim"]);
     stop();
