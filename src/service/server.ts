@@ -7,7 +7,7 @@
  * principal; the admin RPCs to admin.ts.
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect, createServer, type Server as NetServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import {
   type ChannelOptions,
@@ -79,6 +79,13 @@ export const DEFAULT_SERVER_OPTIONS: ChannelOptions = {
   // Event batches are cut at 1 MiB; one event with a full 64 KiB payload still fits.
   "grpc.max_send_message_length": 4 << 20,
 };
+
+/**
+ * A server option (a ChannelOptions key of ours, not passed to grpc-js): the connections each
+ * listening socket holds at once. One more is closed right after accept, and its peer
+ * reported to the audit log as refused (rate-limited there).
+ */
+export const MAX_CONNECTIONS_OPTION = "icmpfwd.max_connections";
 
 /** The service name health and reflection report. */
 export const SERVICE_NAME = "icmpfwd.v1.EchoForwarder";
@@ -303,9 +310,10 @@ export async function listen(
   options: ChannelOptions = {},
 ): Promise<Listening> {
   const guard = new CallGuard(security.auth, security.audit);
+  const { [MAX_CONNECTIONS_OPTION]: maxConnections, ...grpcOptions } = options;
   const server = new Server({
     ...DEFAULT_SERVER_OPTIONS,
-    ...options,
+    ...grpcOptions,
     interceptors: [guard.interceptor],
   });
   server.addService(serviceDefinition, implementation(handlers, guard));
@@ -335,9 +343,27 @@ export async function listen(
   } finally {
     if (umask !== null) process.umask(umask);
   }
+  if (typeof maxConnections === "number") capConnections(server, maxConnections, security.audit);
   if (unix) chmodSync(path, 0o600);
   const address = unix ? listenAt : `${listenAt.slice(0, listenAt.lastIndexOf(":"))}:${port}`;
   return { server, credentials: creds, address, health };
+}
+
+/**
+ * Node's net.Server closes a connection beyond `maxConnections` right after accept and emits
+ * "drop"; grpc-js has no option for it and keeps its listening sockets in a private map, read
+ * here. A grpc-js without that map fails start-up rather than serve without the cap.
+ */
+function capConnections(server: Server, max: number, audit: AuditLog): void {
+  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(listeners instanceof Map)) throw new Error("cannot apply --max-connections to grpc-js");
+  for (const l of listeners.keys() as IterableIterator<NetServer>) {
+    l.maxConnections = max;
+    l.on("drop", (d?: { remoteAddress?: string; remotePort?: number }) => {
+      const peer = d?.remoteAddress === undefined ? "unix" : `${d.remoteAddress}:${d.remotePort}`;
+      audit.refused(peer, "(connection)", "RESOURCE_EXHAUSTED", `--max-connections ${max} reached`);
+    });
+  }
 }
 
 /**
