@@ -11,7 +11,7 @@
  * the modules grew the young generation to 16 MB and left old-space garbage (RSS at rest
  * 89–91 MB before, see collectGarbage).
  */
-import { queryObjects, setFlagsFromString } from "node:v8";
+import { getHeapSpaceStatistics, queryObjects, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
 export interface MemoryRelease {
@@ -19,7 +19,26 @@ export interface MemoryRelease {
   collect(): void;
   /** Returns the C allocator's free memory to the kernel; whether any was. */
   trim(): boolean;
+  /** V8's young generation now, in bytes (default: youngGeneration). */
+  young?: () => YoungGeneration;
 }
+
+export interface YoungGeneration {
+  /** Bytes its objects use. */
+  used: number;
+  /** Bytes it has committed. */
+  committed: number;
+}
+
+export function youngGeneration(): YoungGeneration {
+  const s = getHeapSpaceStatistics().find((x) => x.space_name === "new_space");
+  return { used: s?.space_used_size ?? 0, committed: s?.physical_space_size ?? 0 };
+}
+
+/** Less allocation than this over one tick is quiet: next to no requests. */
+const QUIET_BYTES = 1 << 20;
+/** A young generation committed beyond this has grown under load (a collection leaves 1 MB). */
+const GROWN_YOUNG_BYTES = 4 << 20;
 
 let gc: (() => void) | null = null;
 
@@ -85,11 +104,25 @@ export function trimWhenSessionsClose(
     release.trim();
   }, 0);
   settle.unref();
+  const young = release.young ?? youngGeneration;
+  let lastYoungUsed = young().used;
   const timer = setInterval(() => {
     const now = openSessions();
     if (now < last) pending = ticksAfterClose;
     last = now;
-    if (pending > 0) {
+    // Quiet: the young generation's use grew by less than QUIET_BYTES since the last tick and
+    // never fell (no scavenge in between). Quiet after a busy spell (idle connections or
+    // sessions piling up, a flood ending) that grew the young generation, one collection gives
+    // it back with the old-space garbage, sessions open or not: a request arriving during the
+    // pause (tens of ms) waits that long, once per busy spell.
+    const y = young();
+    const quiet = y.used >= lastYoungUsed && y.used - lastYoungUsed < QUIET_BYTES;
+    lastYoungUsed = y.used;
+    if (quiet && y.committed > GROWN_YOUNG_BYTES) {
+      release.collect();
+      release.trim();
+      lastYoungUsed = young().used;
+    } else if (pending > 0) {
       pending--;
       if (now === 0) release.collect();
       release.trim();

@@ -21,6 +21,7 @@ describe("trimWhenSessionsClose", () => {
           calls.push("trim");
           return true;
         },
+        young: () => ({ used: 0, committed: 1 << 20 }),
       },
       1000,
       3,
@@ -59,6 +60,7 @@ describe("trimWhenSessionsClose at start-up", () => {
           calls.push("trim");
           return true;
         },
+        young: () => ({ used: 0, committed: 1 << 20 }),
       },
       1000,
       3,
@@ -67,6 +69,40 @@ describe("trimWhenSessionsClose at start-up", () => {
     expect(calls).toEqual(["collect", "trim"]);
     vi.advanceTimersByTime(10_000);
     expect(calls).toEqual(["collect", "trim"]);
+    stop();
+  });
+});
+
+describe("trimWhenSessionsClose when quiet", () => {
+  it("collects once when allocation goes quiet after it grew the young generation, sessions open or not", () => {
+    vi.useFakeTimers();
+    const calls: string[] = [];
+    // Young generation per tick: busy (use rising fast, scavenges), then quiet, grown to 32 MB.
+    const MB = 1 << 20;
+    const young = [
+      { used: 0, committed: MB },
+      { used: 6 * MB, committed: 16 * MB },
+      { used: 2 * MB, committed: 32 * MB },
+      { used: 20 * MB, committed: 32 * MB },
+      { used: 20.5 * MB, committed: 32 * MB },
+      { used: 0.2 * MB, committed: MB },
+      { used: 0.3 * MB, committed: MB },
+    ];
+    let tick = 0;
+    const stop = trimWhenSessionsClose(
+      () => 4,
+      {
+        collect: () => {
+          calls.push(`collect@${tick}`);
+        },
+        trim: () => true,
+        young: () => young[Math.min(tick, young.length - 1)],
+      },
+      1000,
+      3,
+    );
+    for (tick = 1; tick < young.length; tick++) vi.advanceTimersByTime(1000);
+    expect(calls).toEqual(["collect@4"]);
     stop();
   });
 });
