@@ -7,7 +7,7 @@
  * Prints "ready N" once every session is welcomed / every connection is open, then waits for
  * SIGTERM. Bounded: gives up (exit 1) after 120 s.
  */
-import { connect as tcpConnect, type Socket } from "node:net";
+import { type Socket, connect as tcpConnect } from "node:net";
 import { Client, credentials } from "@grpc/grpc-js";
 import { ClientMessage, Mode, ServerMessage } from "../../src/gen/icmpfwd/v1/forwarder.js";
 
