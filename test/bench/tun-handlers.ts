@@ -149,6 +149,7 @@ async function remoteRow(
         await new Promise((r) => setTimeout(r, 10));
       }
       resetPeakRss();
+      const rssBeforeMB = process.memoryUsage().rss / 2 ** 20;
       const { value: r, cpuSeconds } = await withThreadCpu(() => flood(ns, "198.18.0.2", o));
       const peakRssMB = peakRss();
       const c = service.counters();
@@ -156,7 +157,12 @@ async function remoteRow(
       const decided =
         (c["service.outcomes.reply.verdict"] ?? 0) + (c["service.outcomes.reply.flow"] ?? 0);
       const mechanism = `remote decisions through the TUN, ${clients} client${clients > 1 ? "s" : ""}, batch ${batch}`;
-      remotePeaks.push({ mechanism, peakRssMB, decisionsPerSecond: decided / r.wallSeconds });
+      remotePeaks.push({
+        mechanism,
+        rssBeforeMB,
+        peakRssMB,
+        decisionsPerSecond: decided / r.wallSeconds,
+      });
       const fallthrough = Object.entries(c)
         .filter(([k, v]) => k.startsWith("service.outcomes.fallthrough.") && v > 0)
         .map(([k, v]) => `${v} ${k.slice("service.outcomes.fallthrough.".length)}`);
@@ -165,7 +171,7 @@ async function remoteRow(
         cpuSeconds,
         cpuWhat: "server thread (clients in a worker, not counted)",
         mechanism,
-        notes: `${decided} REPLY verdicts (${Math.round(decided / r.wallSeconds)}/s), fell through: ${fallthrough.join(", ") || "none"}; netstack ${s.packetsSent.echoReply} replies; peak RSS ${peakRssMB.toFixed(0)} MiB (the process: service and the clients' worker)`,
+        notes: `${decided} REPLY verdicts (${Math.round(decided / r.wallSeconds)}/s), fell through: ${fallthrough.join(", ") || "none"}; netstack ${s.packetsSent.echoReply} replies; peak RSS ${peakRssMB.toFixed(0)} MiB (${rssBeforeMB.toFixed(0)} MiB before the flood; the process: service and the clients' worker)`,
       };
     } finally {
       await worker.terminate();
@@ -175,8 +181,12 @@ async function remoteRow(
 }
 
 /** Each remote row's peak RSS during its flood, for run.ts's targets. */
-export const remotePeaks: { mechanism: string; peakRssMB: number; decisionsPerSecond: number }[] =
-  [];
+export const remotePeaks: {
+  mechanism: string;
+  rssBeforeMB: number;
+  peakRssMB: number;
+  decisionsPerSecond: number;
+}[] = [];
 
 /** Resets the process's peak RSS (VmHWM) to its current RSS. */
 function resetPeakRss(): void {
