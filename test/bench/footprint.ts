@@ -6,14 +6,21 @@
  *  - with 1,000 idle policy sessions (each its own connection, Hello in decide mode, unique
  *    names) and with 10,000 idle TCP connections (--max-connections 10000), held by a child
  *    process (idle-load.ts) in the namespace: RSS when all are up, and 5 s later (the daemon's
- *    quiet-time collection), against the same daemon's RSS at rest.
+ *    quiet-time collection), against the same daemon's RSS at rest;
+ *  - deciding a bounded ping flood with 4 policy clients (peak RSS, decisions/s).
  * The semi-space flag is the one `npm start` passes (package.json), BENCH_FOOTPRINT_SEMI to
  * change it. Bounded: 60 s to start, 120 s for the idle load.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type BenchMeasurement, type BenchModule, BenchNetns } from "./flood.js";
+import {
+  type BenchMeasurement,
+  type BenchModule,
+  BenchNetns,
+  type FloodOptions,
+  flood,
+} from "./flood.js";
 
 export interface FootprintResult {
   name: string;
@@ -27,6 +34,8 @@ export interface FootprintResult {
   /** The target's bound, in MiB: absolute (at rest) or growth over the baseline. */
   limitMB: number;
   growth: boolean;
+  /** The flood row: Echo Replies per second, every one decided by a client. */
+  repliesPerSecond?: number;
 }
 
 /** The last run's rows, for run.ts's footprint table and targets. */
@@ -199,9 +208,69 @@ async function idleLoad(
   });
 }
 
-export async function runFootprintBench(): Promise<FootprintResult[]> {
+/**
+ * The daemon deciding a flood: 4 policy clients (clients/ts's `reply-all`, each a process) and
+ * `flooders` × `ping -f` at the netstack's address, all in the namespace; the daemon's peak RSS
+ * (VmHWM, reset when the flood starts) against its RSS at rest.
+ */
+async function underFlood(o: FloodOptions): Promise<FootprintResult> {
+  return inNamespace("fp-flood", async (ns) => {
+    const daemon = await startDaemon(ns, []);
+    const clients: ChildProcess[] = [];
+    try {
+      await sleep(3000);
+      const rest = rssMB(pidOf(daemon));
+      for (let i = 0; i < 4; i++) {
+        const c = spawn(
+          "ip",
+          [
+            "netns",
+            "exec",
+            ns.name,
+            "node",
+            `${ROOT}clients/ts/dist/clients/ts/src/cli.js`,
+            "--name",
+            `flood-${i}`,
+            "reply-all",
+          ],
+          { stdio: ["ignore", "ignore", "pipe"] },
+        );
+        c.stderr?.resume();
+        clients.push(c);
+      }
+      // Sessions up: the daemon's GetStats would say; the clients log nothing, so wait.
+      await sleep(3000);
+      writeFileSync(`/proc/${pidOf(daemon)}/clear_refs`, "5");
+      const r = await flood(ns, "198.18.0.2", o);
+      const peak = peakMB(pidOf(daemon));
+      return {
+        name: `icmpfwd serve deciding a ${o.flooders} × ping -f flood (4 policy clients, batch 128): peak`,
+        baseline: "the same daemon at rest",
+        baselineMB: rest,
+        measuredMB: peak,
+        settledMB: null,
+        limitMB: 200,
+        growth: false,
+        repliesPerSecond: r.repliesPerSecond,
+      };
+    } finally {
+      for (const c of clients) await stop(c);
+      await stop(daemon);
+    }
+  });
+}
+
+function peakMB(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (m === null) throw new Error(`no VmHWM for ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+export async function runFootprintBench(o: FloodOptions): Promise<FootprintResult[]> {
+  if (process.env.BENCH_FOOTPRINT_ONLY === "flood") return [await underFlood(o)];
   return [
     await atRest(),
+    await underFlood(o),
     await idleLoad("sessions", 1000, 30),
     await idleLoad("connections", 10_000, 100),
   ];
@@ -209,8 +278,8 @@ export async function runFootprintBench(): Promise<FootprintResult[]> {
 
 export const footprintBench: BenchModule = {
   name: "footprint",
-  async run(): Promise<BenchMeasurement[]> {
-    const rows = await runFootprintBench();
+  async run(o: FloodOptions): Promise<BenchMeasurement[]> {
+    const rows = await runFootprintBench(o);
     footprintResults.push(...rows);
     return rows.map((r) => ({
       mechanism: `footprint: ${r.name}`,
@@ -218,7 +287,7 @@ export const footprintBench: BenchModule = {
       received: 0,
       rttAvgMs: null,
       wallSeconds: 0,
-      repliesPerSecond: 0,
+      repliesPerSecond: r.repliesPerSecond ?? 0,
       cpuSeconds: null,
       notes: `RSS ${r.baselineMB.toFixed(1)} (${r.baseline}) → ${r.measuredMB.toFixed(1)} MiB${r.settledMB === null ? "" : `, ${r.settledMB.toFixed(1)} MiB 5 s later`}`,
     }));
