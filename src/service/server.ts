@@ -385,10 +385,16 @@ function deferSessions(l: NetServer): void {
   const own = l.listeners("connection") as ((s: Socket) => void)[];
   l.removeAllListeners("connection");
   l.on("connection", (socket: Socket) => {
+    // Until the session has it, a reset must not be an unhandled 'error' (it would end us).
+    const onError = (): void => {
+      socket.destroy();
+    };
+    socket.on("error", onError);
     socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
     // Node's HTTP/2 session takes over bytes already buffered on the socket.
     socket.once("readable", () => {
       socket.setTimeout(0);
+      socket.off("error", onError);
       for (const f of own) f.call(l, socket);
     });
   });

@@ -5,6 +5,7 @@
  * one closes without it.
  */
 import http2 from "node:http2";
+import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { resolveConfig } from "../../../src/config.js";
 import { serviceOptionsOf } from "../../../src/daemon/components.js";
@@ -67,6 +68,26 @@ describe("connection cap", () => {
     expect([fifth.outcome, sixth.outcome]).toEqual(["held", "closed"]);
     expect(refusals).toHaveLength(2);
     for (const c of [...held, fifth, sixth]) c.session.destroy();
+  });
+
+  it("connections reset or closed before their first bytes leave the service serving, and free their places", async () => {
+    const h = await t.start({ ...serviceOptionsOf(resolveConfig({ maxConnections: 2 })) });
+    const [host, port] = [h.service.address.split(":")[0], Number(h.service.address.split(":")[1])];
+    for (let i = 0; i < 20; i++) {
+      await new Promise<void>((resolve) => {
+        const s = connect({ host, port }, () => {
+          if (i % 2 === 0) s.resetAndDestroy();
+          else s.end();
+        });
+        s.on("error", () => {});
+        s.on("close", () => resolve());
+      });
+    }
+    await sleep(300);
+    const a = await open(h);
+    const b = await open(h);
+    expect([a.outcome, b.outcome]).toEqual(["held", "held"]);
+    for (const c of [a, b]) c.session.destroy();
   });
 
   it("the default cap is 4096 connections per listener", () => {
