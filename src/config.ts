@@ -314,6 +314,13 @@ const SPECS = {
     description: "copies an observe session may have queued; more are dropped and counted",
     schema: z.number().int().min(1).max(4000).default(1024),
   },
+  maxConnections: {
+    flag: "--max-connections",
+    kind: "int",
+    description:
+      "connections the gRPC listener holds at once (each costs 20–40 KB idle); one more is closed right after accept, with a rate-limited warning",
+    schema: z.number().int().min(1).max(1_000_000).default(4096),
+  },
   helloTimeout: {
     flag: "--hello-timeout",
     kind: "int",

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
+#!/usr/bin/env -S node --max-semi-space-size=32
 /** The `icmpfwd` command line. */
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";

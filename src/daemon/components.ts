@@ -14,6 +14,7 @@ import {
   type ServiceOptions,
 } from "../service/index.js";
 import type { KernelSide } from "../service/network.js";
+import { MAX_CONNECTIONS_OPTION } from "../service/server.js";
 import { pick } from "./reloadable.js";
 import { StartupError } from "./startup-error.js";
 
@@ -53,6 +54,7 @@ export function serviceOptionsOf(
     },
     syntheticWindowMs: c.syntheticWindow,
     helloTimeoutMs: c.helloTimeout,
+    grpcOptions: { [MAX_CONNECTIONS_OPTION]: c.maxConnections },
   };
 }
 

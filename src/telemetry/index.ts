@@ -1,19 +1,11 @@
 /**
  * OpenTelemetry for `icmpfwd serve`: a tracer provider when tracing is asked for, a meter
  * provider with a Prometheus endpoint and/or an OTLP push, gRPC instrumentation for the admin
- * RPCs. `startTelemetry` must run before anything imports @grpc/grpc-js (main.ts imports the
- * service afterwards), so the instrumentation can hook it.
+ * RPCs (tracing.ts, imported only when tracing is on). `startTelemetry` must run before anything
+ * imports @grpc/grpc-js (main.ts imports the service afterwards), so the instrumentation can
+ * hook it.
  */
-import {
-  context,
-  type Meter,
-  metrics,
-  propagation,
-  type TracerProvider,
-  trace,
-} from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { type Meter, metrics } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import {
   detectResources,
@@ -28,19 +20,13 @@ import {
   PeriodicExportingMetricReader,
   type PushMetricExporter,
 } from "@opentelemetry/sdk-metrics";
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  type SpanExporter,
-} from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
-import { StderrSpanExporter } from "./console-span-exporter.js";
 import { DecisionHistograms } from "./decision-histograms.js";
 import { type MetricSources, registerServiceMetrics } from "./metrics.js";
-import { RequestSampler } from "./request-sampling.js";
 import { OtelRequestTelemetry, type RequestTracing } from "./request-spans.js";
 import { startRuntimeMetrics } from "./runtime-metrics.js";
 import type { OtlpProtocol, TelemetrySettings } from "./settings.js";
+import type { Tracing } from "./tracing.js";
 
 export { type TelemetryFlags, TelemetrySettingsError, telemetrySettings } from "./settings.js";
 
@@ -60,18 +46,7 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
-/** The OTLP span exporter for the protocol; each reads its endpoint and headers from OTEL_*. */
-async function otlpSpanExporter(p: OtlpProtocol): Promise<SpanExporter> {
-  switch (p) {
-    case "http/protobuf":
-      return new (await import("@opentelemetry/exporter-trace-otlp-proto")).OTLPTraceExporter();
-    case "http/json":
-      return new (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter();
-    case "grpc":
-      return new (await import("@opentelemetry/exporter-trace-otlp-grpc")).OTLPTraceExporter();
-  }
-}
-
+/** The OTLP metric exporter for the protocol, loaded only when configured. */
 async function otlpMetricExporter(p: OtlpProtocol): Promise<PushMetricExporter> {
   switch (p) {
     case "http/protobuf":
@@ -81,24 +56,6 @@ async function otlpMetricExporter(p: OtlpProtocol): Promise<PushMetricExporter> 
     case "grpc":
       return new (await import("@opentelemetry/exporter-metrics-otlp-grpc")).OTLPMetricExporter();
   }
-}
-
-/**
- * Hooks @grpc/grpc-js for the admin RPCs' spans. grpc-js is CommonJS loaded from ESM, so the
- * instrumentation needs import-in-the-middle's loader hook, registered before the first import.
- */
-async function instrumentGrpc(provider: TracerProvider): Promise<void> {
-  const { register } = await import("node:module");
-  const { createAddHookMessageChannel } = await import("import-in-the-middle");
-  const { registerOptions, waitForAllMessagesAcknowledged } = createAddHookMessageChannel();
-  register("import-in-the-middle/hook.mjs", import.meta.url, registerOptions);
-  const { GrpcInstrumentation } = await import("@opentelemetry/instrumentation-grpc");
-  const { registerInstrumentations } = await import("@opentelemetry/instrumentation");
-  registerInstrumentations({
-    instrumentations: [new GrpcInstrumentation()],
-    tracerProvider: provider,
-  });
-  await waitForAllMessagesAcknowledged();
 }
 
 async function resourceOf(s: TelemetrySettings, version: string): Promise<Resource> {
@@ -111,36 +68,12 @@ async function resourceOf(s: TelemetrySettings, version: string): Promise<Resour
 
 export async function startTelemetry(s: TelemetrySettings, version: string): Promise<Telemetry> {
   const resource = await resourceOf(s, version);
-  let tracerProvider: BasicTracerProvider | null = null;
-  let tracing: RequestTracing | null = null;
-  if (s.traces.length > 0) {
-    const exporters: SpanExporter[] = [];
-    for (const kind of s.traces)
-      exporters.push(
-        kind === "console" ? new StderrSpanExporter() : await otlpSpanExporter(s.tracesProtocol),
-      );
-    // Request spans are sampled before they start, on the trace ids this generator then gives.
-    const requestSampler = new RequestSampler(s.sampler);
-    tracerProvider = new BasicTracerProvider({
-      resource,
-      sampler: requestSampler,
-      idGenerator: requestSampler,
-      // Batched export: a full queue drops spans rather than slowing packets down.
-      spanProcessors: exporters.map(
-        (e) =>
-          new BatchSpanProcessor(e, {
-            scheduledDelayMillis: s.batchSpans.scheduleDelayMs,
-            maxQueueSize: s.batchSpans.maxQueueSize,
-            maxExportBatchSize: s.batchSpans.maxExportBatchSize,
-          }),
-      ),
-    });
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    trace.setGlobalTracerProvider(tracerProvider);
-    await instrumentGrpc(tracerProvider);
-    tracing = { tracer: tracerProvider.getTracer("icmpfwd", version), sampler: requestSampler };
-  }
+  // The trace SDK, its exporters and the gRPC instrumentation load only when tracing is on.
+  const traced: Tracing | null =
+    s.traces.length > 0
+      ? await (await import("./tracing.js")).startTracing(s, resource, version)
+      : null;
+  const tracing: RequestTracing | null = traced?.requests ?? null;
 
   // Collected by every reader beside the SDK's instruments (it can forget closed sessions).
   const decisions = new DecisionHistograms(
@@ -204,7 +137,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     },
     async shutdown(): Promise<void> {
       stopRuntime?.();
-      await Promise.allSettled([tracerProvider?.shutdown(), meterProvider?.shutdown()]);
+      await Promise.allSettled([traced?.provider.shutdown(), meterProvider?.shutdown()]);
     },
   };
 }

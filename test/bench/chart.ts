@@ -29,7 +29,9 @@ function rate(n: number): string {
 }
 
 export function renderChart(results: Results): string {
-  const flood = results.rows.filter((r) => r.module !== "service" && r.module !== "memory");
+  const flood = results.rows.filter(
+    (r) => r.module !== "service" && r.module !== "memory" && r.module !== "footprint",
+  );
   const service = results.rows.filter(
     (r) => r.module === "service" && !/, \d+\/s$/.test(r.mechanism),
   );

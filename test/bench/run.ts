@@ -19,11 +19,12 @@ import {
   floodOptionsFromEnv,
   kernelBaselineBench,
 } from "./flood.js";
+import { type FootprintResult, footprintBench, footprintResults } from "./footprint.js";
 import { type MemoryResult, memoryBench, memoryResults } from "./memory.js";
 import { gvisorBench, nfqueueBench } from "./peers.js";
 import { type ServiceBenchRow, serviceBench, serviceResults } from "./service.js";
 import { stackResponderBench } from "./stack-responder.js";
-import { forwarderBench, remoteBench } from "./tun-handlers.js";
+import { forwarderBench, remoteBench, remotePeaks } from "./tun-handlers.js";
 import { tunResponderBench } from "./tun-responder.js";
 
 const QUICK = process.argv.includes("--quick");
@@ -53,6 +54,8 @@ const modules: { module: BenchModule; weight: number }[] = [
   { module: serviceBench, weight: 8 },
   // RSS and heap after 10⁶ requests and with a stalled client; no flood.
   { module: memoryBench, weight: 2 },
+  // The real daemon's RSS at rest and with idle sessions and connections; no flood.
+  { module: footprintBench, weight: 2 },
 ];
 
 /** The bare addon responder: the ceiling the netstack rows are compared with. */
@@ -129,7 +132,7 @@ function printMainTable(rows: readonly BenchRow[]): void {
       "notes",
     ],
     rows
-      .filter((r) => r.module !== "memory")
+      .filter((r) => r.module !== "memory" && r.module !== "footprint")
       .map((r) => {
         const cpu = cpuPer100k(r);
         return [
@@ -169,6 +172,39 @@ function printMemoryTable(rows: readonly MemoryResult[]): void {
       r.maxHeld === undefined ? "–" : `${r.maxHeld} (max_in_flight ${r.maxInFlight})`,
     ]),
   );
+}
+
+function printFootprintTable(rows: readonly FootprintResult[]): void {
+  if (rows.length === 0) return;
+  printTable(
+    ["footprint", "baseline", "RSS", "5 s later", "target"],
+    rows.map((r) => [
+      r.name,
+      `${r.baselineMB.toFixed(1)} MiB (${r.baseline})`,
+      `${r.measuredMB.toFixed(1)} MiB (${r.growth ? `+${(r.measuredMB - r.baselineMB).toFixed(1)}` : "absolute"})`,
+      r.settledMB === null
+        ? "–"
+        : `${r.settledMB.toFixed(1)} MiB (+${(r.settledMB - r.baselineMB).toFixed(1)})`,
+      `${r.growth ? "+" : "≤ "}${r.limitMB} MiB`,
+    ]),
+  );
+}
+
+/** Footprint targets: at rest absolute; idle load as growth over rest, once settled. */
+function footprintTargets(rows: readonly FootprintResult[]): Target[] {
+  return rows.map((r) => {
+    const value = r.growth ? (r.settledMB ?? r.measuredMB) - r.baselineMB : r.measuredMB;
+    return {
+      target: r.growth
+        ? `${r.name.replace(/^icmpfwd serve with /, "")}: RSS ≤ +${r.limitMB} MiB`
+        : `${r.name}: RSS ≤ ${r.limitMB} MiB`,
+      measured: r.growth
+        ? `+${value.toFixed(1)} MiB 5 s after they are up (+${(r.measuredMB - r.baselineMB).toFixed(1)} at once) over ${r.baselineMB.toFixed(1)} at rest`
+        : `${value.toFixed(1)} MiB (${r.baseline} ${r.baselineMB.toFixed(1)} MiB)${r.repliesPerSecond === undefined ? "" : `; ${Math.round(r.repliesPerSecond)} decided replies/s`}`,
+      ratio: value / r.limitMB,
+      met: value <= r.limitMB,
+    };
+  });
 }
 
 export interface Target {
@@ -328,6 +364,7 @@ function targets(
           met: stalled.maxHeld <= stalled.maxInFlight,
         },
   );
+  out.push(...footprintTargets(footprintResults));
   return out;
 }
 
@@ -386,6 +423,8 @@ async function main(): Promise<void> {
   console.log();
   printMemoryTable(memoryResults);
   console.log();
+  printFootprintTable(footprintResults);
+  console.log();
   const t = targets(rows, serviceResults, memoryResults);
   printTable(
     ["target", "measured", "ratio", "met"],
@@ -409,6 +448,8 @@ async function main(): Promise<void> {
         rows: rows.map((r) => ({ ...r, cpuSecondsPer100k: cpuPer100k(r) })),
         service: serviceResults,
         memory: memoryResults,
+        footprint: footprintResults,
+        remotePeaks,
         targets: t,
       },
       null,

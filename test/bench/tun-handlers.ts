@@ -9,6 +9,7 @@
  * first); the TUN and the flooders live in a private namespace; gRPC listens on 127.0.0.1:0 of
  * this process's namespace and carries no packets.
  */
+import { readFileSync, writeFileSync } from "node:fs";
 import type { TunEndpoint } from "../../src/link/tun.js";
 import type { ForwarderRequest } from "../../src/netstack/icmp/forwarder.js";
 import {
@@ -147,11 +148,21 @@ async function remoteRow(
         if (Date.now() > deadline) throw new Error("the policy clients did not connect");
         await new Promise((r) => setTimeout(r, 10));
       }
+      resetPeakRss();
+      const rssBeforeMB = process.memoryUsage().rss / 2 ** 20;
       const { value: r, cpuSeconds } = await withThreadCpu(() => flood(ns, "198.18.0.2", o));
+      const peakRssMB = peakRss();
       const c = service.counters();
       const s = stack.stats.icmp.v4;
       const decided =
         (c["service.outcomes.reply.verdict"] ?? 0) + (c["service.outcomes.reply.flow"] ?? 0);
+      const mechanism = `remote decisions through the TUN, ${clients} client${clients > 1 ? "s" : ""}, batch ${batch}`;
+      remotePeaks.push({
+        mechanism,
+        rssBeforeMB,
+        peakRssMB,
+        decisionsPerSecond: decided / r.wallSeconds,
+      });
       const fallthrough = Object.entries(c)
         .filter(([k, v]) => k.startsWith("service.outcomes.fallthrough.") && v > 0)
         .map(([k, v]) => `${v} ${k.slice("service.outcomes.fallthrough.".length)}`);
@@ -159,8 +170,8 @@ async function remoteRow(
         ...r,
         cpuSeconds,
         cpuWhat: "server thread (clients in a worker, not counted)",
-        mechanism: `remote decisions through the TUN, ${clients} client${clients > 1 ? "s" : ""}, batch ${batch}`,
-        notes: `${decided} REPLY verdicts (${Math.round(decided / r.wallSeconds)}/s), fell through: ${fallthrough.join(", ") || "none"}; netstack ${s.packetsSent.echoReply} replies`,
+        mechanism,
+        notes: `${decided} REPLY verdicts (${Math.round(decided / r.wallSeconds)}/s), fell through: ${fallthrough.join(", ") || "none"}; netstack ${s.packetsSent.echoReply} replies; peak RSS ${peakRssMB.toFixed(0)} MiB (${rssBeforeMB.toFixed(0)} MiB before the flood; the process: service and the clients' worker)`,
       };
     } finally {
       await worker.terminate();
@@ -169,13 +180,37 @@ async function remoteRow(
   });
 }
 
+/** Each remote row's peak RSS during its flood, for run.ts's targets. */
+export const remotePeaks: {
+  mechanism: string;
+  rssBeforeMB: number;
+  peakRssMB: number;
+  decisionsPerSecond: number;
+}[] = [];
+
+/** Resets the process's peak RSS (VmHWM) to its current RSS. */
+function resetPeakRss(): void {
+  writeFileSync("/proc/self/clear_refs", "5");
+}
+
+/** VmHWM in MiB: the most RSS since the last reset. */
+function peakRss(): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"));
+  return m === null ? Number.NaN : Number(m[1]) / 1024;
+}
+
 export const remoteBench: BenchModule = {
   name: "remote",
   async run(o: FloodOptions): Promise<BenchMeasurement[]> {
     const l = await lib();
     const rows: BenchMeasurement[] = [];
+    // BENCH_REMOTE_ROWS=4x128,1x16 runs only those (clients×batch) rows.
+    const only = process.env.BENCH_REMOTE_ROWS?.split(",").map((x) => x.trim());
     for (const clients of [1, 4]) {
-      for (const batch of [1, 16, 128]) rows.push(await remoteRow(l, o, clients, batch));
+      for (const batch of [1, 16, 128]) {
+        if (only !== undefined && !only.includes(`${clients}x${batch}`)) continue;
+        rows.push(await remoteRow(l, o, clients, batch));
+      }
     }
     return rows;
   },

@@ -196,6 +196,7 @@ describe("configuration", () => {
       maxBatch: 4097,
       syntheticWindow: -5,
       observerQueue: 0,
+      maxConnections: 0,
       helloTimeout: 99,
       token: "short",
       insecureToken: "true",

@@ -254,32 +254,45 @@ function lenFields(b: Uint8Array): [number, Uint8Array][] {
   return out;
 }
 
+/** The service names a list_services request on `version` answers with. */
+async function listServices(version: string): Promise<string[]> {
+  const c = new Client(h.service.address, credentials.createInsecure());
+  const call = c.makeBidiStreamRequest(
+    `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+  );
+  const names = await new Promise<string[]>((resolve, reject) => {
+    call.on("data", (b: Buffer) => {
+      // ServerReflectionResponse.list_services_response (6) → service (1) → name (1).
+      const list = lenFields(b).find(([f]) => f === 6)?.[1] ?? new Uint8Array(0);
+      resolve(lenFields(list).map(([, svc]) => Buffer.from(lenFields(svc)[0][1]).toString()));
+    });
+    call.on("error", reject);
+    call.write(Buffer.from([0x3a, 0x00])); // list_services: ""
+  });
+  call.cancel();
+  c.close();
+  return names.sort();
+}
+
 describe("server reflection", () => {
   for (const version of ["v1", "v1alpha"]) {
     it(`lists icmpfwd.v1.EchoForwarder, icmpfwd.v1.EchoAdmin and grpc.health.v1.Health (grpc.reflection.${version})`, async () => {
       h = await t.start();
-      const c = new Client(h.service.address, credentials.createInsecure());
-      const call = c.makeBidiStreamRequest(
-        `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`,
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-      );
-      const names = await new Promise<string[]>((resolve, reject) => {
-        call.on("data", (b: Buffer) => {
-          // ServerReflectionResponse.list_services_response (6) → service (1) → name (1).
-          const list = lenFields(b).find(([f]) => f === 6)?.[1] ?? new Uint8Array(0);
-          resolve(lenFields(list).map(([, svc]) => Buffer.from(lenFields(svc)[0][1]).toString()));
-        });
-        call.on("error", reject);
-        call.write(Buffer.from([0x3a, 0x00])); // list_services: ""
-      });
-      call.cancel();
-      c.close();
-      expect(names.sort()).toEqual([
+      expect(await listServices(version)).toEqual([
         "grpc.health.v1.Health",
         "icmpfwd.v1.EchoAdmin",
         "icmpfwd.v1.EchoForwarder",
       ]);
     });
   }
+
+  it("is built on its first call and answers every later call, on both versions, from the one it built", async () => {
+    h = await t.start();
+    const both = ["grpc.health.v1.Health", "icmpfwd.v1.EchoAdmin", "icmpfwd.v1.EchoForwarder"];
+    const answers = await Promise.all([listServices("v1"), listServices("v1alpha")]);
+    answers.push(await listServices("v1"), await listServices("v1alpha"));
+    expect(answers).toEqual([both, both, both, both]);
+  });
 });

@@ -1,3 +1,4 @@
+import { getHeapSpaceStatistics } from "node:v8";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { collectGarbage, trimWhenSessionsClose } from "../../../src/daemon/memory-trim.js";
 
@@ -20,6 +21,7 @@ describe("trimWhenSessionsClose", () => {
           calls.push("trim");
           return true;
         },
+        young: () => ({ used: 0, committed: 1 << 20 }),
       },
       1000,
       3,
@@ -44,7 +46,83 @@ describe("trimWhenSessionsClose", () => {
   });
 });
 
+describe("trimWhenSessionsClose at start-up", () => {
+  it("collects and trims once as soon as start-up is over when no session is open yet, then waits for sessions to close", () => {
+    vi.useFakeTimers();
+    const calls: string[] = [];
+    const stop = trimWhenSessionsClose(
+      () => 0,
+      {
+        collect: () => {
+          calls.push("collect");
+        },
+        trim: () => {
+          calls.push("trim");
+          return true;
+        },
+        young: () => ({ used: 0, committed: 1 << 20 }),
+      },
+      1000,
+      3,
+    );
+    vi.advanceTimersByTime(0);
+    expect(calls).toEqual(["collect", "trim"]);
+    vi.advanceTimersByTime(10_000);
+    expect(calls).toEqual(["collect", "trim"]);
+    stop();
+  });
+});
+
+describe("trimWhenSessionsClose when quiet", () => {
+  it("collects once when allocation goes quiet after it grew the young generation, sessions open or not", () => {
+    vi.useFakeTimers();
+    const calls: string[] = [];
+    // Young generation per tick: busy (use rising fast, scavenges), then quiet, grown to 32 MB.
+    const MB = 1 << 20;
+    const young = [
+      { used: 0, committed: MB },
+      { used: 6 * MB, committed: 16 * MB },
+      { used: 2 * MB, committed: 32 * MB },
+      { used: 20 * MB, committed: 32 * MB },
+      { used: 20.5 * MB, committed: 32 * MB },
+      { used: 0.2 * MB, committed: MB },
+      { used: 0.3 * MB, committed: MB },
+    ];
+    let tick = 0;
+    const stop = trimWhenSessionsClose(
+      () => 4,
+      {
+        collect: () => {
+          calls.push(`collect@${tick}`);
+        },
+        trim: () => true,
+        young: () => young[Math.min(tick, young.length - 1)],
+      },
+      1000,
+      3,
+    );
+    for (tick = 1; tick < young.length; tick++) vi.advanceTimersByTime(1000);
+    expect(calls).toEqual(["collect@4"]);
+    stop();
+  });
+});
+
 describe("collectGarbage", () => {
+  it("gives back the young generation a burst of allocation grew (an ordinary full collection keeps it)", () => {
+    const young = (): number =>
+      getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
+    let keep: object[] = [];
+    for (let i = 0; i < 2_000_000; i++) {
+      keep.push({ i, a: [i] });
+      if (keep.length > 100_000) keep = [];
+    }
+    keep = [];
+    const grown = young();
+    collectGarbage();
+    expect(grown).toBeGreaterThan(1 << 20);
+    expect(young()).toBe(1 << 20);
+  });
+
   it("runs a full collection without --expose-gc on the command line: an unreachable object is finalized", async () => {
     let finalized = false;
     const registry = new FinalizationRegistry(() => {
