@@ -13,10 +13,10 @@ import {
   BatchSpanProcessor,
   type SpanExporter,
 } from "@opentelemetry/sdk-trace-base";
+import { StderrSpanExporter } from "./console-span-exporter.js";
 import { RequestSampler } from "./request-sampling.js";
 import type { RequestTracing } from "./request-spans.js";
 import type { OtlpProtocol, TelemetrySettings } from "./settings.js";
-import { StderrSpanExporter } from "./console-span-exporter.js";
 
 /** The OTLP span exporter for the protocol; each reads its endpoint and headers from OTEL_*. */
 async function otlpSpanExporter(p: OtlpProtocol): Promise<SpanExporter> {

@@ -18,9 +18,7 @@ import {
   selectors,
 } from "../unit/deploy/monitoring-queries.js";
 
-const CLIENT_CLI = fileURLToPath(
-  new URL("../../clients/ts/dist/cli.js", import.meta.url),
-);
+const CLIENT_CLI = fileURLToPath(new URL("../../clients/ts/dist/cli.js", import.meta.url));
 /** Labels Prometheus adds at scrape time, not the exporter. */
 const SCRAPE_LABELS = new Set(["instance", "job"]);
 
