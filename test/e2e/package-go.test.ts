@@ -10,15 +10,8 @@ import { cpSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import {
-  describeNetns,
-  exec,
-  inCI,
-  Netns,
-  type Spawned,
-  tempDir,
-  waitFor,
-} from "../helpers/netns.js";
+import { expectEvenPingsDecided } from "../helpers/even-pings.js";
+import { describeNetns, exec, inCI, Netns, type Spawned, tempDir } from "../helpers/netns.js";
 import { type ServeProcess, startServe } from "../helpers/serve.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -108,29 +101,7 @@ describeNetns("the Go client package, built offline outside the repository", () 
       const s = serve;
       const policy = ns.spawn(join(dir, "even"), []);
       procs.push(policy);
-      await waitFor(
-        () => (s.stats()["service.sessions"] ?? 0) === 1 || policy.child.exitCode !== null,
-        { what: "the README policy's session", timeoutMs: 15_000 },
-      );
-      expect(policy.child.exitCode, policy.output()).toBeNull();
-      const counter = (x: Record<string, number>, k: string) => x[k] ?? 0;
-      for (const [family, dst] of [
-        ["v4", "198.18.0.2"],
-        ["v6", "fd00:1::2"],
-      ] as const) {
-        const before = s.stats();
-        const r = await ns.ping(["-n", "-c", "20", "-i", "0.05", "-W", "2", dst], {
-          timeoutMs: 30_000,
-        });
-        expect(r.transmitted).toBe(20);
-        expect(r.received, family).toBe(10);
-        expect(r.seqs).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20].slice(0, r.seqs.length));
-        const after = await s.waitVerdicts(20, before);
-        const delta = (k: string) => counter(after, k) - counter(before, k);
-        expect(delta("service.outcomes.reply.verdict"), family).toBe(10);
-        expect(delta("service.outcomes.consume.verdict"), family).toBe(10);
-        expect(delta(`icmp.${family}.packetsSent.echoReply`), family).toBe(10);
-      }
+      await expectEvenPingsDecided(ns, s, policy);
       policy.child.kill("SIGTERM");
       const { code } = await policy.exited;
       expect(code, policy.output()).toBe(0);
