@@ -22,34 +22,13 @@ import {
   parsePingRtt,
   RttMeter,
 } from "../../../clients/ts/src/rtt.js";
-import { Action, type EchoRequest, Family } from "../../../src/gen/icmpfwd/v1/forwarder.js";
+import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
 import { sleep, waitFor } from "../../helpers/netns.js";
 import { v4Echo } from "../../helpers/packets.js";
 import { type Harness, startHarness } from "../../integration/service/harness.js";
-import { FakeService } from "./ts-fake-service.js";
+import { FakeService, echoRequest as request } from "./ts-fake-service.js";
 
 const TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-
-function request(id: number, sequence = id): EchoRequest {
-  return {
-    requestId: BigInt(id),
-    family: Family.FAMILY_IPV4,
-    nic: 1,
-    source: Buffer.from([198, 18, 0, 1]),
-    destination: Buffer.from([198, 18, 0, 2]),
-    ident: 7,
-    sequence,
-    ttl: 64,
-    tos: 0,
-    localAddressTemporary: false,
-    payload: Buffer.alloc(0),
-    payloadLength: 56,
-    receivedAt: undefined,
-    deadline: undefined,
-    budget: undefined,
-    traceparent: TRACE,
-  };
-}
 
 /** A PolicyRequest as the client hands it to a handler. */
 const toRequest = (id: number) => toPolicyRequest(request(id));
