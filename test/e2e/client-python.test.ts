@@ -85,7 +85,13 @@ describeNetns("the Python policy client end to end", () => {
   async function ping(
     count: number,
     extra: string[] = [],
-  ): Promise<{ out: string; received: number; seqs: number[]; rttAvgMs: number | null }> {
+  ): Promise<{
+    out: string;
+    received: number;
+    seqs: number[];
+    rttMinMs: number | null;
+    rttAvgMs: number | null;
+  }> {
     const r = await ns.ping(
       ["-n", "-c", String(count), "-i", "0.05", "-W", "2", ...extra, "198.18.0.2"],
       { timeoutMs: 30_000 },
@@ -95,6 +101,7 @@ describeNetns("the Python policy client end to end", () => {
       out: r.stdout,
       received: r.received,
       seqs: r.seqs,
+      rttMinMs: parsePing(r.stdout).rttMinMs,
       rttAvgMs: parsePing(r.stdout).rttAvgMs,
     };
   }
@@ -229,7 +236,9 @@ describeNetns("the Python policy client end to end", () => {
     const { serve, socket } = await start();
     const control = await ping(2);
     expect(control.received).toBe(2);
-    expect(control.rttAvgMs).toBeLessThan(200);
+    // The built-in path answers under the delay (its fastest reply: a loaded machine may hold
+    // one up), so the delay below is the policy's.
+    expect(control.rttMinMs).toBeLessThan(200);
     const c = client(socket, ["proxy-latency", "--delay-ms", "200"]);
     await connected(c, serve);
     const before = serve.stats();

@@ -332,15 +332,17 @@ export function parsePing(output: string): {
   transmitted: number;
   received: number;
   ttls: number[];
+  rttMinMs: number | null;
   rttAvgMs: number | null;
 } {
   const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(output);
   const ttls = [...output.matchAll(/ttl=(\d+)/g)].map((x) => Number(x[1]));
-  const rtt = /= [\d.]+\/([\d.]+)\//.exec(output);
+  const rtt = /= ([\d.]+)\/([\d.]+)\//.exec(output);
   return {
     transmitted: m ? Number(m[1]) : 0,
     received: m ? Number(m[2]) : 0,
     ttls,
-    rttAvgMs: rtt ? Number(rtt[1]) : null,
+    rttMinMs: rtt ? Number(rtt[1]) : null,
+    rttAvgMs: rtt ? Number(rtt[2]) : null,
   };
 }
