@@ -35,6 +35,26 @@ function hops(stdout: string): string[] {
     .filter((h): h is string => h !== undefined);
 }
 
+/**
+ * Waits until `value` has not changed for a second: a probe of an earlier test that was still
+ * being relayed (a late answer, a traceroute probe past the destination) must not land inside
+ * the next test's counts.
+ */
+async function quiet(value: () => Promise<number> | number): Promise<void> {
+  let last = await value();
+  let since = Date.now();
+  const deadline = Date.now() + 15_000;
+  while (Date.now() - since < 1000) {
+    if (Date.now() > deadline) throw new Error("the counters never went quiet");
+    await new Promise((r) => setTimeout(r, 200));
+    const v = await value();
+    if (v !== last) {
+      last = v;
+      since = Date.now();
+    }
+  }
+}
+
 /** The smallest RTT (ms) ping printed. */
 function minRtt(stdout: string): number {
   const rtts = [...stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
@@ -121,6 +141,8 @@ describeNetns("traceroute through the tunnel: the relay at its exit", () => {
     it(`${family}: ping is answered after the real round trip, the destination counting exactly the relay's requests, one outcome each`, async (ctx) => {
       if (skip !== null) ctx.skip();
       const echoIn = family === "ipv4" ? "IcmpInEchos" : "Icmp6InEchos";
+      await quiet(() => serve.stats()["service.requests"] ?? 0);
+      await quiet(() => chain.dst.nstat(echoIn));
       const dstBefore = await chain.dst.nstat(echoIn);
       const before = serve.stats();
       const delta = (x: Record<string, number>, k: string): number =>
@@ -152,6 +174,7 @@ describeNetns("traceroute through the tunnel: the relay at its exit", () => {
 
     it(`${family}: a destination behind a router with no route gets Destination Net Unreachable from that router`, async (ctx) => {
       if (skip !== null) ctx.skip();
+      await quiet(() => serve.stats()["service.requests"] ?? 0);
       const before = serve.stats();
       const r = await chain.svc.exec("ping", [...v6, "-n", "-c", "1", "-W", "3", a.unroutable]);
       const reason =
