@@ -48,7 +48,8 @@ describeNetns("proxy-owned replies and the CLI end to end", () => {
     // Positive control first: no client, the netstack answers at once.
     const control = await ns.ping(["-n", "-c", "3", "-i", "0.05", "-W", "2", "198.18.0.2"]);
     expect(control.received).toBe(3);
-    expect(Math.max(...rtts(control.stdout))).toBeLessThan(200);
+    // Its fastest reply: a loaded machine may hold one up, the delay below holds up every one.
+    expect(Math.min(...rtts(control.stdout))).toBeLessThan(200);
 
     const c = await TestClient.connect(`unix:${socket}`);
     client = c;
