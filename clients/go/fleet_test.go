@@ -194,7 +194,8 @@ func TestARefusalOnOneServiceDrainsTheOthersAndReturnsIt(t *testing.T) {
 	if !errors.Is(res.err, ErrAuthentication) {
 		t.Fatalf("want an authentication error, got %v", res.err)
 	}
-	if l := good.log(); l != "[]" && !strings.HasSuffix(l, "drain]]") {
+	// Never opened, opened but cancelled before its Hello went out, or drained.
+	if l := good.log(); l != "[]" && l != "[[]]" && !strings.HasSuffix(l, "drain]]") {
 		t.Fatalf("the good service's session was not drained: %s", l)
 	}
 }

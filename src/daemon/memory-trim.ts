@@ -7,9 +7,10 @@
  * no session is open at all, a full collection runs first — nothing then waits on a deadline,
  * so its pause (tens of ms) costs no decision. Measured: RSS back to its baseline (−4 to −1 MB)
  * within 2 s of the last of 5,000 sessions closing, against +1 to +57 MB with the trim alone.
- * The same happens once right after start-up, when no session is open yet: loading
- * the modules grew the young generation to 16 MB and left old-space garbage (RSS at rest
- * 89–91 MB before, see collectGarbage).
+ * The same is done once at the end of start-up, before the service says it is serving (see
+ * serve.ts): loading the modules grew the young generation to 16 MB and left old-space garbage
+ * (RSS at rest 89–91 MB before, see collectGarbage); that collection pauses the process for
+ * ~300 ms, which a ping arriving just after "serving" would otherwise wait out.
  */
 import { getHeapSpaceStatistics, queryObjects, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -96,14 +97,6 @@ export function trimWhenSessionsClose(
 ): () => void {
   let last = openSessions();
   let pending = 0;
-  // Start-up's garbage and grown young generation, as soon as start-up is over and while
-  // nothing waits on a deadline.
-  const settle = setTimeout(() => {
-    if (openSessions() > 0) return;
-    release.collect();
-    release.trim();
-  }, 0);
-  settle.unref();
   const young = release.young ?? youngGeneration;
   let lastYoungUsed = young().used;
   const timer = setInterval(() => {
@@ -129,8 +122,5 @@ export function trimWhenSessionsClose(
     }
   }, everyMs);
   timer.unref();
-  return () => {
-    clearTimeout(settle);
-    clearInterval(timer);
-  };
+  return () => clearInterval(timer);
 }

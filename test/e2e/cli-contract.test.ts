@@ -281,8 +281,10 @@ const ROWS: Row[] = [
       const welcome = lines.find((l) => typeof l.session === "string" && l.level === "info");
       expect(welcome, c.stderr()).toBeDefined();
       expect(welcome?.target).toBe(h.service.address);
-      // -v: the verdict line is about a request (it carries trace_id) and about the session too.
-      const verdict = lines.find((l) => l.level === "debug" && "trace_id" in l);
+      // -v: the verdict line (its reply action in the message or a field) is about the session too.
+      const verdict = lines.find(
+        (l) => l.level === "debug" && (String(l.msg).includes("reply") || l.action === "reply"),
+      );
       expect(verdict?.session, c.stderr()).toBe(welcome?.session);
     },
   },
