@@ -4,9 +4,10 @@
  * says nothing above its trace output, so the HTTP/2 session's `goaway`, `close` and `destroy`
  * are wrapped where grpc-js calls them; a connection the client ends is not a cut.
  */
-import { type Http2Server, constants as http2Constants, type ServerHttp2Session } from "node:http2";
+import { constants as http2Constants, type ServerHttp2Session } from "node:http2";
 import type { Server } from "@grpc/grpc-js";
 import type { AuditLog } from "./audit.js";
+import { grpcListeners } from "./grpc-listeners.js";
 
 /** HTTP/2 error codes by value (RFC 9113 §7), for log lines a reader can act on. */
 const HTTP2_CODE_NAMES: readonly string[] = [
@@ -31,18 +32,6 @@ export function http2CodeName(code: number): string {
 }
 
 /**
- * grpc-js's HTTP/2 servers, where grpc-js keeps them (a private map; empty if it moved, and
- * then nothing is logged rather than anything breaking).
- */
-function http2ServersOf(server: Server): Http2Server[] {
-  const map = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(map instanceof Map)) return [];
-  return [...map.keys()].filter(
-    (s): s is Http2Server => typeof (s as { on?: unknown })?.on === "function",
-  );
-}
-
-/**
  * Reports every connection of `server`'s listeners that the server cuts. Call once the server
  * is bound. Returns false when grpc-js's servers could not be found (nothing will be reported).
  */
@@ -51,7 +40,8 @@ export function auditConnectionCuts(
   audit: AuditLog,
   keepaliveTimeoutMs: number,
 ): boolean {
-  const servers = http2ServersOf(server);
+  // Where grpc-js's servers cannot be found, nothing is logged rather than anything breaking.
+  const servers = grpcListeners(server) ?? [];
   for (const s of servers) s.on("session", (session) => watch(session, audit, keepaliveTimeoutMs));
   return servers.length > 0;
 }

@@ -63,6 +63,7 @@ import {
   toGrpcError,
   toGrpcStatus,
 } from "./errors.js";
+import { grpcListeners } from "./grpc-listeners.js";
 import { addReflection } from "./reflection.js";
 import type { ConnectCall } from "./session.js";
 import { serverCredentials, type TlsFiles } from "./tls.js";
@@ -406,9 +407,9 @@ const FIRST_BYTES_TIMEOUT_MS = 30_000;
  * A grpc-js without that map fails start-up rather than serve without the cap.
  */
 function guardConnections(server: Server, max: number, audit: AuditLog): void {
-  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(listeners instanceof Map)) throw new Error("cannot apply --max-connections to grpc-js");
-  for (const l of listeners.keys() as IterableIterator<NetServer>) {
+  const listeners = grpcListeners(server);
+  if (listeners === null) throw new Error("cannot apply --max-connections to grpc-js");
+  for (const l of listeners) {
     l.maxConnections = max;
     l.on("drop", (d?: { remoteAddress?: string; remotePort?: number }) => {
       const peer = d?.remoteAddress === undefined ? "unix" : `${d.remoteAddress}:${d.remotePort}`;
