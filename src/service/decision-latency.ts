@@ -11,6 +11,7 @@ import type {
   RequestTelemetry,
   RequestTrace,
   StartedTrace,
+  SyntheticAnswerTrace,
 } from "./request-telemetry.js";
 
 /** The last `capacity` samples: when each was taken and its value. */
@@ -97,6 +98,14 @@ export class DecisionLatencies implements RequestTelemetry {
   ): void {
     if (decisionMs >= 0) this.record(session?.sessionId ?? "", decisionMs);
     this.inner?.requestEnded(trace, action, cause, session, decisionMs);
+  }
+
+  syntheticAnswered(
+    trace: RequestTrace,
+    session: DecidingSession,
+    answer: SyntheticAnswerTrace,
+  ): void {
+    this.inner?.syntheticAnswered?.(trace, session, answer);
   }
 
   sessionEnded(session: DecidingSession): void {

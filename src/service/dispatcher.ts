@@ -272,6 +272,7 @@ export class Dispatcher {
       o.synthesizer ?? null,
       this.counters,
       history,
+      this.telemetry,
     );
   }
 
@@ -456,7 +457,8 @@ export class Dispatcher {
         if (this.flows.set(p.flow, action, now + ms, slot)) this.counters.flowEvictions++;
       }
       // Before finish(): the request is still live, so its bytes can be copied.
-      if (action === "consume") this.synthetic.consumed(p.id, slot.index, p.request, p.fields, now);
+      if (action === "consume")
+        this.synthetic.consumed(p.id, slot.index, p.request, p.fields, now, p.trace);
       slot.decided++;
       this.finish(p, action, "verdict", now - p.receivedAtMs);
     }
@@ -464,7 +466,7 @@ export class Dispatcher {
 
   /** A SyntheticReply from `slot`: sent, or refused with the reason (synthetic-replies.ts). */
   syntheticReply(slot: SessionSlot, requestId: bigint, answer: SyntheticAnswer): void {
-    const r = this.synthetic.reply(slot.index, requestId, answer, this.scheduler.nowMs());
+    const r = this.synthetic.reply(slot, requestId, answer, this.scheduler.nowMs());
     if (r !== null) this.reject(slot.sink, requestId, r.kind, r.message);
   }
 

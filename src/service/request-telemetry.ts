@@ -3,7 +3,9 @@
  * calls these hooks; src/telemetry implements them with OpenTelemetry. With no hooks installed
  * the hot path pays one null check per request.
  */
+import type { Address } from "../netstack/address.js";
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
+import type { SyntheticErrorKind } from "../netstack/icmp/synthetic-error.js";
 import type { OutcomeAction, OutcomeCause } from "./outcomes.js";
 
 /** A sampled request: the W3C traceparent its events carry (set while a session decides it). */
@@ -34,6 +36,18 @@ export interface DecidingSession {
   readonly streamLink: unknown;
 }
 
+/** A synthetic answer to a sampled consumed request, as its span records it. */
+export interface SyntheticAnswerTrace {
+  /** The Echo Reply, or the ICMP error's kind. */
+  readonly kind: "echoReply" | SyntheticErrorKind;
+  /** The error's source (the router's address); null for an Echo Reply. */
+  readonly source: Address | null;
+  /** Milliseconds from the CONSUME verdict to the answer. */
+  readonly delayMs: number;
+  /** Why it was not sent (the Rejection's message); null when it was. */
+  readonly problem: string | null;
+}
+
 export interface RequestTelemetry {
   /** A request reaches the dispatcher; null when it is not traced. */
   requestStarted(fields: EchoRequestFields, temporary: boolean): StartedTrace;
@@ -52,6 +66,15 @@ export interface RequestTelemetry {
     cause: OutcomeCause,
     session: DecidingSession | null,
     decisionMs: number,
+  ): void;
+  /**
+   * A session answered a sampled request it had consumed with a SyntheticReply (sent, or
+   * refused once the service held its copy). Optional: only tracing records it.
+   */
+  syntheticAnswered?(
+    trace: RequestTrace,
+    session: DecidingSession,
+    answer: SyntheticAnswerTrace,
   ): void;
   /** A decide session closed: nothing is recorded for it afterwards. */
   sessionEnded(session: DecidingSession): void;

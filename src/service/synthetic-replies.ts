@@ -21,7 +21,14 @@ import type { ProtocolStack } from "../netstack/protocol.js";
 import type { EndedRequest } from "./ended-requests.js";
 import type { RejectionKind } from "./errors.js";
 import type { Outcomes } from "./outcomes.js";
+import type {
+  DecidingSession,
+  RequestTelemetry,
+  StartedTrace,
+  SyntheticAnswerTrace,
+} from "./request-telemetry.js";
 import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
+import { type HeldTrace, SyntheticTraces } from "./synthetic-traces.js";
 
 /** Sends what a SyntheticReply asks for a consumed request (stackSynthesizer binds the stack). */
 export interface Synthesizer {
@@ -53,6 +60,12 @@ export type SyntheticAnswer =
       /** The source as the client wrote it, for messages. */
       readonly sourceText: string;
     };
+
+/** The session that consumed a request, or answers it: its dispatcher index and its name. */
+export interface AnsweringSession {
+  readonly index: number;
+  readonly meta: DecidingSession;
+}
 
 /** Why a client message was refused; the dispatcher counts it and tells the session. */
 export interface Refusal {
@@ -95,13 +108,19 @@ export const DEFAULT_SYNTHETIC_BOUNDS: Omit<SyntheticLimits, "windowMs"> = {
 
 export class SyntheticReplies {
   private readonly records: SyntheticRecords;
+  /** Sampled requests' traces, for the span of their synthetic answer. */
+  private readonly traces: SyntheticTraces;
 
-  /** `synthesizer` null: no stack to send from, so every reply finds no route. */
+  /**
+   * `synthesizer` null: no stack to send from, so every reply finds no route.
+   * `telemetry` null: synthetic answers are not traced.
+   */
   constructor(
     limits: Pick<SyntheticLimits, "windowMs"> & Partial<SyntheticLimits>,
     private readonly synthesizer: Synthesizer | null,
     private readonly counters: Outcomes,
     private readonly history: RequestHistory,
+    private readonly telemetry: RequestTelemetry | null = null,
   ) {
     const d = DEFAULT_SYNTHETIC_BOUNDS;
     this.records = new SyntheticRecords({
@@ -109,6 +128,7 @@ export class SyntheticReplies {
       maxRecords: limits.maxRecords ?? d.maxRecords,
       maxBytes: limits.maxBytes ?? d.maxBytes,
     });
+    this.traces = new SyntheticTraces(this.records.limits.windowMs, this.records.limits.maxRecords);
   }
 
   /** The window in ms (0: synthetic replies are off). */
@@ -125,7 +145,7 @@ export class SyntheticReplies {
   /**
    * Request `id` was just consumed by a verdict of session `session`, and is still live: the
    * store copies what a later synthetic reply needs from the fields already read (no second
-   * pass over the packet).
+   * pass over the packet), and a sampled request's trace.
    */
   consumed(
     id: number,
@@ -133,6 +153,7 @@ export class SyntheticReplies {
     req: ForwarderRequest,
     f: EchoRequestFields,
     nowMs: number,
+    trace: StartedTrace = null,
   ): void {
     if (this.records.limits.windowMs === 0) return;
     const copy: EchoRequestCopy = {
@@ -147,6 +168,8 @@ export class SyntheticReplies {
     };
     this.counters.syntheticEvicted += this.records.add(id, session, copy, nowMs);
     this.counters.syntheticRecorded++;
+    if (trace !== null && typeof trace !== "string" && this.telemetry?.syntheticAnswered)
+      this.traces.add(id, trace, nowMs);
   }
 
   /**
@@ -154,20 +177,24 @@ export class SyntheticReplies {
    * this session consumed within the window. Null when it was sent; otherwise the refusal.
    */
   reply(
-    session: number,
+    session: AnsweringSession,
     requestId: bigint,
     answer: SyntheticAnswer,
     nowMs: number,
   ): Refusal | null {
     const id = requestId <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(requestId) : Number.NaN;
     const r = this.records.get(id, nowMs);
-    if (r === null || r.session !== session) return this.whyNot(session, requestId, id);
+    if (r === null || r.session !== session.index) return this.whyNot(session.index, requestId, id);
     // Refused before anything is spent: the copy stays, so a corrected answer may follow.
     const invalid = this.invalid(r.copy, answer);
-    if (invalid !== null)
-      return { kind: "invalidArgument", message: `request ${id}: ${invalid}; nothing sent` };
+    if (invalid !== null) {
+      const message = `request ${id}: ${invalid}; nothing sent`;
+      this.traced(this.traces.peek(id, nowMs), session, answer, nowMs, message);
+      return { kind: "invalidArgument", message };
+    }
     this.records.delete(id);
     this.history.markSyntheticSent(id);
+    const held = this.traces.take(id, nowMs);
     const s = this.synthesizer;
     const err =
       s === null
@@ -178,6 +205,7 @@ export class SyntheticReplies {
     if (err === null) {
       if (answer.kind === "echoReply") this.counters.syntheticSent++;
       else this.counters.syntheticErrors[answer.error]++;
+      this.traced(held, session, answer, nowMs, null);
       return null;
     }
     const kind =
@@ -187,7 +215,27 @@ export class SyntheticReplies {
           ? "rateLimited"
           : "invalidArgument";
     const what = answer.kind === "echoReply" ? "synthetic reply" : "synthetic error";
-    return { kind, message: `request ${id}: the ${what} was not sent: ${err.message}` };
+    const message = `request ${id}: the ${what} was not sent: ${err.message}`;
+    this.traced(held, session, answer, nowMs, message);
+    return { kind, message };
+  }
+
+  /** Records the answer in a sampled request's trace (nothing for an unsampled one). */
+  private traced(
+    held: HeldTrace | null,
+    session: AnsweringSession,
+    answer: SyntheticAnswer,
+    nowMs: number,
+    problem: string | null,
+  ): void {
+    if (held === null) return;
+    const a: SyntheticAnswerTrace = {
+      kind: answer.kind === "echoReply" ? "echoReply" : answer.error,
+      source: answer.kind === "echoReply" ? null : answer.source,
+      delayMs: nowMs - held.consumedAtMs,
+      problem,
+    };
+    this.telemetry?.syntheticAnswered?.(held.trace, session.meta, a);
   }
 
   /** Why `answer` cannot be sent for `copy` whatever the stack's state; null when it can. */

@@ -13,6 +13,7 @@ import {
   type SpanContext,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
@@ -24,6 +25,7 @@ import type {
   RequestTelemetry,
   RequestTrace,
   StartedTrace,
+  SyntheticAnswerTrace,
 } from "../service/request-telemetry.js";
 import type { DecisionHistograms } from "./decision-histograms.js";
 import type { RequestSampler } from "./request-sampling.js";
@@ -57,6 +59,17 @@ class TracedRequest implements RequestTrace {
     return this.formatted;
   }
 }
+
+/** Synthetic answer kinds as span attribute values. */
+export const SYNTHETIC_KIND_LABEL: Readonly<Record<SyntheticAnswerTrace["kind"], string>> = {
+  echoReply: "echo_reply",
+  timeExceeded: "time_exceeded",
+  netUnreachable: "net_unreachable",
+  hostUnreachable: "host_unreachable",
+  protocolUnreachable: "protocol_unreachable",
+  portUnreachable: "port_unreachable",
+  adminProhibited: "admin_prohibited",
+};
 
 /** Tracing for requests: the tracer, and the sampler that is also its provider's id generator. */
 export interface RequestTracing {
@@ -157,6 +170,36 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     r.span.setAttribute("icmpfwd.cause", causeLabel);
     if (session !== null) r.span.setAttribute("icmpfwd.session", session.sessionId);
     r.span.end();
+  }
+
+  /**
+   * One `icmpfwd.synthetic_reply` span, a child of the request's (ended) `icmpfwd.echo_request`
+   * span: the answer comes after the CONSUME verdict ended the request, in the same trace.
+   */
+  syntheticAnswered(t: RequestTrace, session: DecidingSession, answer: SyntheticAnswerTrace): void {
+    const r = t as TracedRequest;
+    const sampler = this.sampler;
+    // The request's span has ended (isRecording() is false now): its flags say it was sampled.
+    const sampled = (r.span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
+    if (this.tracer === null || sampler === null || !sampled) return;
+    const attributes: Record<string, string | number> = {
+      "icmpfwd.session": session.sessionId,
+      "icmpfwd.client": session.clientName,
+      "icmpfwd.synthetic.kind": SYNTHETIC_KIND_LABEL[answer.kind],
+      "icmpfwd.synthetic.delay_ms": answer.delayMs,
+    };
+    if (answer.source !== null)
+      attributes["icmpfwd.synthetic.source"] = formatAddress(answer.source);
+    sampler.startingSampled(false);
+    const span = this.tracer.startSpan(
+      "icmpfwd.synthetic_reply",
+      { kind: SpanKind.INTERNAL, attributes },
+      trace.setSpan(ROOT_CONTEXT, r.span),
+    );
+    sampler.started();
+    if (answer.problem !== null)
+      span.setStatus({ code: SpanStatusCode.ERROR, message: answer.problem });
+    span.end();
   }
 
   sessionEnded(session: DecidingSession): void {

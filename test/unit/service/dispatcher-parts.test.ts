@@ -78,6 +78,10 @@ describe("synthetic-reply refusals", () => {
   });
 
   const ECHO_REPLY = { kind: "echoReply", payload: undefined } as const;
+  const SESSION_1 = {
+    index: 1,
+    meta: { sessionId: "s1", clientName: "c1", streamLink: undefined },
+  };
 
   function replies(
     windowMs: number,
@@ -104,7 +108,7 @@ describe("synthetic-reply refusals", () => {
       [6, ended({ action: "fallthrough", cause: "timeout", consumedByVerdict: false })],
     ]);
     const r = replies(10_000, pending, history);
-    const why = (id: bigint) => r.reply(1, id, ECHO_REPLY, 0);
+    const why = (id: bigint) => r.reply(SESSION_1, id, ECHO_REPLY, 0);
     expect(why(1n)).toEqual({
       kind: "syntheticNotAllowed",
       message: "request 1: not consumed yet: send ACTION_CONSUME first",
@@ -123,7 +127,7 @@ describe("synthetic-reply refusals", () => {
     });
     // Beyond 2^53 no id is remembered.
     expect(why(1n << 60n)?.kind).toBe("unknownRequest");
-    expect(replies(0, pending, history).reply(1, 3n, ECHO_REPLY, 0)?.message).toMatch(
+    expect(replies(0, pending, history).reply(SESSION_1, 3n, ECHO_REPLY, 0)?.message).toMatch(
       /synthetic replies are off/,
     );
   });
