@@ -3,12 +3,14 @@
  * a policy client that consumes every request and answers it with an ICMP error from a router's
  * address. The kernel takes the error as the answer to its own Echo Request (ping prints the
  * router and the reason) and counts it; the service's count by type equals the kernel's.
- * Positive control: the same service and client answer with an Echo Reply when told to.
+ * Positive control: the same service and client answer with an Echo Reply when told to. The
+ * service traces to stderr (`--tracing console`): each answer is one `icmpfwd.synthetic_reply`
+ * span in its request's trace, naming the error and the router.
  */
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { Action, SyntheticErrorType } from "../../src/gen/icmpfwd/v1/forwarder.js";
-import { describeNetns, Netns, tempDir } from "../helpers/netns.js";
+import { describeNetns, Netns, tempDir, waitFor } from "../helpers/netns.js";
 import { type ServeProcess, startServe } from "../helpers/serve.js";
 import { TestClient } from "../integration/service/harness.js";
 
@@ -60,7 +62,11 @@ describeNetns("synthetic ICMP errors, end to end", () => {
   beforeAll(async () => {
     ns = await Netns.create("synerr");
     socket = join(tempDir("icmpfwd-sock-"), "icmpfwd.sock");
-    serve = await startServe(ns, ["--listen", `unix:${socket}`, "--deadline", "2000"]);
+    serve = await startServe(
+      ns,
+      ["--listen", `unix:${socket}`, "--deadline", "2000", "--tracing", "console"],
+      { OTEL_BSP_SCHEDULE_DELAY: "50" },
+    );
   });
 
   afterEach(() => {
@@ -72,6 +78,22 @@ describeNetns("synthetic ICMP errors, end to end", () => {
     if (serve !== undefined) expect((await serve.stop()).code).toBe(0);
     await ns?.destroy();
   });
+
+  /** The span lines `--tracing console` wrote so far, by name. */
+  const spans = (
+    name: string,
+  ): {
+    trace_id: string;
+    span_id: string;
+    parent_span_id: string | null;
+    attributes: Record<string, unknown>;
+  }[] =>
+    serve.proc
+      .output()
+      .split("\n")
+      .filter((l) => l.startsWith('{"span":'))
+      .map((l) => JSON.parse(l))
+      .filter((s) => s.span === name);
 
   for (const c of CASES) {
     const name = SyntheticErrorType[c.type].replace("SYNTHETIC_ERROR_TYPE_", "");
@@ -109,6 +131,26 @@ describeNetns("synthetic ICMP errors, end to end", () => {
       // What the service says it sent is what the kernel received: exactly one error.
       expect((await ns.nstat(c.kernelCounter)) - kernelBefore).toBe(1);
       expect(tc.rejections).toHaveLength(0);
+      // Traced: the error and the control's Echo Reply, each a child of its request's span.
+      const kind =
+        c.serviceCounter === "service.synthetic.errors.timeExceeded"
+          ? "time_exceeded"
+          : "net_unreachable";
+      const answered = await waitFor(
+        () => {
+          const all = spans("icmpfwd.synthetic_reply");
+          const error = all.filter(
+            (x) =>
+              x.attributes["icmpfwd.synthetic.source"] === c.router &&
+              x.attributes["icmpfwd.synthetic.kind"] === kind,
+          );
+          return error.length === 1 ? error[0] : null;
+        },
+        { what: "the synthetic error's span", timeoutMs: 5_000 },
+      );
+      const request = spans("icmpfwd.echo_request").find((x) => x.trace_id === answered.trace_id);
+      expect(request?.attributes["icmp.sequence"]).toBe(1);
+      expect(answered.parent_span_id).toBe(request?.span_id);
     });
   }
 });
