@@ -26,13 +26,22 @@ export function peerPrerequisite(): { ok: boolean; reason: string } {
   return { ok: true, reason: "" };
 }
 
+/** Where the programs' shared package lives (icmpfwd.test/framed), a second GOPATH entry. */
+const OWN_GOPATH = join(HERE, "go");
+
 /** Builds the Go program in test/differential/`name` (GOPATH mode); returns the binary's path. */
 export function buildGo(name: "gvisor-peer" | "tun-tap"): string {
   const dir = mkdtempSync(join(tmpdir(), `icmpfwd-${name}-`));
   const binary = join(dir, name);
   const r = spawnSync("go", ["build", "-o", binary, join(HERE, name, "main.go")], {
     encoding: "utf8",
-    env: { ...process.env, GO111MODULE: "off", GOPATH, GOCACHE: join(dir, "cache"), GOFLAGS: "" },
+    env: {
+      ...process.env,
+      GO111MODULE: "off",
+      GOPATH: `${GOPATH}:${OWN_GOPATH}`,
+      GOCACHE: join(dir, "cache"),
+      GOFLAGS: "",
+    },
   });
   if (r.status !== 0)
     throw new Error(`cannot build ${name}: ${(r.stderr || String(r.error)).trim()}`);

@@ -25,9 +25,9 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"flag"
 	"fmt"
+	"icmpfwd.test/framed"
 	"io"
 	"log"
 	"net"
@@ -115,7 +115,7 @@ func serveTUN(name string, mtu uint32) {
 		log.Fatalf("flush: %v", err)
 	}
 	for {
-		cmd, err := readU32(in)
+		cmd, err := framed.ReadU32(in)
 		if err == io.EOF {
 			return
 		}
@@ -134,26 +134,10 @@ func serveTUN(name string, mtu uint32) {
 			log.Fatalf("fdbased.New: %v", err)
 		}
 		s = newStack(link)
-		writeU32(out, uint32(rx))
+		framed.WriteU32(out, uint32(rx))
 		if err := out.Flush(); err != nil {
 			log.Fatalf("flush: %v", err)
 		}
-	}
-}
-
-func readU32(r io.Reader) (uint32, error) {
-	var b [4]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint32(b[:]), nil
-}
-
-func writeU32(w io.Writer, v uint32) {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], v)
-	if _, err := w.Write(b[:]); err != nil {
-		log.Fatalf("write: %v", err)
 	}
 }
 
@@ -170,7 +154,7 @@ func main() {
 	in := bufio.NewReader(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
 	for {
-		count, err := readU32(in)
+		count, err := framed.ReadU32(in)
 		if err == io.EOF {
 			return
 		}
@@ -181,7 +165,7 @@ func main() {
 		s := newStack(link)
 		link.Drain() // anything written while the NIC came up is not an answer to the input
 		for i := uint32(0); i < count; i++ {
-			n, err := readU32(in)
+			n, err := framed.ReadU32(in)
 			if err != nil {
 				log.Fatalf("read: %v", err)
 			}
@@ -216,9 +200,9 @@ func main() {
 			replies = append(replies, pkt.ToView().AsSlice())
 			pkt.DecRef()
 		}
-		writeU32(out, uint32(len(replies)))
+		framed.WriteU32(out, uint32(len(replies)))
 		for _, r := range replies {
-			writeU32(out, uint32(len(r)))
+			framed.WriteU32(out, uint32(len(r)))
 			if _, err := out.Write(r); err != nil {
 				log.Fatalf("write: %v", err)
 			}

@@ -21,6 +21,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"icmpfwd.test/framed"
 	"io"
 	"log"
 	"net"
@@ -154,22 +155,6 @@ func isSentinelReply(p []byte, seq uint32) bool {
 		bytes.Equal(m[8:], sentinelPayload(seq))
 }
 
-func readU32(r io.Reader) (uint32, error) {
-	var b [4]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint32(b[:]), nil
-}
-
-func writeU32(w io.Writer, v uint32) {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], v)
-	if _, err := w.Write(b[:]); err != nil {
-		log.Fatalf("write: %v", err)
-	}
-}
-
 func main() {
 	if len(os.Args) < 2 {
 		log.Fatalf("usage: tun-tap DEVICE...")
@@ -181,20 +166,20 @@ func main() {
 	in := bufio.NewReader(os.Stdin)
 	out := bufio.NewWriter(os.Stdout)
 	for {
-		seq, err := readU32(in)
+		seq, err := framed.ReadU32(in)
 		if err == io.EOF {
 			return
 		}
 		if err != nil {
 			log.Fatalf("read: %v", err)
 		}
-		count, err := readU32(in)
+		count, err := framed.ReadU32(in)
 		if err != nil {
 			log.Fatalf("read: %v", err)
 		}
 		packets := make([][]byte, count)
 		for i := range packets {
-			n, err := readU32(in)
+			n, err := framed.ReadU32(in)
 			if err != nil {
 				log.Fatalf("read: %v", err)
 			}
@@ -211,9 +196,9 @@ func main() {
 		}
 		for _, d := range devices {
 			answers := d.collect(seq)
-			writeU32(out, uint32(len(answers)))
+			framed.WriteU32(out, uint32(len(answers)))
 			for _, a := range answers {
-				writeU32(out, uint32(len(a)))
+				framed.WriteU32(out, uint32(len(a)))
 				if _, err := out.Write(a); err != nil {
 					log.Fatalf("write: %v", err)
 				}
