@@ -4,72 +4,19 @@
  * it, names and attributes for every outcome cause, and the traceparent a client continues.
  */
 import type { SpanContext } from "@opentelemetry/api";
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-  type SpanProcessor,
-} from "@opentelemetry/sdk-trace-base";
+import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import { RequestSampler } from "../../../src/telemetry/request-sampling.js";
 import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
-import type { SamplerSetting } from "../../../src/telemetry/settings.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
+import { SpanRecorder } from "../../helpers/span-recorder.js";
 import { serviceTests, tick } from "../service/harness.js";
 
 const t = serviceTests();
-let provider: BasicTracerProvider | null = null;
-// A fresh exporter per test: shutting a provider down stops its exporter for good.
-let exporter = new InMemorySpanExporter();
-
-afterEach(async () => {
-  await provider?.shutdown();
-  provider = null;
-  exporter = new InMemorySpanExporter();
-});
-
-/** Spans started, sampled or not (a processor sees every recording span at its start). */
-let started = 0;
-const startCounter: SpanProcessor = {
-  onStart: () => {
-    started++;
-  },
-  onEnd: () => {},
-  forceFlush: async () => {},
-  shutdown: async () => {},
-};
-
-/**
- * Request telemetry recording every span (or as `sampler` says) into `exporter`, set up as
- * `icmpfwd serve` does it; `startSpan` counts the tracer's startSpan calls.
- */
-function tracing(
-  o: { sampler?: SamplerSetting; link?: SpanContext } = {},
-): OtelRequestTelemetry & { startSpan: { calls: number } } {
-  const setting = o.sampler ?? { kind: "parentbased_always_on" };
-  const sampler = new RequestSampler(setting);
-  started = 0;
-  provider = new BasicTracerProvider({
-    sampler,
-    idGenerator: sampler,
-    spanProcessors: [startCounter, new SimpleSpanProcessor(exporter)],
-  });
-  const tracer = provider.getTracer("test");
-  const startSpan = { calls: 0 };
-  const sdkStartSpan = tracer.startSpan.bind(tracer);
-  tracer.startSpan = (...args) => {
-    startSpan.calls++;
-    return sdkStartSpan(...args);
-  };
-  const tel = Object.assign(new OtelRequestTelemetry({ tracer, sampler }, null), { startSpan });
-  if (o.link !== undefined) tel.streamLink = () => o.link;
-  return tel;
-}
-
-const named = (name: string): ReadableSpan[] =>
-  exporter.getFinishedSpans().filter((s) => s.name === name);
+const recorder = new SpanRecorder();
+afterEach(() => recorder.reset());
+const tracing = recorder.tracing.bind(recorder);
+const named = recorder.named.bind(recorder);
 
 /** Waits until `n` echo_request spans have ended. */
 async function requestSpans(n: number): Promise<ReadableSpan[]> {
@@ -211,7 +158,7 @@ describe("request spans (DESIGN.md §5)", () => {
     c.decide([e], Action.ACTION_REPLY);
     await c.until(() => h.service.dispatcher.pendingCount === 0, "decided");
     await tick();
-    expect(exporter.getFinishedSpans()).toHaveLength(0);
+    expect(recorder.exporter.getFinishedSpans()).toHaveLength(0);
   });
 
   it("sampled first: an unsampled request starts no span, yet its event carries a traceparent with flags 00", async () => {
@@ -233,8 +180,8 @@ describe("request spans (DESIGN.md §5)", () => {
     await c.until(() => h.service.dispatcher.pendingCount === 0, "decided");
     await tick();
     expect(tel.startSpan.calls).toBe(0);
-    expect(started).toBe(0);
-    expect(exporter.getFinishedSpans()).toHaveLength(0);
+    expect(recorder.started).toBe(0);
+    expect(recorder.exporter.getFinishedSpans()).toHaveLength(0);
   });
 
   it("at a ratio, exactly the requests whose traceparent says sampled have spans, on the same trace ids", async () => {
@@ -258,7 +205,7 @@ describe("request spans (DESIGN.md §5)", () => {
     );
     // One echo_request and one decide span per sampled request, none for the others.
     expect(tel.startSpan.calls).toBe(2 * sampled.length);
-    expect(started).toBe(2 * sampled.length);
+    expect(recorder.started).toBe(2 * sampled.length);
   });
 
   it("tracing off: events carry no traceparent", async () => {

@@ -5,47 +5,21 @@
  * span, records what was sent, by whom and how long after the verdict; a refused answer ends in
  * error with the Rejection's message; an unsampled request records nothing.
  */
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-} from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { Action, SyntheticErrorType } from "../../../src/gen/icmpfwd/v1/forwarder.js";
-import { RequestSampler } from "../../../src/telemetry/request-sampling.js";
-import { OtelRequestTelemetry } from "../../../src/telemetry/request-spans.js";
 import type { SamplerSetting } from "../../../src/telemetry/settings.js";
 import { v4Echo, v6Echo } from "../../helpers/packets.js";
+import { SpanRecorder } from "../../helpers/span-recorder.js";
 import { type Harness, serviceTests } from "../service/harness.js";
 
 const t = serviceTests();
-let provider: BasicTracerProvider | null = null;
-let exporter = new InMemorySpanExporter();
-
-afterEach(async () => {
-  await provider?.shutdown();
-  provider = null;
-  exporter = new InMemorySpanExporter();
-});
-
-/** Request telemetry as `icmpfwd serve` sets it up, recording into `exporter`. */
-function tracing(setting: SamplerSetting = { kind: "parentbased_always_on" }) {
-  const sampler = new RequestSampler(setting);
-  provider = new BasicTracerProvider({
-    sampler,
-    idGenerator: sampler,
-    spanProcessors: [new SimpleSpanProcessor(exporter)],
-  });
-  return new OtelRequestTelemetry({ tracer: provider.getTracer("test"), sampler }, null);
-}
-
-const named = (name: string): ReadableSpan[] =>
-  exporter.getFinishedSpans().filter((s) => s.name === name);
+const recorder = new SpanRecorder();
+afterEach(() => recorder.reset());
+const named = recorder.named.bind(recorder);
 
 /** A request consumed by a session named "relay" on a service tracing as `setting` says. */
 async function consumed(packet: Uint8Array, setting?: SamplerSetting) {
-  const h: Harness = await t.start({ telemetry: tracing(setting) });
+  const h: Harness = await t.start({ telemetry: recorder.tracing({ sampler: setting }) });
   const c = await t.connect({ clientName: "relay" });
   h.link.inject(packet);
   const [event] = await c.waitEvents(1);
@@ -106,6 +80,6 @@ describe("synthetic answers in the trace", () => {
     });
     c.synthetic(id);
     await c.until(() => h.counter("service.synthetic.sent") === 1, "sent");
-    expect(exporter.getFinishedSpans()).toHaveLength(0);
+    expect(recorder.exporter.getFinishedSpans()).toHaveLength(0);
   });
 });
