@@ -14,7 +14,8 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const TOOLCHAIN_HINT = "install the toolchain with: apt-get install -y build-essential python3";
+export const TOOLCHAIN_HINT =
+  "install the toolchain with: apt-get install -y build-essential python3";
 
 function onPath(command) {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
@@ -52,7 +53,8 @@ export function buildAddon(directory) {
   const missing = ["make", "g++", "python3"].filter((tool) => onPath(tool) === null);
   if (missing.length > 0) return `${missing.join(", ")} not found; ${TOOLCHAIN_HINT}`;
   const gyp = nodeGypCommand();
-  if (gyp === null) return `node-gyp not found (it ships with npm; run this through npm); ${TOOLCHAIN_HINT}`;
+  if (gyp === null)
+    return `node-gyp not found (it ships with npm; run this through npm); ${TOOLCHAIN_HINT}`;
 
   const args = ["rebuild", "--directory", directory];
   // Build against the installed headers; node-gyp would otherwise try to download them.
