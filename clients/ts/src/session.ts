@@ -217,7 +217,7 @@ export function startSession(ctx: SessionContext, target: string, serverName?: s
           trace_id: req.traceId,
         });
         if (!sync) queueFlush();
-        const syn = r.syntheticReply;
+        const syn = r.awaitSynthetic ?? r.syntheticReply;
         if (syn !== undefined && r.action === "consume") {
           pendingSynthetic++;
           const failedSynthetic = (e: unknown): void => {

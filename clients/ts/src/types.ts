@@ -13,10 +13,14 @@ export interface Decision {
   applyToFlowMs?: number;
   /**
    * With action "consume": send a SyntheticReply for the request after this delay (a Promise:
-   * once it settles, after the delay it resolves to). A Promise of the whole answer waits for
-   * it; resolving to null sends nothing.
+   * once it settles, after the delay it resolves to); with `error`, an ICMP error instead.
    */
-  syntheticReply?: SyntheticAnswer | PromiseLike<SyntheticAnswer | null>;
+  syntheticReply?: SyntheticAnswer;
+  /**
+   * With action "consume", instead of `syntheticReply`: the answer once it is known (the relay's:
+   * what really came back); null sends nothing.
+   */
+  awaitSynthetic?: PromiseLike<SyntheticAnswer | null>;
 }
 
 /** The ICMP errors a synthetic answer may be (the service's SyntheticErrorType). */

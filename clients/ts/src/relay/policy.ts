@@ -106,8 +106,8 @@ export function relayPolicy(o: RelayPolicyOptions): RelayPolicy {
       return { action: "fallthrough" };
     }
     counts.relayed++;
-    const syntheticReply: Promise<SyntheticAnswer | null> = answer(probe, fields);
-    return { action: "consume", syntheticReply };
+    const awaitSynthetic: Promise<SyntheticAnswer | null> = answer(probe, fields);
+    return { action: "consume", awaitSynthetic };
   };
   return { handler, payloadBytes: RELAY_PAYLOAD_BYTES, counts, close: () => relay.close() };
 }
