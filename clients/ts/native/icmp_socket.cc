@@ -78,7 +78,7 @@ class IcmpSocket : public Napi::ObjectWrap<IcmpSocket> {
     bool v6 = family == 6;
     int fd = ::socket(v6 ? AF_INET6 : AF_INET,
                       (raw ? SOCK_RAW : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                      v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+                      v6 ? static_cast<int>(IPPROTO_ICMPV6) : static_cast<int>(IPPROTO_ICMP));
     if (fd < 0) {
       throw ErrnoError(env, errno, "socket",
                        std::string("cannot open a ") + (raw ? "raw" : "datagram") + " ICMP" +
@@ -200,15 +200,14 @@ class IcmpSocket : public Napi::ObjectWrap<IcmpSocket> {
   void ReadBatch() {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    if (!raw_) {
-      for (int i = 0; i < kBatch && fd_ >= 0 && ReadError(env); i++) {
-      }
-      // A queued error also sets the socket's pending error (so_error): clear it, or the next
-      // send or read fails with it and epoll keeps reporting POLLERR.
-      int pending = 0;
-      socklen_t len = sizeof pending;
-      if (fd_ >= 0) getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending, &len);
+    // The error queue (empty on a raw socket, which gets errors as ordinary messages).
+    for (int i = 0; i < kBatch && fd_ >= 0 && ReadError(env); i++) {
     }
+    // A queued error also sets the socket's pending error (so_error): clear it, or the next send
+    // or read fails with it and epoll keeps reporting POLLERR (a busy loop of restarts).
+    int pending = 0;
+    socklen_t len = sizeof pending;
+    if (fd_ >= 0) getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending, &len);
     for (int i = 0; i < kBatch && fd_ >= 0; i++) {
       sockaddr_storage from{};
       socklen_t fromLen = sizeof from;
