@@ -46,6 +46,7 @@ export const PREREQUISITES = [
     tests: "relay-traceroute",
   },
   { pkg: "traceroute", why: "traceroute -I through the tunnel", tests: "relay-traceroute" },
+  { pkg: "mtr-tiny", why: "mtr's report through the tunnel", tests: "relay-traceroute" },
   { pkg: "protoc-gen-go", why: "Go stubs", tests: "client-go" },
   { pkg: "protoc-gen-go-grpc", why: "Go gRPC stubs", tests: "client-go" },
   { pkg: "prometheus", why: "promtool checks the alert rules", tests: "alert rules" },

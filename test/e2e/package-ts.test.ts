@@ -2,11 +2,12 @@
  * @icmpfwd/client as a package: `npm pack` gives a tarball that installs into an empty directory
  * outside the repository, where the ten-line policy of clients/README.md (examples/even.ts) runs
  * as the README says (`npx tsx even.ts TARGET`) against a real `icmpfwd serve` in a private
- * namespace; and `npx icmpfwd-policy` works from the repository root after `npm install`.
+ * namespace, and the install has built the relay's ICMP addon there (`icmpfwd-policy relay`
+ * starts); and `npx icmpfwd-policy` works from the repository root after `npm install`.
  * Pack and install run once for the file.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
@@ -139,12 +140,15 @@ describeNetns("@icmpfwd/client as an npm package", () => {
     return ns.ping(dst.includes(":") ? ["-6", ...args] : args);
   }
 
-  it("the tarball holds the built package only: dist/index.js, dist/cli.js, their types, package.json", () => {
+  it("the tarball holds the built package and the addon's sources only: dist/, native/, the build script, package.json", () => {
     for (const f of ["package.json", "dist/index.js", "dist/index.d.ts", "dist/cli.js"]) {
       expect(packed).toContain(f);
     }
     expect(packed.filter((f) => f !== "package.json" && !f.startsWith("dist/"))).toEqual([
       "README.md",
+      "native/binding.gyp",
+      "native/icmp_socket.cc",
+      "scripts/build-addon.mjs",
     ]);
     expect(packed.filter((f) => f.endsWith(".map") || f.includes("src/"))).toEqual([]);
   });
@@ -172,6 +176,19 @@ describeNetns("@icmpfwd/client as an npm package", () => {
     // Ctrl-C: the policy drains and prints its counters.
     expect(await interrupt(p, "SIGINT")).toContain("{ reply: 20, consume: 20, fallthrough: 0 }");
     await serve.waitStats((x) => counter(x, "service.sessions") === 0, "the session closed");
+  });
+
+  it("the install built the relay's ICMP addon outside the repository: icmpfwd-policy relay starts, connects and stops with its summary", async () => {
+    const pkg = join(outside, "node_modules/@icmpfwd/client");
+    expect(existsSync(join(pkg, "native/build/Release/icmpfwd_icmp.node"))).toBe(true);
+    const { sock } = await startService();
+    const p = await startIn(
+      outside,
+      `npx icmpfwd-policy relay --allow 198.18.30.0/24 --target unix:${sock}`,
+    );
+    expect(await interrupt(p, "SIGTERM")).toContain(
+      " relayed=0 relay_replies=0 relay_errors=0 relay_silent=0 relay_refused=0\n",
+    );
   });
 
   it("npx icmpfwd-policy drop-all from the repository root answers none; reply-all (the control) answers all", async () => {

@@ -17,6 +17,11 @@ import {
   type TlsOptions,
 } from "./index.js";
 import { POLICY_NAMES, type PolicyName, policy } from "./policies.js";
+import { AllowList } from "./relay/allow-list.js";
+import { type RelayPolicy, relayPolicy, relaySummary } from "./relay/policy.js";
+
+/** Every policy the CLI runs: the library's examples and the relay. */
+const CLI_POLICIES: readonly string[] = [...POLICY_NAMES, "relay"];
 
 /** Exit codes (docs/cli-contract.md "Exit codes"). */
 const EXIT_OK = 0;
@@ -38,6 +43,16 @@ const nonNegative = (v: string): number => {
     throw new InvalidArgumentError("not a number ≥ 0");
   }
   return n;
+};
+/** --allow: comma-separated prefixes, the flag repeatable. */
+const prefixes = (v: string, previous: AllowList | undefined): AllowList => {
+  let list: AllowList;
+  try {
+    list = AllowList.parse(v);
+  } catch (e) {
+    throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+  }
+  return previous === undefined ? list : previous.concat(list);
 };
 const targetList = (v: string): string => {
   try {
@@ -66,13 +81,16 @@ interface Flags {
   resolveIntervalMs: number;
   rttCacheMs: number;
   maxPings: number;
+  allow?: AllowList;
+  relayBudgetMs: number;
+  unprivileged: boolean;
   verbose: boolean;
 }
 
 const program = new Command()
   .name("icmpfwd-policy")
   .description("Runs an example policy client against icmpfwd decision services")
-  .argument("<policy>", `one of ${POLICY_NAMES.join(", ")}`)
+  .argument("<policy>", `one of ${CLI_POLICIES.join(", ")}`)
   .addOption(
     new Option(
       "--target <list>",
@@ -121,6 +139,22 @@ const program = new Command()
     5000,
   )
   .option("--max-pings <n>", "proxy-latency --measure: pings running at once", integer(1), 4)
+  .option(
+    "--allow <prefixes>",
+    "relay: the destination prefixes it may relay to (comma-separated or repeated; required)",
+    prefixes,
+  )
+  .option(
+    "--relay-budget-ms <ms>",
+    "relay: how long to wait for the destination's answer (keep it inside the service's --synthetic-window)",
+    integer(1),
+    3000,
+  )
+  .option(
+    "--unprivileged",
+    "relay: unprivileged ICMP datagram sockets even with CAP_NET_RAW (routers' errors through the error queue)",
+    false,
+  )
   .option("-v, --verbose", "log every verdict (debug lines)", false)
   .exitOverride();
 
@@ -142,10 +176,16 @@ function tlsOptions(f: Flags): TlsOptions | undefined {
 }
 
 async function run(name: string, f: Flags): Promise<number> {
-  if (!(POLICY_NAMES as readonly string[]).includes(name)) {
-    program.error(`error: unknown policy ${name}: one of ${POLICY_NAMES.join(", ")}`, {
+  if (!CLI_POLICIES.includes(name)) {
+    program.error(`error: unknown policy ${name}: one of ${CLI_POLICIES.join(", ")}`, {
       exitCode: EXIT_USAGE,
     });
+  }
+  if (name === "relay" && f.allow === undefined) {
+    program.error(
+      "error: relay needs --allow: the destination prefixes it may relay to (it is never an open relay)",
+      { exitCode: EXIT_USAGE },
+    );
   }
   const log = jsonLogger({ debug: f.verbose });
   let tls: TlsOptions | undefined;
@@ -158,13 +198,34 @@ async function run(name: string, f: Flags): Promise<number> {
     });
     return EXIT_ERROR;
   }
-  const p = policy(name as PolicyName, {
-    n: f.n,
-    rate: f.rate,
-    burst: f.burst,
-    delayMs: f.delayMs,
-    measure: f.measure ? { cacheMs: f.rttCacheMs, maxConcurrent: f.maxPings, onLog: log } : false,
-  });
+  let relay: RelayPolicy | undefined;
+  if (name === "relay") {
+    try {
+      relay = relayPolicy({
+        allow: f.allow!,
+        rate: f.rate,
+        burst: f.burst,
+        budgetMs: f.relayBudgetMs,
+        unprivileged: f.unprivileged,
+        onLog: log,
+      });
+    } catch (e) {
+      log("error", `relay: ${e instanceof Error ? e.message : String(e)}`);
+      return EXIT_ERROR;
+    }
+  }
+  const p =
+    relay === undefined
+      ? policy(name as PolicyName, {
+          n: f.n,
+          rate: f.rate,
+          burst: f.burst,
+          delayMs: f.delayMs,
+          measure: f.measure
+            ? { cacheMs: f.rttCacheMs, maxConcurrent: f.maxPings, onLog: log }
+            : false,
+        })
+      : { mode: "decide" as const, handler: relay.handler, payloadBytes: relay.payloadBytes };
   const ac = new AbortController();
   let signals = 0;
   const stop = (): void => {
@@ -196,15 +257,18 @@ async function run(name: string, f: Flags): Promise<number> {
       (e.code === grpcStatus.UNAUTHENTICATED || e.code === grpcStatus.PERMISSION_DENIED);
     code = refused ? EXIT_USAGE : EXIT_ERROR;
   }
+  relay?.close();
   const s = client.stats;
   const decided = s.decided.reply + s.decided.consume + s.decided.fallthrough;
-  const m = p.meter?.stats;
-  const pings =
-    m === undefined
-      ? ""
-      : ` pings=${m.pings} shared=${m.shared} ping_failures=${m.failures} loops=${m.loops}`;
+  const m = "meter" in p ? p.meter?.stats : undefined;
+  const extra =
+    relay !== undefined
+      ? relaySummary(relay.counts)
+      : m === undefined
+        ? ""
+        : ` pings=${m.pings} shared=${m.shared} ping_failures=${m.failures} loops=${m.loops}`;
   process.stdout.write(
-    `summary policy=${name} decided=${decided} reply=${s.decided.reply} consume=${s.decided.consume} fallthrough=${s.decided.fallthrough} errors=${s.errors} observed=${s.observed} sessions=${s.sessions}${pings}\n`,
+    `summary policy=${name} decided=${decided} reply=${s.decided.reply} consume=${s.decided.consume} fallthrough=${s.decided.fallthrough} errors=${s.errors} observed=${s.observed} sessions=${s.sessions}${extra}\n`,
   );
   return code;
 }

@@ -17,7 +17,13 @@ import {
   systemResolver,
   type TargetSpec,
 } from "./targets.js";
-import type { ClientStats, ConnectOptions, Decision, PolicyClient } from "./types.js";
+import type {
+  ClientStats,
+  ConnectOptions,
+  Decision,
+  PolicyClient,
+  SyntheticErrorName,
+} from "./types.js";
 
 export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { Welcome } from "./gen/icmpfwd/v1/forwarder.js";
@@ -44,6 +50,8 @@ export type {
   HandlerResult,
   PolicyClient,
   ServiceState,
+  SyntheticAnswer,
+  SyntheticErrorName,
   TlsOptions,
 } from "./types.js";
 
@@ -56,6 +64,20 @@ export function syntheticReply(
   o: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array } = {},
 ): Decision {
   return { action: "consume", syntheticReply: { delayMs: o.delayMs ?? 0, payload: o.payload } };
+}
+
+/**
+ * Consume the request now, and answer it later with an ICMP error from `source` (a router's
+ * address on the real path) instead of an Echo Reply.
+ */
+export function syntheticError(
+  _req: PolicyRequest,
+  o: { type: SyntheticErrorName; source: string; delayMs?: number | PromiseLike<number> },
+): Decision {
+  return {
+    action: "consume",
+    syntheticReply: { delayMs: o.delayMs ?? 0, error: { type: o.type, source: o.source } },
+  };
 }
 
 /** One running session and the target-list elements that want it. */

@@ -1,6 +1,10 @@
 /** The example policies the CLI runs; each is a handler and the session mode it needs. */
+
+import { tokenBuckets } from "./buckets.js";
 import { type Handler, syntheticReply } from "./index.js";
 import { isMeasurementPing, RttMeter, type RttMeterOptions } from "./rtt.js";
+
+export { tokenBuckets };
 
 export interface PolicyOptions {
   /** every-nth: reply to every nth request (default 2). */
@@ -41,28 +45,6 @@ export const POLICY_NAMES = [
   "observe-log",
 ] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
-
-/** A token bucket per key: `take(key)` is true while the key has a token. */
-export function tokenBuckets(
-  rate: number,
-  burst: number,
-  now: () => number = Date.now,
-): { take(key: string): boolean } {
-  const buckets = new Map<string, { tokens: number; at: number }>();
-  return {
-    take(key) {
-      const t = now();
-      const b = buckets.get(key) ?? { tokens: burst, at: t };
-      b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * rate);
-      b.at = t;
-      buckets.set(key, b);
-      if (buckets.size > 65_536) buckets.delete(buckets.keys().next().value as string);
-      if (b.tokens < 1) return false;
-      b.tokens -= 1;
-      return true;
-    },
-  };
-}
 
 export function policy(name: PolicyName, o: PolicyOptions = {}): Policy {
   switch (name) {

@@ -20,6 +20,7 @@ import {
   Family,
   Mode,
   type ServerMessage,
+  SyntheticErrorType,
   type Verdict,
 } from "./gen/icmpfwd/v1/forwarder.js";
 import type { Logger } from "./log.js";
@@ -36,6 +37,8 @@ import type {
   ConnectOptions,
   Decision,
   ServiceState,
+  SyntheticAnswer,
+  SyntheticErrorName,
   TlsOptions,
 } from "./types.js";
 
@@ -55,6 +58,15 @@ const ACTIONS: Record<ActionName, Action> = {
   reply: Action.ACTION_REPLY,
   consume: Action.ACTION_CONSUME,
   fallthrough: Action.ACTION_FALLTHROUGH,
+};
+
+const SYNTHETIC_ERRORS: Record<SyntheticErrorName, SyntheticErrorType> = {
+  "time-exceeded": SyntheticErrorType.SYNTHETIC_ERROR_TYPE_TIME_EXCEEDED,
+  "net-unreachable": SyntheticErrorType.SYNTHETIC_ERROR_TYPE_NET_UNREACHABLE,
+  "host-unreachable": SyntheticErrorType.SYNTHETIC_ERROR_TYPE_HOST_UNREACHABLE,
+  "protocol-unreachable": SyntheticErrorType.SYNTHETIC_ERROR_TYPE_PROTOCOL_UNREACHABLE,
+  "port-unreachable": SyntheticErrorType.SYNTHETIC_ERROR_TYPE_PORT_UNREACHABLE,
+  "admin-prohibited": SyntheticErrorType.SYNTHETIC_ERROR_TYPE_ADMIN_PROHIBITED,
 };
 
 /** A handler result as a Decision, or an error naming what was wrong. */
@@ -205,42 +217,55 @@ export function startSession(ctx: SessionContext, target: string, serverName?: s
           trace_id: req.traceId,
         });
         if (!sync) queueFlush();
-        const syn = r.syntheticReply;
+        const syn = r.awaitSynthetic ?? r.syntheticReply;
         if (syn !== undefined && r.action === "consume") {
-          const send = (): void =>
-            write({
-              message: {
-                $case: "syntheticReply",
-                value: {
-                  requestId: req.id,
-                  payload: syn.payload === undefined ? undefined : Buffer.from(syn.payload),
-                },
-              },
-            });
           pendingSynthetic++;
-          const after = (delayMs: number): void => {
-            if (ended) return;
-            const t = setTimeout(
-              () => {
-                timers.delete(t);
-                send();
-                syntheticDone();
-              },
-              Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
-            );
-            timers.add(t);
-          };
-          const d = syn.delayMs ?? 0;
-          if (typeof d === "number") after(d);
-          else
-            Promise.resolve(d).then(after, (e: unknown) => {
-              log("error", "synthetic reply delay failed; no synthetic reply", {
-                request_id: req.id,
-                trace_id: req.traceId,
-                error: e instanceof Error ? e.message : String(e),
-              });
-              syntheticDone();
+          const failedSynthetic = (e: unknown): void => {
+            log("error", "synthetic reply delay failed; no synthetic reply", {
+              request_id: req.id,
+              trace_id: req.traceId,
+              error: e instanceof Error ? e.message : String(e),
             });
+            syntheticDone();
+          };
+          const answer = (a: SyntheticAnswer | null): void => {
+            if (ended) return;
+            if (a === null) {
+              syntheticDone();
+              return;
+            }
+            const send = (): void =>
+              write({
+                message: {
+                  $case: "syntheticReply",
+                  value: {
+                    requestId: req.id,
+                    payload: a.payload === undefined ? undefined : Buffer.from(a.payload),
+                    error:
+                      a.error === undefined
+                        ? undefined
+                        : { type: SYNTHETIC_ERRORS[a.error.type], source: a.error.source },
+                  },
+                },
+              });
+            const after = (delayMs: number): void => {
+              if (ended) return;
+              const t = setTimeout(
+                () => {
+                  timers.delete(t);
+                  send();
+                  syntheticDone();
+                },
+                Math.max(0, Number.isFinite(delayMs) ? delayMs : 0),
+              );
+              timers.add(t);
+            };
+            const d = a.delayMs ?? 0;
+            if (typeof d === "number") after(d);
+            else Promise.resolve(d).then(after, failedSynthetic);
+          };
+          if (isThenable(syn)) Promise.resolve(syn).then(answer, failedSynthetic);
+          else answer(syn);
         }
       };
       const failed = (req: PolicyRequest, e: unknown, sync: boolean): void => {

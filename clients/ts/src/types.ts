@@ -13,9 +13,31 @@ export interface Decision {
   applyToFlowMs?: number;
   /**
    * With action "consume": send a SyntheticReply for the request after this delay (a Promise:
-   * once it settles, after the delay it resolves to).
+   * once it settles, after the delay it resolves to); with `error`, an ICMP error instead.
    */
-  syntheticReply?: { delayMs?: number | PromiseLike<number>; payload?: Uint8Array };
+  syntheticReply?: SyntheticAnswer;
+  /**
+   * With action "consume", instead of `syntheticReply`: the answer once it is known (the relay's:
+   * what really came back); null sends nothing.
+   */
+  awaitSynthetic?: PromiseLike<SyntheticAnswer | null>;
+}
+
+/** The ICMP errors a synthetic answer may be (the service's SyntheticErrorType). */
+export type SyntheticErrorName =
+  | "time-exceeded"
+  | "net-unreachable"
+  | "host-unreachable"
+  | "protocol-unreachable"
+  | "port-unreachable"
+  | "admin-prohibited";
+
+/** A synthetic answer: an Echo Reply (optionally with another payload), or an ICMP error. */
+export interface SyntheticAnswer {
+  delayMs?: number | PromiseLike<number>;
+  payload?: Uint8Array;
+  /** Instead of the Echo Reply: this ICMP error, from `source` (a router's address). */
+  error?: { type: SyntheticErrorName; source: string };
 }
 
 export type HandlerResult = ActionName | Decision;

@@ -94,6 +94,9 @@ describe("icmpfwd-policy (TypeScript) follows docs/cli-contract.md", { timeout: 
       "--delay-ms",
       "--measure",
       "--resolve-interval-ms",
+      "--allow",
+      "--relay-budget-ms",
+      "--unprivileged",
       "--verbose",
     ]) {
       expect(r.stdout()).toContain(flag);
@@ -111,6 +114,9 @@ describe("icmpfwd-policy (TypeScript) follows docs/cli-contract.md", { timeout: 
       [["even-reply", "--resolve-interval-ms", "999"], "--resolve-interval-ms"],
       [["even-reply", "--target", "dns:///nameonly"], "dns:///nameonly"],
       [["even-reply", "--tls-cert", "/dev/null"], "--tls-key"],
+      [["relay"], "relay needs --allow"],
+      [["relay", "--allow", "198.18.30.0/24,nope"], 'not a prefix: "nope"'],
+      [["relay", "--allow", "198.18.30.0/24", "--relay-budget-ms", "0"], "--relay-budget-ms"],
     ];
     const runs = cases.map(([args]) => cli(args));
     for (const [i, r] of runs.entries()) {

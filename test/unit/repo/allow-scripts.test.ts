@@ -31,7 +31,9 @@ describe("allowScripts", () => {
   it("allowScripts decides every dependency with an install script in package-lock.json", () => {
     const policy = pkg.allowScripts ?? {};
     const undecided = Object.entries(lock.packages)
-      .filter(([key, p]) => key !== "" && p.hasInstallScript === true && p.link !== true)
+      // A workspace folder (clients/ts: the ICMP addon's build) is the project's own code: npm
+      // does not ask about it.
+      .filter(([key, p]) => key.includes("node_modules/") && p.hasInstallScript === true && !p.link)
       .map(([key]) => nameOf(key))
       .filter((name) => !(name in policy));
     expect(undecided).toEqual([]);

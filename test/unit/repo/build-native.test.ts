@@ -31,13 +31,18 @@ afterAll(() => {
   for (const dir of copies) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A copy of what the install script needs: itself and native/'s sources. */
+/** A copy of what the install script needs: itself, the client's build step, native/'s sources. */
 function copyProject(): string {
   const dir = mkdtempSync(join(tmpdir(), "icmpfwd-build-native-"));
   copies.push(dir);
   mkdirSync(join(dir, "scripts"));
   mkdirSync(join(dir, "native"));
   cpSync(join(REPO_ROOT, "scripts/build-native.mjs"), join(dir, "scripts/build-native.mjs"));
+  mkdirSync(join(dir, "clients/ts/scripts"), { recursive: true });
+  cpSync(
+    join(REPO_ROOT, "clients/ts/scripts/build-addon.mjs"),
+    join(dir, "clients/ts/scripts/build-addon.mjs"),
+  );
   for (const f of ["binding.gyp", "tun.cc"])
     cpSync(join(REPO_ROOT, "native", f), join(dir, "native", f));
   return dir;
