@@ -14,23 +14,43 @@ import type {
   SyntheticAnswerTrace,
 } from "./request-telemetry.js";
 
-/** The last `capacity` samples: when each was taken and its value. */
+/** Room a ring starts with; it doubles as samples come, up to its capacity. */
+const FIRST_ROOM = 64;
+
+/**
+ * The last `capacity` samples: when each was taken and its value. The arrays grow with the
+ * samples (a session that decides a few requests holds 1 KiB, not 64 KiB per ring).
+ */
 export class SampleRing {
-  private readonly at: Float64Array;
-  private readonly values: Float64Array;
+  private at: Float64Array;
+  private values: Float64Array;
   private next = 0;
   private count = 0;
 
   constructor(readonly capacity: number) {
-    this.at = new Float64Array(capacity);
-    this.values = new Float64Array(capacity);
+    const room = Math.min(capacity, FIRST_ROOM);
+    this.at = new Float64Array(room);
+    this.values = new Float64Array(room);
   }
 
   add(atMs: number, value: number): void {
+    // Full but below capacity: it has never wrapped, so the samples are in order from 0.
+    if (this.count === this.at.length && this.count < this.capacity) this.grow();
     this.at[this.next] = atMs;
     this.values[this.next] = value;
-    this.next = (this.next + 1) % this.capacity;
+    this.next = (this.next + 1) % this.at.length;
     if (this.count < this.capacity) this.count++;
+  }
+
+  private grow(): void {
+    const room = Math.min(this.capacity, this.at.length * 2);
+    const at = new Float64Array(room);
+    const values = new Float64Array(room);
+    at.set(this.at);
+    values.set(this.values);
+    this.at = at;
+    this.values = values;
+    this.next = this.count;
   }
 
   /** The values taken at or after `sinceMs`, sorted ascending. */
@@ -109,7 +129,7 @@ export class DecisionLatencies implements RequestTelemetry {
   }
 
   sessionEnded(session: DecidingSession): void {
-    // Its ring (64 KiB) goes now rather than at the next GetDecisionStats, which shows only
+    // Its ring (up to 64 KiB) goes now rather than at the next GetDecisionStats, which shows only
     // open sessions anyway: thousands of short sessions must not hold memory.
     this.bySession.delete(session.sessionId);
     this.inner?.sessionEnded(session);

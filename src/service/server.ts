@@ -429,10 +429,16 @@ function deferSessions(l: NetServer): void {
       socket.destroy();
     };
     socket.on("error", onError);
-    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    // A timer of our own, dropped once used: socket.setTimeout() would keep its cleared timer,
+    // a bound function and a 'timeout' listener on every connection for its whole life.
+    const silent = setTimeout(() => socket.destroy(), FIRST_BYTES_TIMEOUT_MS);
+    silent.unref();
+    const onClose = (): void => clearTimeout(silent);
+    socket.once("close", onClose);
     // Node's HTTP/2 session takes over bytes already buffered on the socket.
     socket.once("readable", () => {
-      socket.setTimeout(0);
+      clearTimeout(silent);
+      socket.off("close", onClose);
       socket.off("error", onError);
       for (const f of own) f.call(l, socket);
     });

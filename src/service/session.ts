@@ -120,6 +120,8 @@ export class ConnectSession implements SessionSink, ObserverSink {
   private payloadBytes = 0;
   private readonly batch = new EventBatch();
   private flushQueued = false;
+  /** flush() as a microtask, made with the first event (an idle session holds none). */
+  private flushTask: (() => void) | null = null;
   private readonly streamLink: unknown;
   /** Armed until Hello; ends the stream when no Hello came in time. */
   private helloTimer: ReturnType<typeof setTimeout> | null;
@@ -166,7 +168,8 @@ export class ConnectSession implements SessionSink, ObserverSink {
       this.flush();
     } else if (!this.flushQueued) {
       this.flushQueued = true;
-      queueMicrotask(this.flush);
+      this.flushTask ??= () => this.flush();
+      queueMicrotask(this.flushTask);
     }
   }
 
@@ -440,7 +443,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
 
   // ---- outbound ----
 
-  private readonly flush = (): void => {
+  private flush(): void {
     this.flushQueued = false;
     if (this.batch.count === 0 || this.state.kind === "ended") return;
     if (this.state.kind !== "observing") {
@@ -452,7 +455,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
     this.write(this.batch.take(), () => {
       this.queuedCopies -= n;
     });
-  };
+  }
 
   private write(m: ServerOutput | ServerMessage, written?: () => void): void {
     if (this.state.kind === "ended" || this.call.writableEnded) return;
@@ -469,12 +472,12 @@ export class ConnectSession implements SessionSink, ObserverSink {
     // The stream is full: unless 'drain' comes within writeStallMs, the client reads nothing.
     this.stalled = true;
     if (this.stallTimer === null) {
-      this.stallTimer = setTimeout(this.stallExpired, this.limits.writeStallMs);
+      this.stallTimer = setTimeout(() => this.stallExpired(), this.limits.writeStallMs);
       this.stallTimer.unref();
     } else this.stallTimer.refresh();
   }
 
-  private readonly stallExpired = (): void => {
+  private stallExpired(): void {
     if (!this.stalled) return;
     const ms = this.limits.writeStallMs;
     this.finish(
@@ -483,7 +486,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
         `the client does not read its stream: it stayed full for ${ms} ms`,
       ),
     );
-  };
+  }
 
   private clearTimers(): void {
     if (this.helloTimer !== null) clearTimeout(this.helloTimer);

@@ -189,25 +189,35 @@ function bytesField(length: number): number {
   return length === 0 ? 0 : 1 + varintSize(length) + length;
 }
 
+/**
+ * Buffer's own latin1 writer, which write(s, i, "latin1") calls after checking its arguments
+ * (a third of its cost for a 55-character traceparent, written once per event).
+ */
+interface LatinWritable {
+  latin1Write(s: string, offset: number, length: number): number;
+}
+
 /** Room kept before the events for the ServerMessage header (tag + a varint of ≤ 5 bytes). */
 const HEADROOM = 6;
+
+/** What an EventBatch holds before its first event: no buffer (an idle session costs none). */
+const NO_BUFFER = Buffer.alloc(0);
 
 /**
  * One session's batch of events, encoded once each as they are assigned, into one buffer
  * behind headroom for the ServerMessage header; take() hands the finished message over (to the
- * stream, which keeps it) and starts a new buffer.
+ * stream, which keeps it) and starts a new buffer. The first buffer is allocated with the
+ * first event: a session that never gets one holds none.
  */
 export class EventBatch {
-  private buf: Buffer;
+  private buf: Buffer = NO_BUFFER;
   private pos = HEADROOM;
   /** EchoRequestBatch.observer_drops of the next take() (0: left out). */
   drops = 0;
   /** Events in the batch. */
   count = 0;
 
-  constructor(private sizeHint = 512) {
-    this.buf = Buffer.allocUnsafe(sizeHint);
-  }
+  constructor(private sizeHint = 512) {}
 
   /** Bytes of events in the batch. */
   get bytes(): number {
@@ -283,7 +293,7 @@ export class EventBatch {
       b[i++] = TAG.traceparent0;
       b[i++] = TAG.traceparent1;
       i = writeVarint(b, i, traceparent.length);
-      i += b.write(traceparent, i, "latin1");
+      i += (b as unknown as LatinWritable).latin1Write(traceparent, i, traceparent.length);
     }
     if (i - start !== size) throw new Error(`event size ${i - start}, computed ${size}`);
     this.pos = i;
@@ -292,6 +302,7 @@ export class EventBatch {
 
   /** The ServerMessage with every event added so far; the batch starts over. */
   take(): Buffer {
+    this.reserve(0);
     if (this.drops > 0) {
       // EchoRequestBatch.observer_drops (field 2, varint) after the events.
       this.reserve(1 + varintSize(this.drops));
@@ -304,11 +315,12 @@ export class EventBatch {
     this.buf[start] = TAG.serverMessageRequests;
     writeVarint(this.buf, start + 1, bytes);
     const out = this.buf.subarray(start, this.pos);
-    // The stream keeps `out`: the next batch gets a buffer of its own, sized like the recent
-    // ones (a maximum that decays), not like the largest ever: below 4 KiB, Buffer.allocUnsafe
-    // carves it from Node's shared pool instead of allocating an ArrayBuffer per message.
+    // The stream keeps `out`: the next batch gets a buffer of its own (with its first event),
+    // sized like the recent ones (a maximum that decays), not like the largest ever: below
+    // 4 KiB, Buffer.allocUnsafe carves it from Node's shared pool instead of allocating an
+    // ArrayBuffer per message.
     this.sizeHint = Math.max(256, this.pos + (this.pos >> 2), (this.sizeHint * 3) >> 2);
-    this.buf = Buffer.allocUnsafe(this.sizeHint);
+    this.buf = NO_BUFFER;
     this.pos = HEADROOM;
     this.count = 0;
     return out;
@@ -331,6 +343,10 @@ export class EventBatch {
 
   private reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
+    if (this.buf === NO_BUFFER) {
+      this.buf = Buffer.allocUnsafe(Math.max(this.sizeHint, this.pos + n));
+      return;
+    }
     const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(grown, 0, 0, this.pos);
     this.buf = grown;

@@ -1,7 +1,7 @@
 /**
  * The head-sampling decision for Echo Request traces, made before any span exists: an unsampled
- * request then costs a few random numbers and its traceparent string instead of a non-recording
- * span, its ids and contexts. The decision is the configured sampler's for a root span, on the
+ * request then costs a draw from a pool made in bulk and a substring (its traceparent) instead
+ * of a non-recording span, its ids and contexts. The decision is the configured sampler's for a root span, on the
  * same trace id the span then gets: RequestSampler is also the provider's id generator and
  * sampler, so the sampled requests are the ones the SDK would have sampled, and their spans skip
  * a second decision. Every other span (gRPC instrumentation) is decided by the configured sampler.
@@ -65,6 +65,9 @@ export function sdkSamplerOf(s: SamplerSetting): Sampler {
 }
 
 const HEX = Buffer.from("0123456789abcdef", "latin1");
+/** A byte's two lowercase hex digits (ASCII): one lookup per byte instead of one per digit. */
+const HIGH_DIGIT = Uint8Array.from({ length: 256 }, (_, v) => HEX[v >> 4]);
+const LOW_DIGIT = Uint8Array.from({ length: 256 }, (_, v) => HEX[v & 15]);
 const TEMPLATE = `00-${"0".repeat(32)}-${"0".repeat(16)}-00`;
 /** Offsets in TEMPLATE: the trace id's hex, the span id's hex. */
 const TRACE_AT = 3;
@@ -72,11 +75,72 @@ const SPAN_AT = 36;
 
 /** Writes `w` as 8 lowercase hex digits at `i`. */
 function putHex(b: Buffer, i: number, w: number): number {
-  for (let shift = 28; shift >= 0; shift -= 4) b[i++] = HEX[(w >>> shift) & 15];
-  return i;
+  let v = w >>> 24;
+  b[i] = HIGH_DIGIT[v];
+  b[i + 1] = LOW_DIGIT[v];
+  v = (w >>> 16) & 0xff;
+  b[i + 2] = HIGH_DIGIT[v];
+  b[i + 3] = LOW_DIGIT[v];
+  v = (w >>> 8) & 0xff;
+  b[i + 4] = HIGH_DIGIT[v];
+  b[i + 5] = LOW_DIGIT[v];
+  v = w & 0xff;
+  b[i + 6] = HIGH_DIGIT[v];
+  b[i + 7] = LOW_DIGIT[v];
+  return i + 8;
 }
 
 const SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
+
+/** Draws made at once: 256 × 55 characters of traceparents (a 14 KB string). */
+const POOL_SLOTS = 256;
+/** Random words per draw: the trace id's four, the unsampled traceparent's span id's two. */
+const WORDS = 6;
+
+/**
+ * Ids drawn in bulk: POOL_SLOTS draws at a time, each formatted at once into its unsampled
+ * traceparent (flags 00), all of them one string. An unsampled request's traceparent is then a
+ * substring of it (V8 copies no characters) rather than a string formatted and allocated per
+ * request. A pending request's substring keeps the 14 KB string alive, at most
+ * pending ÷ POOL_SLOTS of them.
+ */
+class DrawPool {
+  readonly words = new Uint32Array(POOL_SLOTS * WORDS);
+  private readonly text = Buffer.from(TEMPLATE.repeat(POOL_SLOTS), "latin1");
+  private traceparents = "";
+  private next = POOL_SLOTS;
+
+  constructor(private readonly random: () => number) {}
+
+  /** The next draw: its index into `words` (× WORDS) and traceparent(). */
+  take(): number {
+    if (this.next === POOL_SLOTS) this.refill();
+    return this.next++;
+  }
+
+  traceparent(slot: number): string {
+    const at = slot * TEMPLATE.length;
+    return this.traceparents.substring(at, at + TEMPLATE.length);
+  }
+
+  private refill(): void {
+    const w = this.words;
+    const b = this.text;
+    for (let k = 0, o = 0, at = 0; k < POOL_SLOTS; k++, o += WORDS, at += TEMPLATE.length) {
+      for (let j = 0; j < WORDS; j++) w[o + j] = this.random();
+      // All-zero ids are invalid: the SDK sets the last byte to 1.
+      if ((w[o] | w[o + 1] | w[o + 2] | w[o + 3]) === 0) w[o + 3] = 1;
+      if ((w[o + 4] | w[o + 5]) === 0) w[o + 5] = 1;
+      let i = putHex(b, at + TRACE_AT, w[o]);
+      i = putHex(b, i, w[o + 1]);
+      i = putHex(b, i, w[o + 2]);
+      putHex(b, i, w[o + 3]);
+      putHex(b, putHex(b, at + SPAN_AT, w[o + 4]), w[o + 5]);
+    }
+    this.traceparents = b.toString("latin1");
+    this.next = 0;
+  }
+}
 
 export class RequestSampler implements IdGenerator, Sampler {
   readonly bound: number;
@@ -91,7 +155,10 @@ export class RequestSampler implements IdGenerator, Sampler {
   private preset = false;
   /** The next span started is a sampled request's: already decided. */
   private decided = false;
-  // One buffer formats every id: its latin1 slice is the only allocation per id.
+  private readonly pool: DrawPool;
+  /** The last draw's slot in the pool. */
+  private slot = 0;
+  // One buffer formats the sampled spans' ids: its latin1 slice is the only allocation per id.
   private readonly buf = Buffer.from(TEMPLATE, "latin1");
 
   /** @param random 32 random bits per call (tests give chosen ids). */
@@ -101,29 +168,25 @@ export class RequestSampler implements IdGenerator, Sampler {
   ) {
     this.bound = rootBoundOf(sampler);
     this.configured = sdkSamplerOf(sampler);
+    this.pool = new DrawPool(random);
   }
 
   /** Draws a new root trace id; true when the configured sampler samples it. */
   draw(): boolean {
-    const w0 = this.random();
-    const w1 = this.random();
-    const w2 = this.random();
-    let w3 = this.random();
-    // An all-zero id is invalid: the SDK sets its last byte to 1.
-    if ((w0 | w1 | w2 | w3) === 0) w3 = 1;
-    this.w0 = w0;
-    this.w1 = w1;
-    this.w2 = w2;
-    this.w3 = w3;
-    return (w0 ^ w1 ^ w2 ^ w3) >>> 0 < this.bound;
+    const k = this.pool.take();
+    const w = this.pool.words;
+    const o = k * WORDS;
+    this.slot = k;
+    this.w0 = w[o];
+    this.w1 = w[o + 1];
+    this.w2 = w[o + 2];
+    this.w3 = w[o + 3];
+    return (this.w0 ^ this.w1 ^ this.w2 ^ this.w3) >>> 0 < this.bound;
   }
 
-  /** The last draw's traceparent with a fresh span id and flags 00 (not sampled). */
+  /** The last draw's traceparent with a span id of its own and flags 00 (not sampled). */
   unsampledTraceparent(): string {
-    const b = this.buf;
-    this.putTraceId();
-    this.putSpanId();
-    return b.toString("latin1", 0, TEMPLATE.length);
+    return this.pool.traceparent(this.slot);
   }
 
   /**

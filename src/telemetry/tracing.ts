@@ -64,6 +64,19 @@ export async function startTracing(
     exporters.push(
       kind === "console" ? new StderrSpanExporter() : await otlpSpanExporter(s.tracesProtocol),
     );
+  return startTracingTo(exporters, s, resource, version);
+}
+
+/**
+ * startTracing with the exporters given (the benchmark's measures tracing as the daemon sets it
+ * up, with an exporter that drops the spans).
+ */
+export async function startTracingTo(
+  exporters: readonly SpanExporter[],
+  s: Pick<TelemetrySettings, "sampler" | "batchSpans">,
+  resource: Resource,
+  version: string,
+): Promise<Tracing> {
   // Request spans are sampled before they start, on the trace ids this generator then gives.
   const requestSampler = new RequestSampler(s.sampler);
   const provider = new BasicTracerProvider({

@@ -266,14 +266,25 @@ function peakMB(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
+/** The rows by name, in the order they run; BENCH_FOOTPRINT_ONLY=sessions,… picks some. */
+const ROWS: Record<string, (o: FloodOptions) => Promise<FootprintResult>> = {
+  rest: () => atRest(),
+  flood: (o) => underFlood(o),
+  sessions: () => idleLoad("sessions", 1000, 30),
+  connections: () => idleLoad("connections", 10_000, 100),
+};
+
 export async function runFootprintBench(o: FloodOptions): Promise<FootprintResult[]> {
-  if (process.env.BENCH_FOOTPRINT_ONLY === "flood") return [await underFlood(o)];
-  return [
-    await atRest(),
-    await underFlood(o),
-    await idleLoad("sessions", 1000, 30),
-    await idleLoad("connections", 10_000, 100),
-  ];
+  const only = process.env.BENCH_FOOTPRINT_ONLY?.split(",").map((s) => s.trim());
+  const unknown = only?.filter((n) => !(n in ROWS)) ?? [];
+  if (unknown.length > 0)
+    throw new Error(
+      `BENCH_FOOTPRINT_ONLY: unknown row ${unknown.join(", ")} (known: ${Object.keys(ROWS).join(", ")})`,
+    );
+  const out: FootprintResult[] = [];
+  for (const [name, row] of Object.entries(ROWS))
+    if (only === undefined || only.includes(name)) out.push(await row(o));
+  return out;
 }
 
 export const footprintBench: BenchModule = {

@@ -28,13 +28,6 @@ import {
   type ServerDuplexStream,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  type ReadableSpan,
-  type SpanExporter,
-} from "@opentelemetry/sdk-trace-base";
 import type {
   ClientMessage,
   EchoRequest,
@@ -44,6 +37,7 @@ import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
 import type { RequestTelemetry } from "../../src/service/request-telemetry.js";
 import { v4Echo } from "../helpers/packets.js";
 import type { BenchMeasurement, BenchModule } from "./flood.js";
+import { printTracingRounds, runTracingRounds, tracingResults } from "./tracing-rounds.js";
 
 export interface ServiceBenchRow {
   name: string;
@@ -417,7 +411,7 @@ export function packetInjector(link: {
   };
 }
 
-type Measured = Omit<ServiceBenchRow, "ratioVsBare" | "name">;
+export type Measured = Omit<ServiceBenchRow, "ratioVsBare" | "name">;
 
 /** Warms up (JIT, connections), then measures. */
 async function measure(
@@ -470,51 +464,22 @@ async function measure(
   };
 }
 
-/** Spans to nowhere: what tracing costs the service, without an exporter's network time. */
-class DiscardingExporter implements SpanExporter {
-  spans = 0;
-  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    this.spans += spans.length;
-    done({ code: ExportResultCode.SUCCESS });
-  }
-  async shutdown(): Promise<void> {}
+/** Tracing as the daemon sets it up (tracing-row.ts), handed to a service row. */
+export interface BenchTracing {
+  telemetry: RequestTelemetry;
+  provider: { shutdown(): Promise<void> };
 }
 
-/**
- * Tracing as `icmpfwd serve` sets it up (head sampling at `ratio`, batched export), or null
- * when tracing is off.
- */
-function tracingAt(
-  lib: Built,
-  ratio: number | null,
-): { telemetry: RequestTelemetry; provider: BasicTracerProvider } | null {
-  if (ratio === null) return null;
-  const sampler = new lib.sampling.RequestSampler({ kind: "parentbased_traceidratio", ratio });
-  const provider = new BasicTracerProvider({
-    sampler,
-    idGenerator: sampler,
-    spanProcessors: [new BatchSpanProcessor(new DiscardingExporter(), { maxQueueSize: 8192 })],
-  });
-  return {
-    telemetry: new lib.spans.OtelRequestTelemetry(
-      { tracer: provider.getTracer("bench"), sampler },
-      null,
-    ),
-    provider,
-  };
-}
-
-async function serviceRow(
+export async function serviceRow(
   lib: Built,
   streams: number,
   batch: number,
   rate: number | null,
   b: Bounds,
-  traceRatio: number | null = null,
+  tracing: BenchTracing | null = null,
 ): Promise<Measured> {
   const link = new lib.channel.ChannelEndpoint();
   const stack = lib.serve.buildStack(lib.config.resolveConfig({}), link);
-  const tracing = tracingAt(lib, traceRatio);
   const service = await lib.service.EchoService.start({
     ...lib.components.serviceOptionsOf(lib.config.resolveConfig({})),
     listen: "127.0.0.1:0",
@@ -663,22 +628,19 @@ export async function runServiceBench(b: Bounds = boundsFromEnv()): Promise<Serv
       ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
     });
   }
-  // What tracing costs (issue #11): 1 stream × 16, off / 1% / 100% sampled, same bare baseline.
+  // What tracing costs: off / 1 % / 100 % sampled at 1 stream × 16, each row a process of its
+  // own with tracing as the daemon sets it up, in interleaved rounds (tracing-rounds.ts).
   if (only === undefined || only === "tracing") {
     const bare = await bareRow(lib, 1, 16, null, b);
     rows.push({ ...bare, name: "bare 1 stream, batch 16 (tracing rows)", ratioVsBare: null });
-    for (const [label, ratio] of [
-      ["off", null],
-      ["1% sampled", 0.01],
-      ["100% sampled", 1],
-    ] as const) {
-      const svc = await serviceRow(lib, 1, 16, null, b, ratio);
+    const t = await runTracingRounds(b);
+    tracingResults.push(t);
+    printTracingRounds(t);
+    for (const r of t.rows)
       rows.push({
-        ...svc,
-        name: `service 1 stream, batch 16, tracing ${label}`,
-        ratioVsBare: svc.decisionsPerSecond / bare.decisionsPerSecond,
+        ...r,
+        ratioVsBare: r.decisionsPerSecond / bare.decisionsPerSecond,
       });
-    }
   }
   return rows;
 }
