@@ -2,8 +2,8 @@
 /** The `icmpfwd` command line. */
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
-// Nothing imported here may load @grpc/grpc-js: telemetry must hook it first (see serve below).
-// The client subcommands and the service are imported when their command runs.
+// The client subcommands and the service are imported when their command runs: `icmpfwd
+// --help` and a client command load only what they use.
 import type { ConnectionFlags, ServiceClient } from "./cli/client.js";
 import {
   ConfigError,
@@ -148,11 +148,7 @@ serveCmd.action(async (opts: Record<string, unknown>) => {
     if (e instanceof TelemetrySettingsError || e instanceof TelemetryStartError) fatal(e.message);
     throw e;
   }
-  const log = createLogger(config.logLevel, {
-    traceContext: telemetry.tracing,
-    format: config.logFormat,
-  });
-  // Only now, with the gRPC instrumentation in place, is the service (and grpc-js) loaded.
+  const log = createLogger(config.logLevel, { format: config.logFormat });
   const { StartupError, serve } = await import("./serve.js");
   let running: Awaited<ReturnType<typeof serve>>;
   try {

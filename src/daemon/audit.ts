@@ -4,7 +4,7 @@
  * flood the log): at most `burst` lines per `windowMs`, then one line with the count of those
  * suppressed.
  */
-import type { AuditLog } from "../service/audit.js";
+import type { AuditLog, Caller } from "../service/audit.js";
 import type { Logger } from "../telemetry/logger.js";
 
 export function pinoAudit(log: Logger, burst = 20, windowMs = 10_000): AuditLog {
@@ -13,10 +13,10 @@ export function pinoAudit(log: Logger, burst = 20, windowMs = 10_000): AuditLog 
   let suppressed = 0;
   const audit = { audit: true };
   return {
-    sessionOpened: (s) => log.info({ ...audit, ...s }, "session opened"),
-    sessionClosed: (s, reason) => log.info({ ...audit, ...s, reason }, "session closed"),
+    sessionOpened: (s) => log.info({ ...audit, ...fields(s) }, "session opened"),
+    sessionClosed: (s, reason) => log.info({ ...audit, ...fields(s), reason }, "session closed"),
     adminChange: (who, what, before, after) =>
-      log.info({ ...audit, ...who, what, before, after }, "admin change"),
+      log.info({ ...audit, ...fields(who), what, before, after }, "admin change"),
     refused(peer, method, status, reason) {
       const now = Date.now();
       if (now - windowStart >= windowMs) {
@@ -33,6 +33,14 @@ export function pinoAudit(log: Logger, burst = 20, windowMs = 10_000): AuditLog 
       inWindow++;
       log.warn({ ...audit, peer, method, status, reason }, "call refused");
     },
-    disconnected: (who, reason) => log.warn({ ...audit, ...who, reason }, "disconnected"),
+    disconnected: (who, reason) => log.warn({ ...audit, ...fields(who), reason }, "disconnected"),
   };
+}
+
+/** A caller's fields as a line carries them: a sampled call's ids as trace_id and span_id. */
+function fields<C extends Caller>(
+  c: C,
+): Omit<C, "trace"> & { trace_id?: string; span_id?: string } {
+  const { trace, ...rest } = c;
+  return trace === undefined ? rest : { ...rest, trace_id: trace.traceId, span_id: trace.spanId };
 }

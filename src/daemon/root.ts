@@ -120,6 +120,7 @@ export async function compose(config: Config, link: LinkEndpoint, o: RootOptions
       security: securityOf(tlsSettingsOf(config), authSettingsOf(config)),
       stack,
       telemetry: o.telemetry?.requests ?? undefined,
+      calls: o.telemetry?.calls ?? undefined,
       operator: { reload: () => reload("EchoAdmin.Reload"), network },
       audit: pinoAudit(o.log),
       stats: () => counters.snapshot(),

@@ -4,12 +4,16 @@
  * were cut. The service only calls these hooks; the daemon writes them (src/daemon/audit.ts).
  */
 
+import type { TraceIds } from "./call-telemetry.js";
+
 /** Who made a call: the identity it was admitted with, and where it came from. */
 export interface Caller {
   /** `uid:0`, `token`, a token's name, a certificate's CN, `local` (unix socket). */
   identity: string;
   /** `127.0.0.1:40312`, `unix`, … */
   peer: string;
+  /** The call's trace when tracing sampled it (the log line carries its ids). */
+  trace?: TraceIds;
 }
 
 export interface SessionRecord extends Caller {

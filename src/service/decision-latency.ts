@@ -135,10 +135,6 @@ export class DecisionLatencies implements RequestTelemetry {
     this.inner?.sessionEnded(session);
   }
 
-  streamLink(): unknown {
-    return this.inner?.streamLink();
-  }
-
   record(sessionId: string, ms: number): void {
     const now = this.nowMs();
     this.all.add(now, ms);

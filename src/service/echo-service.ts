@@ -25,6 +25,7 @@ import type { Stack } from "../netstack/stack.js";
 import { msOfDuration, planPing, runPing, watchStats } from "./admin.js";
 import { type AuditLog, type Caller, NO_AUDIT } from "./audit.js";
 import { Authenticator, type AuthOptions, type AuthzFile, type Principal } from "./auth.js";
+import type { CallTelemetry, CallTrace } from "./call-telemetry.js";
 import type { Scheduler } from "./deadlines.js";
 import { DecisionLatencies, type LatencySummary } from "./decision-latency.js";
 import {
@@ -138,6 +139,8 @@ export interface ServiceOptions {
   security?: SecurityOptions;
   /** Span and decision-time hooks (src/telemetry); none by default. */
   telemetry?: RequestTelemetry;
+  /** A trace per gRPC call (src/telemetry); none by default. */
+  calls?: CallTelemetry;
   /**
    * The netstack whose Echo Requests (both families) the service decides, and that Ping and
    * synthetic replies send from. Without one the service only serves its RPCs.
@@ -228,7 +231,7 @@ export class EchoService {
     this.listening = await listen(
       this.o.listen,
       {
-        connect: (call, principal) => this.connect(call, principal),
+        connect: (call, principal, trace) => this.connect(call, principal, trace),
         getStats: () => this.snapshot(),
         watchStats: (call) =>
           watchStats(
@@ -245,6 +248,7 @@ export class EchoService {
       },
       { auth: this.auth, tls: this.o.security?.tls, audit: this.audit },
       this.o.grpcOptions,
+      this.o.calls ?? null,
     );
   }
 
@@ -438,12 +442,19 @@ export class EchoService {
     else runPing(call, stack, plan);
   }
 
-  private connect(call: ConnectCall, principal: Principal): void {
+  private connect(call: ConnectCall, principal: Principal, trace: CallTrace | null): void {
     if (this.closed || this.dispatcher.draining) {
       call.emit("error", toGrpcError(serviceError("shuttingDown", "the server is shutting down")));
       return;
     }
-    const s = new ConnectSession(call, this.dispatcher, this.limits, this.sessionHooks, principal);
+    const s = new ConnectSession(
+      call,
+      this.dispatcher,
+      this.limits,
+      this.sessionHooks,
+      principal,
+      trace,
+    );
     this.sessions.add(s);
   }
 

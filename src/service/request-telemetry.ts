@@ -32,7 +32,7 @@ export interface DecidingSession {
   readonly sessionId: string;
   /** Hello.client_name. */
   readonly clientName: string;
-  /** What telemetry captured when the Connect stream started (a span context to link to). */
+  /** The Connect call's trace link (call-telemetry.ts): what its decisions link to. */
   readonly streamLink: unknown;
 }
 
@@ -78,6 +78,4 @@ export interface RequestTelemetry {
   ): void;
   /** A decide session closed: nothing is recorded for it afterwards. */
   sessionEnded(session: DecidingSession): void;
-  /** Called where a Connect stream starts: what to link its decisions to. */
-  streamLink(): unknown;
 }

@@ -55,6 +55,8 @@ import type {
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { AuditLog, Caller } from "./audit.js";
 import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
+import type { CallTrace } from "./call-telemetry.js";
+import { type CallTelemetry, CallTracing } from "./call-telemetry.js";
 import { auditConnectionCuts } from "./connection-cuts.js";
 import {
   isServiceError,
@@ -125,7 +127,8 @@ export interface AdminHandlers {
 }
 
 export interface Handlers {
-  connect(call: ConnectCall, principal: Principal): void;
+  /** `trace`: the Connect call's own trace (its decisions link to it); null when untraced. */
+  connect(call: ConnectCall, principal: Principal, trace: CallTrace | null): void;
   getStats(): GetStatsResponse;
   watchStats(call: ServerWritableStream<WatchStatsRequest, GetStatsResponse>): void;
   listSessions(): ListSessionsResponse;
@@ -139,6 +142,9 @@ export interface ServerSecurity {
   /** Told of every refused call. */
   audit: AuditLog;
 }
+
+/** Who made an admitted call, with its trace's ids when it has a sampled one. */
+type WhoCalled = (call: { metadata: Metadata; getPeer(): string }) => Caller;
 
 /** What a method needs of its caller: nothing, an identity, or an identity with a right. */
 type Access = "open" | "authenticated" | Right;
@@ -232,12 +238,13 @@ class CallGuard {
 function implementation(
   h: Handlers,
   guard: CallGuard,
+  tracing: CallTracing | null,
 ): Record<keyof typeof serviceDefinition, UntypedHandleCall> {
   return {
     connect(call: ConnectCall): void {
       const p = guard.principalOf(call.metadata);
       if (isServiceError(p)) call.emit("error", toGrpcError(p));
-      else h.connect(call, p);
+      else h.connect(call, p, tracing?.traceOf(call.metadata) ?? null);
     },
     getStats: answer(() => h.getStats()),
     watchStats: h.watchStats,
@@ -271,9 +278,8 @@ function unary<Req, Res>(
 
 function adminImplementation(
   h: AdminHandlers,
-  guard: CallGuard,
+  who: WhoCalled,
 ): Record<keyof typeof EchoAdminService, UntypedHandleCall> {
-  const who = (call: { metadata: Metadata; getPeer(): string }): Caller => guard.callerOf(call);
   return {
     reload: unary((_r, call) => h.reload(who(call))),
     getDecisionStats: unary((r: GetDecisionStatsRequest) => h.getDecisionStats(r)),
@@ -322,16 +328,24 @@ export async function listen(
   handlers: Handlers,
   security: ServerSecurity,
   options: ChannelOptions = {},
+  calls: CallTelemetry | null = null,
 ): Promise<Listening> {
   const guard = new CallGuard(security.auth, security.audit);
+  const tracing = calls === null ? null : new CallTracing(calls);
   const { [MAX_CONNECTIONS_OPTION]: maxConnections, ...grpcOptions } = options;
   const server = new Server({
     ...DEFAULT_SERVER_OPTIONS,
     ...grpcOptions,
-    interceptors: [guard.interceptor],
+    // The first wraps the call first: tracing sees the guard's refusals go out.
+    interceptors: tracing === null ? [guard.interceptor] : [tracing.interceptor, guard.interceptor],
   });
-  server.addService(serviceDefinition, implementation(handlers, guard));
-  server.addService(EchoAdminService, adminImplementation(handlers.admin, guard));
+  const who: WhoCalled = (call) => {
+    const c = guard.callerOf(call);
+    const ids = tracing?.traceOf(call.metadata)?.ids ?? null;
+    return ids === null ? c : { ...c, trace: ids };
+  };
+  server.addService(serviceDefinition, implementation(handlers, guard, tracing));
+  server.addService(EchoAdminService, adminImplementation(handlers.admin, who));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
   health.addToServer(server);
   // grpc.reflection v1 and v1alpha (authenticated: CallGuard), built on its first call.

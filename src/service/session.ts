@@ -27,6 +27,7 @@ import {
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { Caller, SessionRecord } from "./audit.js";
 import { authorize, authorizeFilter, type Principal } from "./auth.js";
+import type { CallTrace, TraceIds } from "./call-telemetry.js";
 import type { Dispatcher, SessionSink, SessionSlot } from "./dispatcher.js";
 import {
   type RejectionKind,
@@ -122,7 +123,10 @@ export class ConnectSession implements SessionSink, ObserverSink {
   private flushQueued = false;
   /** flush() as a microtask, made with the first event (an idle session holds none). */
   private flushTask: (() => void) | null = null;
+  /** What decisions link to: the Connect stream's own span (a long-lived stream is no parent). */
   private readonly streamLink: unknown;
+  /** The Connect call's sampled trace ids, for the session's audit lines. */
+  private readonly traceIds: TraceIds | null;
   /** Armed until Hello; ends the stream when no Hello came in time. */
   private helloTimer: ReturnType<typeof setTimeout> | null;
   /** Whether the stream is full: a write() said to wait and no 'drain' has come since. */
@@ -136,10 +140,11 @@ export class ConnectSession implements SessionSink, ObserverSink {
     private readonly limits: SessionLimits,
     private readonly hooks: SessionHooks,
     private readonly principal: Principal,
+    trace: CallTrace | null = null,
   ) {
     this.peer = call.getPeer();
-    // Decisions link to the Connect stream's span: a long-lived stream is no request's parent.
-    this.streamLink = dispatcher.telemetry?.streamLink();
+    this.streamLink = trace?.link;
+    this.traceIds = trace?.ids ?? null;
     call.on("data", (m: ClientInput) => this.receive(m));
     // The client half-closed: it will send no more verdicts, so its requests move on now.
     call.on("end", () => this.finish(null));
@@ -269,14 +274,15 @@ export class ConnectSession implements SessionSink, ObserverSink {
       sessionId: this.id,
       clientName: h.clientName,
       mode: h.mode === Mode.MODE_OBSERVE ? "observe" : "decide",
-      identity: this.principal.identity,
-      peer: this.peer,
+      ...this.caller,
     };
   }
 
   /** Who is on the other end before Hello says more (the audit log's forced disconnects). */
   get caller(): Caller {
-    return { identity: this.principal.identity, peer: this.peer };
+    const c: Caller = { identity: this.principal.identity, peer: this.peer };
+    if (this.traceIds !== null) c.trace = this.traceIds;
+    return c;
   }
 
   // ---- inbound ----

@@ -10,11 +10,18 @@
  * long-lived small objects made every garbage collection copy and mark them (issue #7).
  */
 import type { EchoRequestCopy } from "../netstack/icmp/synthetic.js";
+import type { RequestTrace } from "./request-telemetry.js";
 
 export interface SyntheticRecord {
   readonly session: number;
   readonly copy: EchoRequestCopy;
   readonly expiresAtMs: number;
+}
+
+/** A sampled request's trace, kept with its copy for the span of its synthetic answer. */
+export interface HeldTrace {
+  readonly trace: RequestTrace;
+  readonly consumedAtMs: number;
 }
 
 export interface SyntheticLimits {
@@ -69,6 +76,8 @@ export class SyntheticRecords {
   private i32 = new Int32Array(0);
   private bytes8 = new Uint8Array(0);
   private readonly outOfLine = new Map<number, Uint8Array>();
+  /** By slot: the sampled requests' traces (few: 1 % by default); null for the rest. */
+  private traces: (RequestTrace | null)[] = [];
 
   constructor(readonly limits: SyntheticLimits) {
     const slots = Math.max(1, Math.min(limits.maxRecords, PREALLOCATED_SLOTS));
@@ -87,10 +96,16 @@ export class SyntheticRecords {
 
   /**
    * Keeps a copy of request `id` (not held yet; `copy` may hold views into the live packet:
-   * its bytes are copied here); returns how many older copies were evicted (before their
-   * window ended) to stay within the bounds.
+   * its bytes are copied here), and a sampled request's trace; returns how many older copies
+   * were evicted (before their window ended) to stay within the bounds.
    */
-  add(id: number, session: number, copy: EchoRequestCopy, nowMs: number): number {
+  add(
+    id: number,
+    session: number,
+    copy: EchoRequestCopy,
+    nowMs: number,
+    trace: RequestTrace | null = null,
+  ): number {
     this.expire(nowMs);
     let evicted = 0;
     const headerLength = copy.networkHeader.length;
@@ -130,6 +145,7 @@ export class SyntheticRecords {
       held.set(copy.icmp, headerLength);
       this.outOfLine.set(slot, held);
     }
+    if (trace !== null) this.traces[slot] = trace;
     this.slots.set(id, slot);
     this.order.push(id, slot);
     this.heldBytes += size;
@@ -165,6 +181,15 @@ export class SyntheticRecords {
         localAddressBroadcast: (flags & FLAG_BROADCAST) !== 0,
       },
     };
+  }
+
+  /** The trace kept with the record of `id` (null when unsampled, absent or expired). */
+  trace(id: number, nowMs: number): HeldTrace | null {
+    this.expire(nowMs);
+    const slot = this.slots.get(id);
+    const trace = slot < 0 ? null : (this.traces[slot] ?? null);
+    if (trace === null) return null;
+    return { trace, consumedAtMs: this.f64[slot * F64_PER_SLOT + 1] - this.limits.windowMs };
   }
 
   /** Removes the record of `id` (a synthetic reply was sent: once). */
@@ -207,6 +232,7 @@ export class SyntheticRecords {
     const length = this.i32[slot * I32_PER_SLOT + 6];
     this.heldBytes -= length;
     if (length > INLINE_BYTES) this.outOfLine.delete(slot);
+    if (this.traces[slot] != null) this.traces[slot] = null;
     this.free.push(slot);
   }
 
@@ -230,6 +256,8 @@ export class SyntheticRecords {
     this.bytes8 = bytes;
     this.f64 = new Float64Array(slab);
     this.i32 = new Int32Array(slab);
+    // Holes until a sampled request takes the slot; filled with null so reads see no holes.
+    for (let i = this.traces.length; i < n; i++) this.traces.push(null);
     this.capacity = n;
   }
 }

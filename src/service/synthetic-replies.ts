@@ -27,8 +27,7 @@ import type {
   StartedTrace,
   SyntheticAnswerTrace,
 } from "./request-telemetry.js";
-import { type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
-import { type HeldTrace, SyntheticTraces } from "./synthetic-traces.js";
+import { type HeldTrace, type SyntheticLimits, SyntheticRecords } from "./synthetic-records.js";
 
 /** Sends what a SyntheticReply asks for a consumed request (stackSynthesizer binds the stack). */
 export interface Synthesizer {
@@ -108,8 +107,6 @@ export const DEFAULT_SYNTHETIC_BOUNDS: Omit<SyntheticLimits, "windowMs"> = {
 
 export class SyntheticReplies {
   private readonly records: SyntheticRecords;
-  /** Sampled requests' traces, for the span of their synthetic answer. */
-  private readonly traces: SyntheticTraces;
 
   /**
    * `synthesizer` null: no stack to send from, so every reply finds no route.
@@ -128,7 +125,6 @@ export class SyntheticReplies {
       maxRecords: limits.maxRecords ?? d.maxRecords,
       maxBytes: limits.maxBytes ?? d.maxBytes,
     });
-    this.traces = new SyntheticTraces(this.records.limits.windowMs, this.records.limits.maxRecords);
   }
 
   /** The window in ms (0: synthetic replies are off). */
@@ -166,10 +162,13 @@ export class SyntheticReplies {
       icmp: f.message,
       localAddressBroadcast: req.packetInfo().localAddressBroadcast,
     };
-    this.counters.syntheticEvicted += this.records.add(id, session, copy, nowMs);
+    // Only a sampled request's trace is kept (its synthetic answer gets a span).
+    const held =
+      trace !== null && typeof trace !== "string" && this.telemetry?.syntheticAnswered
+        ? trace
+        : null;
+    this.counters.syntheticEvicted += this.records.add(id, session, copy, nowMs, held);
     this.counters.syntheticRecorded++;
-    if (trace !== null && typeof trace !== "string" && this.telemetry?.syntheticAnswered)
-      this.traces.add(id, trace, nowMs);
   }
 
   /**
@@ -189,12 +188,12 @@ export class SyntheticReplies {
     const invalid = this.invalid(r.copy, answer);
     if (invalid !== null) {
       const message = `request ${id}: ${invalid}; nothing sent`;
-      this.traced(this.traces.peek(id, nowMs), session, answer, nowMs, message);
+      this.traced(this.records.trace(id, nowMs), session, answer, nowMs, message);
       return { kind: "invalidArgument", message };
     }
+    const held = this.records.trace(id, nowMs);
     this.records.delete(id);
     this.history.markSyntheticSent(id);
-    const held = this.traces.take(id, nowMs);
     const s = this.synthesizer;
     const err =
       s === null

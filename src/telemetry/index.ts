@@ -1,9 +1,7 @@
 /**
- * OpenTelemetry for `icmpfwd serve`: a tracer provider when tracing is asked for, a meter
- * provider with a Prometheus endpoint and/or an OTLP push, gRPC instrumentation for the admin
- * RPCs (tracing.ts, imported only when tracing is on). `startTelemetry` must run before anything
- * imports @grpc/grpc-js (main.ts imports the service afterwards), so the instrumentation can
- * hook it.
+ * OpenTelemetry for `icmpfwd serve`: a tracer provider when tracing is asked for (tracing.ts,
+ * imported only then) with the request and gRPC-call hooks the service calls, and a meter
+ * provider with a Prometheus endpoint and/or an OTLP push.
  */
 import { type Meter, metrics } from "@opentelemetry/api";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
@@ -21,6 +19,7 @@ import {
   type PushMetricExporter,
 } from "@opentelemetry/sdk-metrics";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import type { CallTelemetry } from "../service/call-telemetry.js";
 import { DecisionHistograms } from "./decision-histograms.js";
 import { type MetricSources, registerServiceMetrics } from "./metrics.js";
 import { OtelRequestTelemetry, type RequestTracing } from "./request-spans.js";
@@ -38,6 +37,8 @@ export interface Telemetry {
   readonly tracing: boolean;
   /** The dispatcher's hooks; null when neither traces nor metrics are on. */
   readonly requests: OtelRequestTelemetry | null;
+  /** A span per gRPC call; null when tracing is off. */
+  readonly calls: CallTelemetry | null;
   /** `http://host:port/metrics`, or null when Prometheus is off. */
   readonly metricsUrl: string | null;
   /** Registers the observable metrics over the running service and netstack. */
@@ -68,7 +69,7 @@ async function resourceOf(s: TelemetrySettings, version: string): Promise<Resour
 
 export async function startTelemetry(s: TelemetrySettings, version: string): Promise<Telemetry> {
   const resource = await resourceOf(s, version);
-  // The trace SDK, its exporters and the gRPC instrumentation load only when tracing is on.
+  // The trace SDK and its exporters load only when tracing is on.
   const traced: Tracing | null =
     s.traces.length > 0
       ? await (await import("./tracing.js")).startTracing(s, resource, version)
@@ -128,6 +129,7 @@ export async function startTelemetry(s: TelemetrySettings, version: string): Pro
     settings: s,
     tracing: tracing !== null,
     requests,
+    calls: traced?.calls ?? null,
     metricsUrl:
       prometheus === null || s.metricsListen === null
         ? null

@@ -1,17 +1,10 @@
 import { createRequire } from "node:module";
-import { context, trace } from "@opentelemetry/api";
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from "pino";
 
 export type { Logger };
 
 /** `--log-format`: JSON lines, one readable line per event, or pretty on a terminal. */
 export type LogFormat = "auto" | "pretty" | "json";
-
-/** trace_id / span_id of the span active where the line is written. */
-function traceIds(): Record<string, string> {
-  const sc = trace.getSpan(context.active())?.spanContext();
-  return sc === undefined ? {} : { trace_id: sc.traceId, span_id: sc.spanId };
-}
 
 /** Whether `format` comes out pretty when written to stdout. */
 export function isPretty(format: LogFormat, stdoutIsTty: boolean): boolean {
@@ -36,12 +29,12 @@ function prettyStdout(): DestinationStream {
 
 /**
  * Log lines on stdout (pino), one per event: JSON objects whose `level` is a word ("info"),
- * or, pretty, one readable line. With `traceContext`, a line written inside a span carries its
- * ids (tracing on); without it no lookup is made.
+ * or, pretty, one readable line. The audit lines of a traced call carry its trace_id and
+ * span_id (daemon/audit.ts).
  */
 export function createLogger(
   level: string,
-  o: { traceContext?: boolean; destination?: DestinationStream; format?: LogFormat } = {},
+  o: { destination?: DestinationStream; format?: LogFormat } = {},
 ): Logger {
   const pretty =
     o.destination === undefined && isPretty(o.format ?? "json", process.stdout.isTTY === true);
@@ -51,7 +44,6 @@ export function createLogger(
     timestamp: pino.stdTimeFunctions.isoTime,
     // pino-pretty reads the numeric level; JSON consumers get the word.
     ...(pretty ? {} : { formatters: { level: (label: string) => ({ level: label }) } }),
-    ...(o.traceContext ? { mixin: traceIds } : {}),
   };
   if (pretty) return pino(options, prettyStdout());
   return o.destination === undefined ? pino(options) : pino(options, o.destination);

@@ -6,6 +6,7 @@
  * unsampled request gets only its traceparent string, no span.
  */
 import {
+  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   type Link,
   ROOT_CONTEXT,
@@ -50,15 +51,31 @@ class TracedRequest implements RequestTrace {
   decide: Span | null = null;
   /** Formatted when an event first carries it (a request ended at once never needs it). */
   formatted: string | null = null;
+  /**
+   * The request span's context once it ended, and the spans let go: a consumed request's trace
+   * stays in the synthetic store for its window (tens of thousands at 100 % sampling), and two
+   * ended spans each kept that long filled the old generation.
+   */
+  ended: SpanContext | null = null;
 
-  constructor(readonly span: Span) {}
+  constructor(public span: Span) {}
 
   get traceparent(): string {
     if (this.formatted === null)
       this.formatted = traceparentOf((this.decide ?? this.span).spanContext());
     return this.formatted;
   }
+
+  /** After the request's outcome: only its context is kept. */
+  release(): void {
+    this.ended = this.span.spanContext();
+    this.decide = null;
+    this.span = ENDED;
+  }
 }
+
+/** What an ended TracedRequest holds in place of its span. */
+const ENDED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** Synthetic answer kinds as span attribute values. */
 export const SYNTHETIC_KIND_LABEL: Readonly<Record<SyntheticAnswerTrace["kind"], string>> = {
@@ -170,6 +187,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     r.span.setAttribute("icmpfwd.cause", causeLabel);
     if (session !== null) r.span.setAttribute("icmpfwd.session", session.sessionId);
     r.span.end();
+    r.release();
   }
 
   /**
@@ -179,9 +197,10 @@ export class OtelRequestTelemetry implements RequestTelemetry {
   syntheticAnswered(t: RequestTrace, session: DecidingSession, answer: SyntheticAnswerTrace): void {
     const r = t as TracedRequest;
     const sampler = this.sampler;
-    // The request's span has ended (isRecording() is false now): its flags say it was sampled.
-    const sampled = (r.span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
-    if (this.tracer === null || sampler === null || !sampled) return;
+    // The request's span has ended and was let go; its context's flags say it was sampled.
+    const parent = r.ended;
+    if (this.tracer === null || sampler === null || parent === null) return;
+    if ((parent.traceFlags & TraceFlags.SAMPLED) === 0) return;
     const attributes: Record<string, string | number> = {
       "icmpfwd.session": session.sessionId,
       "icmpfwd.client": session.clientName,
@@ -194,7 +213,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     const span = this.tracer.startSpan(
       "icmpfwd.synthetic_reply",
       { kind: SpanKind.INTERNAL, attributes },
-      trace.setSpan(ROOT_CONTEXT, r.span),
+      trace.setSpanContext(ROOT_CONTEXT, parent),
     );
     sampler.started();
     if (answer.problem !== null)
@@ -204,9 +223,5 @@ export class OtelRequestTelemetry implements RequestTelemetry {
 
   sessionEnded(session: DecidingSession): void {
     this.decisions?.sessionEnded(session);
-  }
-
-  streamLink(): unknown {
-    return trace.getActiveSpan()?.spanContext();
   }
 }

@@ -1,18 +1,19 @@
 /**
- * The tracing half of telemetry: the tracer provider, its exporters and the gRPC
- * instrumentation. index.ts imports this file only when tracing is configured, so a service
- * without tracing never loads the trace SDK, an OTLP exporter, import-in-the-middle or the
- * gRPC instrumentation.
+ * The tracing half of telemetry: the tracer provider, its exporters, and the hooks that make
+ * the spans (requests: request-spans.ts; gRPC calls: call-spans.ts). index.ts imports this file
+ * only when tracing is configured, so a service without tracing never loads the trace SDK or an
+ * OTLP exporter. No global context manager is installed: an AsyncLocalStorage one (promise
+ * hooks on every async step) cost a fifth of the decision rate, and every span here gets its
+ * parent explicitly.
  */
-import { context, propagation, type TracerProvider, trace } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { trace } from "@opentelemetry/api";
 import type { Resource } from "@opentelemetry/resources";
 import {
   BasicTracerProvider,
   BatchSpanProcessor,
   type SpanExporter,
 } from "@opentelemetry/sdk-trace-base";
+import { OtelCallTelemetry } from "./call-spans.js";
 import { StderrSpanExporter } from "./console-span-exporter.js";
 import { RequestSampler } from "./request-sampling.js";
 import type { RequestTracing } from "./request-spans.js";
@@ -30,30 +31,14 @@ async function otlpSpanExporter(p: OtlpProtocol): Promise<SpanExporter> {
   }
 }
 
-/**
- * Hooks @grpc/grpc-js for the admin RPCs' spans. grpc-js is CommonJS loaded from ESM, so the
- * instrumentation needs import-in-the-middle's loader hook, registered before the first import.
- */
-async function instrumentGrpc(provider: TracerProvider): Promise<void> {
-  const { register } = await import("node:module");
-  const { createAddHookMessageChannel } = await import("import-in-the-middle");
-  const { registerOptions, waitForAllMessagesAcknowledged } = createAddHookMessageChannel();
-  register("import-in-the-middle/hook.mjs", import.meta.url, registerOptions);
-  const { GrpcInstrumentation } = await import("@opentelemetry/instrumentation-grpc");
-  const { registerInstrumentations } = await import("@opentelemetry/instrumentation");
-  registerInstrumentations({
-    instrumentations: [new GrpcInstrumentation()],
-    tracerProvider: provider,
-  });
-  await waitForAllMessagesAcknowledged();
-}
-
 export interface Tracing {
   provider: BasicTracerProvider;
   requests: RequestTracing;
+  /** A span per gRPC call the service takes. */
+  calls: OtelCallTelemetry;
 }
 
-/** The global tracer provider, propagator and context manager; gRPC instrumented. */
+/** The tracer provider (also the global one) and the hooks that start spans from it. */
 export async function startTracing(
   s: TelemetrySettings,
   resource: Resource,
@@ -93,12 +78,11 @@ export async function startTracingTo(
         }),
     ),
   });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   trace.setGlobalTracerProvider(provider);
-  await instrumentGrpc(provider);
+  const tracer = provider.getTracer("icmpfwd", version);
   return {
     provider,
-    requests: { tracer: provider.getTracer("icmpfwd", version), sampler: requestSampler },
+    requests: { tracer, sampler: requestSampler },
+    calls: new OtelCallTelemetry(tracer),
   };
 }

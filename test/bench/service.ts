@@ -34,6 +34,7 @@ import type {
   ServerMessage,
 } from "../../src/gen/icmpfwd/v1/forwarder.js";
 import type { TransportProtocolHandler } from "../../src/netstack/transport.js";
+import type { CallTelemetry } from "../../src/service/call-telemetry.js";
 import type { RequestTelemetry } from "../../src/service/request-telemetry.js";
 import { v4Echo } from "../helpers/packets.js";
 import type { BenchMeasurement, BenchModule } from "./flood.js";
@@ -467,6 +468,8 @@ async function measure(
 /** Tracing as the daemon sets it up (tracing-row.ts), handed to a service row. */
 export interface BenchTracing {
   telemetry: RequestTelemetry;
+  /** The gRPC calls' spans (the session's Connect span), as the daemon makes them. */
+  calls: CallTelemetry;
   provider: { shutdown(): Promise<void> };
 }
 
@@ -487,6 +490,7 @@ export async function serviceRow(
     policy: lib.service.FAIL_OPEN,
     limits: { maxBatch: batch, maxInFlightCap: 1 << 20 },
     telemetry: tracing?.telemetry,
+    calls: tracing?.calls,
   });
   const rec = new Recorder(b.count);
   stack.setTransportProtocolHandler(

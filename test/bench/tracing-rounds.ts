@@ -7,7 +7,7 @@
  * is the median of those ratios, printed with their spread. BENCH_TRACING_ROUNDS (default 6: each
  * mode twice in each place) rounds; each row is bounded by the service
  * bench's count and seconds (BENCH_SERVICE_COUNT, BENCH_SERVICE_SECONDS), each process by a
- * minute more. BENCH_TRACING_SETUP=sdk traces with the SDK alone (tracing-row.ts).
+ * minute more.
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";

@@ -3,10 +3,8 @@
  *   tracing-row.ts off|RATIO COUNT SECONDS
  * The decision path at 1 stream × batch 16 (service.ts's serviceRow), with tracing set up as
  * `icmpfwd serve --tracing … --trace-sample-ratio RATIO` sets it up — the trace SDK, its batch
- * span processor, the context manager, the propagator and the gRPC instrumentation (through
- * import-in-the-middle), all started before anything loads @grpc/grpc-js — except that the
- * spans go to an exporter that drops them. `off` loads none of it. BENCH_TRACING_SETUP=sdk: the
- * trace SDK only (see sdkTracing). Prints the row as one JSON line on stdout.
+ * span processor, the request hooks and the gRPC calls' spans — except that the spans go to an
+ * exporter that drops them. `off` loads none of it. Prints the row as one JSON line on stdout.
  */
 import { pathToFileURL } from "node:url";
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
@@ -25,31 +23,6 @@ class DiscardingExporter implements SpanExporter {
 
 const DIST = new URL("../../dist/", import.meta.url);
 const load = (path: string) => import(pathToFileURL(new URL(path, DIST).pathname).href);
-
-/**
- * The trace SDK alone (BENCH_TRACING_SETUP=sdk): the request hooks' spans and traceparents,
- * without the context manager and the gRPC instrumentation the daemon adds, to tell the two
- * costs apart.
- */
-async function sdkTracing(ratio: number): Promise<BenchTracing> {
-  const { RequestSampler } = (await load(
-    "telemetry/request-sampling.js",
-  )) as typeof import("../../src/telemetry/request-sampling.js");
-  const { OtelRequestTelemetry } = (await load(
-    "telemetry/request-spans.js",
-  )) as typeof import("../../src/telemetry/request-spans.js");
-  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
-  const sampler = new RequestSampler({ kind: "parentbased_traceidratio", ratio });
-  const provider = new BasicTracerProvider({
-    sampler,
-    idGenerator: sampler,
-    spanProcessors: [new BatchSpanProcessor(new DiscardingExporter(), { maxQueueSize: 8192 })],
-  });
-  return {
-    telemetry: new OtelRequestTelemetry({ tracer: provider.getTracer("bench"), sampler }, null),
-    provider,
-  };
-}
 
 /** The daemon's tracing (telemetry/tracing.ts) with its default settings at `ratio`. */
 async function daemonTracing(ratio: number): Promise<BenchTracing> {
@@ -73,13 +46,15 @@ async function daemonTracing(ratio: number): Promise<BenchTracing> {
     resourceFromAttributes({ "service.name": "icmpfwd-bench" }),
     "bench",
   );
-  return { telemetry: new OtelRequestTelemetry(traced.requests, null), provider: traced.provider };
+  return {
+    telemetry: new OtelRequestTelemetry(traced.requests, null),
+    calls: traced.calls,
+    provider: traced.provider,
+  };
 }
 
 const [mode, count, seconds] = process.argv.slice(2);
-const setup = process.env.BENCH_TRACING_SETUP === "sdk" ? sdkTracing : daemonTracing;
-const tracing = mode === "off" ? null : await setup(Number(mode));
-// Only now: the service, and with it @grpc/grpc-js, load after the instrumentation.
+const tracing = mode === "off" ? null : await daemonTracing(Number(mode));
 const { loadBuilt, serviceRow } = await import("./service.js");
 const row = await serviceRow(
   await loadBuilt(),

@@ -135,7 +135,7 @@ describeNetns("observability end to end", () => {
       "icmpfwd.verdict": "reply",
       "icmpfwd.cause": "verdict",
     });
-    // The Connect stream's span (gRPC instrumentation) is linked, not a parent; it ends with
+    // The Connect stream's span (the service's call spans) is linked, not a parent; it ends with
     // the stream.
     client.child.kill("SIGTERM");
     const connect = await waitFor(
@@ -146,7 +146,7 @@ describeNetns("observability end to end", () => {
       { what: "the Connect stream's span (ends with the stream)", timeoutMs: 10_000 },
     );
     expect(decide.links).toEqual([{ traceId: connect.traceId, spanId: connect.spanId }]);
-    // Admin RPCs are traced by the gRPC instrumentation too.
+    // Admin RPCs get a span of their own too.
     const stats = await ns.exec(process.execPath, [
       MAIN_JS,
       "stats",

@@ -4,7 +4,7 @@
  * a fresh exporter (shutting a provider down stops its exporter for good): call reset() after
  * each.
  */
-import type { SpanContext } from "@opentelemetry/api";
+import type { Tracer } from "@opentelemetry/api";
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -12,6 +12,7 @@ import {
   SimpleSpanProcessor,
   type SpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
+import { OtelCallTelemetry } from "../../src/telemetry/call-spans.js";
 import { RequestSampler } from "../../src/telemetry/request-sampling.js";
 import { OtelRequestTelemetry } from "../../src/telemetry/request-spans.js";
 import type { SamplerSetting } from "../../src/telemetry/settings.js";
@@ -20,15 +21,16 @@ export type CountingTelemetry = OtelRequestTelemetry & { startSpan: { calls: num
 
 export class SpanRecorder {
   private provider: BasicTracerProvider | null = null;
+  private tracer: Tracer | null = null;
   exporter = new InMemorySpanExporter();
   /** Spans started, sampled or not (a processor sees every recording span at its start). */
   started = 0;
 
   /**
    * Request telemetry recording every span (or as `sampler` says); `startSpan` counts the
-   * tracer's startSpan calls; `link` is what every Connect stream links to.
+   * tracer's startSpan calls.
    */
-  tracing(o: { sampler?: SamplerSetting; link?: SpanContext } = {}): CountingTelemetry {
+  tracing(o: { sampler?: SamplerSetting } = {}): CountingTelemetry {
     const sampler = new RequestSampler(o.sampler ?? { kind: "parentbased_always_on" });
     this.started = 0;
     const startCounter: SpanProcessor = {
@@ -51,9 +53,14 @@ export class SpanRecorder {
       startSpan.calls++;
       return sdkStartSpan(...args);
     };
-    const tel = Object.assign(new OtelRequestTelemetry({ tracer, sampler }, null), { startSpan });
-    if (o.link !== undefined) tel.streamLink = () => o.link;
-    return tel;
+    this.tracer = tracer;
+    return Object.assign(new OtelRequestTelemetry({ tracer, sampler }, null), { startSpan });
+  }
+
+  /** The gRPC calls' spans, on the provider tracing() set up (call it first). */
+  calls(): OtelCallTelemetry {
+    if (this.tracer === null) throw new Error("tracing() first");
+    return new OtelCallTelemetry(this.tracer);
   }
 
   /** The finished spans called `name`, in the order they ended. */
@@ -64,6 +71,7 @@ export class SpanRecorder {
   async reset(): Promise<void> {
     await this.provider?.shutdown();
     this.provider = null;
+    this.tracer = null;
     this.exporter = new InMemorySpanExporter();
   }
 }

@@ -3,7 +3,6 @@
  * one `icmpfwd.echo_request` per Echo Request, a child `icmpfwd.decide` while a session decides
  * it, names and attributes for every outcome cause, and the traceparent a client continues.
  */
-import type { SpanContext } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterEach, describe, expect, it } from "vitest";
 import { Action } from "../../../src/gen/icmpfwd/v1/forwarder.js";
@@ -134,19 +133,22 @@ describe("request spans (DESIGN.md §5)", () => {
   });
 
   it("the decide span links to its session's Connect stream span", async () => {
-    const link: SpanContext = {
-      traceId: "0af7651916cd43dd8448eb211c80319c",
-      spanId: "b7ad6b7169203331",
-      traceFlags: 1,
-    };
-    const h = await t.start({ telemetry: tracing({ link }) });
+    const h = await t.start({ telemetry: tracing(), calls: recorder.calls() });
     const c = await t.connect();
     h.link.inject(v4Echo({ sequence: 1 }));
     const [e] = await c.waitEvents(1);
     c.decide([e], Action.ACTION_REPLY);
     await requestSpans(1);
+    // The Connect span ends with its stream.
+    c.close();
+    await c.until(
+      () => named("grpc.icmpfwd.v1.EchoForwarder/Connect").length === 1,
+      "Connect span",
+    );
+    const [connect] = named("grpc.icmpfwd.v1.EchoForwarder/Connect");
     const [decide] = named("icmpfwd.decide");
-    expect(decide.links.map((l) => l.context)).toEqual([link]);
+    expect(decide.links.map((l) => l.context)).toEqual([connect.spanContext()]);
+    expect(decide.spanContext().traceId).not.toBe(connect.spanContext().traceId);
   });
 
   it("an unsampled request records no span and its traceparent says not sampled", async () => {

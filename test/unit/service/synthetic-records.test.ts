@@ -46,6 +46,22 @@ describe("the synthetic-reply store", () => {
     expect(s.get(20_000, 20_000)).not.toBeNull();
     expect(s.get(19_900, 20_000)).toBeNull();
   });
+
+  it("keeps a sampled request's trace with its copy, and lets it go with the copy", () => {
+    const s = new SyntheticRecords({ windowMs: 100, maxRecords: 2, maxBytes: 1 << 20 });
+    const traced = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+    s.add(1, 0, copy(), 10, traced);
+    s.add(2, 0, copy(), 20);
+    expect(s.trace(1, 20)).toEqual({ trace: traced, consumedAtMs: 10 });
+    expect(s.trace(2, 20)).toBeNull(); // unsampled: nothing kept
+    s.add(3, 0, copy(), 30); // evicts 1, the oldest
+    expect(s.trace(1, 30)).toBeNull();
+    // A slot freed by an eviction carries no trace to the request that takes it next.
+    expect(s.trace(3, 30)).toBeNull();
+    s.add(4, 0, copy(), 40, traced);
+    expect(s.trace(4, 139)).not.toBeNull();
+    expect(s.trace(4, 140)).toBeNull(); // its window ended
+  });
 });
 
 describe("the synthetic-reply store's slots", () => {

@@ -1,7 +1,8 @@
-/** Trace ids in the service's log lines, and the TypeScript client's decision span. */
+/** Trace ids in the service's audit lines, tracing's set-up, and the TypeScript client's decision span. */
 import { Writable } from "node:stream";
-import { context, ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import { context, createContextKey, ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -13,6 +14,7 @@ import {
   parentContext,
   startDecisionSpan,
 } from "../../../clients/ts/src/tracing.js";
+import { pinoAudit } from "../../../src/daemon/audit.js";
 import { createLogger } from "../../../src/telemetry/logger.js";
 
 const exporter = new InMemorySpanExporter();
@@ -41,29 +43,48 @@ describe("trace ids in logs and the client's decision span", () => {
     await provider.shutdown();
   });
 
-  it("a log line written inside a span carries its trace_id and span_id", () => {
+  it("an audit line of a sampled call carries its trace_id and span_id", () => {
     const { stream, out } = lines();
-    const log = createLogger("info", { traceContext: true, destination: stream });
-    const span = provider.getTracer("t").startSpan("s");
-    context.with(trace.setSpan(ROOT_CONTEXT, span), () => log.info("inside"));
-    log.info("outside");
-    span.end();
+    const audit = pinoAudit(createLogger("info", { destination: stream }));
+    const trace = { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331" };
+    audit.adminChange({ identity: "uid:0", peer: "unix", trace }, "route", null, "198.18.0.0/15");
     expect(out[0]).toMatchObject({
-      msg: "inside",
-      trace_id: span.spanContext().traceId,
-      span_id: span.spanContext().spanId,
+      msg: "admin change",
+      identity: "uid:0",
+      trace_id: trace.traceId,
+      span_id: trace.spanId,
     });
-    expect(out[1].msg).toBe("outside");
-    expect(out[1].trace_id).toBeUndefined();
+    expect(out[0].trace).toBeUndefined();
   });
 
-  it("without tracing, log lines carry no trace ids", () => {
+  it("an audit line of an untraced call carries no trace ids", () => {
     const { stream, out } = lines();
-    const log = createLogger("info", { destination: stream });
-    const span = provider.getTracer("t").startSpan("s");
-    context.with(trace.setSpan(ROOT_CONTEXT, span), () => log.info("inside"));
-    span.end();
+    const audit = pinoAudit(createLogger("info", { destination: stream }));
+    audit.adminChange({ identity: "uid:0", peer: "unix" }, "route", null, "198.18.0.0/15");
+    expect(out[0].msg).toBe("admin change");
     expect(out[0].trace_id).toBeUndefined();
+  });
+
+  it("tracing as the daemon sets it up installs no global context manager", async () => {
+    context.disable();
+    const { startTracingTo } = await import("../../../src/telemetry/tracing.js");
+    const traced = await startTracingTo(
+      [],
+      {
+        sampler: { kind: "parentbased_always_on" },
+        batchSpans: { scheduleDelayMs: 1000, maxQueueSize: 16, maxExportBatchSize: 16 },
+      },
+      resourceFromAttributes({}),
+      "test",
+    );
+    // The API's no-op manager: a context made active is not seen inside (AsyncLocalStorage's
+    // promise hooks cost a fifth of the decision rate).
+    const key = createContextKey("probe");
+    expect(
+      context.with(ROOT_CONTEXT.setValue(key, 1), () => context.active().getValue(key)),
+    ).toBeUndefined();
+    await traced.provider.shutdown();
+    context.setGlobalContextManager(contextManager.enable());
   });
 
   it("the client's decision span is a child of the request's traceparent", () => {
