@@ -55,8 +55,7 @@ import type {
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { AuditLog, Caller } from "./audit.js";
 import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
-import type { CallTrace } from "./call-telemetry.js";
-import { type CallTelemetry, CallTracing } from "./call-telemetry.js";
+import { type CallTelemetry, type CallTrace, CallTracing } from "./call-telemetry.js";
 import { auditConnectionCuts } from "./connection-cuts.js";
 import {
   isServiceError,
