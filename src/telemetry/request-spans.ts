@@ -6,7 +6,6 @@
  * unsampled request gets only its traceparent string, no span.
  */
 import {
-  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   type Link,
   ROOT_CONTEXT,
@@ -51,12 +50,6 @@ class TracedRequest implements RequestTrace {
   decide: Span | null = null;
   /** Formatted when an event first carries it (a request ended at once never needs it). */
   formatted: string | null = null;
-  /**
-   * The request span's context once it ended, and the spans let go: a consumed request's trace
-   * stays in the synthetic store for its window (tens of thousands at 100 % sampling), and two
-   * ended spans each kept that long filled the old generation.
-   */
-  ended: SpanContext | null = null;
 
   constructor(public span: Span) {}
 
@@ -66,16 +59,16 @@ class TracedRequest implements RequestTrace {
     return this.formatted;
   }
 
-  /** After the request's outcome: only its context is kept. */
+  /**
+   * After the request's outcome the spans are let go, only the request span's context kept: a
+   * consumed request's trace stays in the synthetic store for its window (tens of thousands at
+   * 100 % sampling), and two ended spans each kept that long filled the old generation.
+   */
   release(): void {
-    this.ended = this.span.spanContext();
+    this.span = trace.wrapSpanContext(this.span.spanContext());
     this.decide = null;
-    this.span = ENDED;
   }
 }
-
-/** What an ended TracedRequest holds in place of its span. */
-const ENDED: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** Synthetic answer kinds as span attribute values. */
 export const SYNTHETIC_KIND_LABEL: Readonly<Record<SyntheticAnswerTrace["kind"], string>> = {
@@ -197,10 +190,9 @@ export class OtelRequestTelemetry implements RequestTelemetry {
   syntheticAnswered(t: RequestTrace, session: DecidingSession, answer: SyntheticAnswerTrace): void {
     const r = t as TracedRequest;
     const sampler = this.sampler;
-    // The request's span has ended and was let go; its context's flags say it was sampled.
-    const parent = r.ended;
-    if (this.tracer === null || sampler === null || parent === null) return;
-    if ((parent.traceFlags & TraceFlags.SAMPLED) === 0) return;
+    // The request's span has ended (only its context is left): its flags say it was sampled.
+    const sampled = (r.span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
+    if (this.tracer === null || sampler === null || !sampled) return;
     const attributes: Record<string, string | number> = {
       "icmpfwd.session": session.sessionId,
       "icmpfwd.client": session.clientName,
@@ -213,7 +205,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     const span = this.tracer.startSpan(
       "icmpfwd.synthetic_reply",
       { kind: SpanKind.INTERNAL, attributes },
-      trace.setSpanContext(ROOT_CONTEXT, parent),
+      trace.setSpan(ROOT_CONTEXT, r.span),
     );
     sampler.started();
     if (answer.problem !== null)

@@ -56,12 +56,12 @@ export async function startTracing(
  * startTracing with the exporters given (the benchmark's measures tracing as the daemon sets it
  * up, with an exporter that drops the spans).
  */
-export async function startTracingTo(
+export function startTracingTo(
   exporters: readonly SpanExporter[],
   s: Pick<TelemetrySettings, "sampler" | "batchSpans">,
   resource: Resource,
   version: string,
-): Promise<Tracing> {
+): Tracing {
   // Request spans are sampled before they start, on the trace ids this generator then gives.
   const requestSampler = new RequestSampler(s.sampler);
   const provider = new BasicTracerProvider({

@@ -40,7 +40,7 @@ async function daemonTracing(ratio: number): Promise<BenchTracing> {
     { metricsListen: "off", metricsMaxSessions: 100, tracing: "console", traceSampleRatio: ratio },
     {},
   );
-  const traced = await startTracingTo(
+  const traced = startTracingTo(
     [new DiscardingExporter()],
     settings,
     resourceFromAttributes({ "service.name": "icmpfwd-bench" }),

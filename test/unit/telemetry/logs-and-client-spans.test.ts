@@ -68,7 +68,7 @@ describe("trace ids in logs and the client's decision span", () => {
   it("tracing as the daemon sets it up installs no global context manager", async () => {
     context.disable();
     const { startTracingTo } = await import("../../../src/telemetry/tracing.js");
-    const traced = await startTracingTo(
+    const traced = startTracingTo(
       [],
       {
         sampler: { kind: "parentbased_always_on" },
