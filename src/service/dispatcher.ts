@@ -554,8 +554,7 @@ export class Dispatcher {
     else slot.last.nextInSession = p;
     slot.last = p;
     // Before send(): the event carries the decide span's traceparent (sampled requests only).
-    if (p.trace !== null && typeof p.trace !== "string")
-      this.telemetry?.decisionStarted(p.trace, slot.meta);
+    if (p.trace?.sampled === true) this.telemetry?.decisionStarted(p.trace, slot.meta);
     slot.sink.send(p, now);
   }
 

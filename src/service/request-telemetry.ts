@@ -8,23 +8,30 @@ import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
 import type { SyntheticErrorKind } from "../netstack/icmp/synthetic-error.js";
 import type { OutcomeAction, OutcomeCause } from "./outcomes.js";
 
-/** A sampled request: the W3C traceparent its events carry (set while a session decides it). */
-export interface RequestTrace {
-  /** The traceparent for the request's events; "" when it carries none. */
-  readonly traceparent: string;
+/** A W3C traceparent of version 00 (`00-<32 hex>-<16 hex>-<2 hex>`) is always this long. */
+export const TRACEPARENT_LENGTH = 55;
+
+/** A traced request, as the events that carry its traceparent see it. */
+interface EventTrace {
+  /**
+   * Writes the request's traceparent (TRACEPARENT_LENGTH ASCII characters) at `at` in `into`
+   * and returns the offset after it: straight into the event, no string per request.
+   */
+  writeTraceparent(into: Uint8Array, at: number): number;
 }
 
-/**
- * What requestStarted gives: a RequestTrace (sampled: telemetry has spans to end), a bare
- * traceparent string (unsampled: the events carry it, telemetry keeps nothing, so no object is
- * made per request), or null (not traced).
- */
-export type StartedTrace = RequestTrace | string | null;
-
-/** The traceparent an event carries for `t`; "" for none. */
-export function traceparentOf(t: StartedTrace): string {
-  return t === null ? "" : typeof t === "string" ? t : t.traceparent;
+/** A sampled request: telemetry has spans to end; its traceparent changes as sessions decide it. */
+export interface RequestTrace extends EventTrace {
+  readonly sampled: true;
 }
+
+/** An unsampled request: its events carry a traceparent (flags 00) and telemetry keeps nothing. */
+export interface UnsampledTrace extends EventTrace {
+  readonly sampled: false;
+}
+
+/** What requestStarted gives; null when tracing is off. */
+export type StartedTrace = RequestTrace | UnsampledTrace | null;
 
 /** Who is deciding a request: a decide session as telemetry names it. */
 export interface DecidingSession {
@@ -53,7 +60,7 @@ export interface RequestTelemetry {
   requestStarted(fields: EchoRequestFields, temporary: boolean): StartedTrace;
   /**
    * The sampled request was handed to `session` for a decision (again, after a re-dispatch).
-   * Not called for unsampled (string) traces: there is nothing to record.
+   * Not called for unsampled traces: there is nothing to record.
    */
   decisionStarted(trace: RequestTrace, session: DecidingSession): void;
   /**

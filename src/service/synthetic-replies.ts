@@ -163,10 +163,7 @@ export class SyntheticReplies {
       localAddressBroadcast: req.packetInfo().localAddressBroadcast,
     };
     // Only a sampled request's trace is kept (its synthetic answer gets a span).
-    const held =
-      trace !== null && typeof trace !== "string" && this.telemetry?.syntheticAnswered
-        ? trace
-        : null;
+    const held = trace?.sampled === true && this.telemetry?.syntheticAnswered ? trace : null;
     this.counters.syntheticEvicted += this.records.add(id, session, copy, nowMs, held);
     this.counters.syntheticRecorded++;
   }

@@ -17,7 +17,7 @@ import {
   type Verdict,
 } from "../gen/icmpfwd/v1/forwarder.js";
 import type { EchoRequestFields } from "../netstack/icmp/echo-fields.js";
-import { type StartedTrace, traceparentOf } from "./request-telemetry.js";
+import { type StartedTrace, TRACEPARENT_LENGTH } from "./request-telemetry.js";
 
 /** What an event is encoded from: a pending request, or an observer's copy of one. */
 export interface EventSource {
@@ -237,7 +237,6 @@ export class EventBatch {
     const rBody = timeBodySize(rs, rn);
     const dBody = timeBodySize(ds, dn);
     const bBody = timeBodySize(bs, bn);
-    const traceparent = traceparentOf(p.trace);
     const size =
       uintField(p.id) +
       2 + // family, never 0
@@ -254,8 +253,8 @@ export class EventBatch {
       (1 + varintSize(rBody) + rBody) +
       (1 + varintSize(dBody) + dBody) +
       (1 + varintSize(bBody) + bBody) +
-      // traceparent (field 16: a two-byte tag), ASCII.
-      (traceparent.length === 0 ? 0 : 2 + varintSize(traceparent.length) + traceparent.length);
+      // traceparent (field 16: a two-byte tag; its length, 55, a one-byte varint), ASCII.
+      (p.trace === null ? 0 : 3 + TRACEPARENT_LENGTH);
     this.reserve(1 + varintSize(size) + size);
     const b = this.buf;
     let i = this.pos;
@@ -281,12 +280,11 @@ export class EventBatch {
     i = writeTime(b, i, TAG.receivedAt, rs, rn);
     i = writeTime(b, i, TAG.deadline, ds, dn);
     i = writeTime(b, i, TAG.budget, bs, bn);
-    if (traceparent.length !== 0) {
+    if (p.trace !== null) {
       b[i++] = TAG.traceparent0;
       b[i++] = TAG.traceparent1;
-      i = writeVarint(b, i, traceparent.length);
-      // The traceparent is ASCII: latin1 writes it byte for byte (no UTF-8 encoder).
-      i += b.write(traceparent, i, traceparent.length, "latin1");
+      b[i++] = TRACEPARENT_LENGTH;
+      i = p.trace.writeTraceparent(b, i);
     }
     if (i - start !== size) throw new Error(`event size ${i - start}, computed ${size}`);
     this.pos = i;

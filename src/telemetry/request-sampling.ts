@@ -1,7 +1,7 @@
 /**
  * The head-sampling decision for Echo Request traces, made before any span exists: an unsampled
- * request then costs a draw from a pool made in bulk and a substring (its traceparent) instead
- * of a non-recording span, its ids and contexts. The decision is the configured sampler's for a root span, on the
+ * request then costs six random words and one small object (its traceparent, written into the
+ * event from the words) instead of a non-recording span, its ids and contexts. The decision is the configured sampler's for a root span, on the
  * same trace id the span then gets: RequestSampler is also the provider's id generator and
  * sampler, so the sampled requests are the ones the SDK would have sampled, and their spans skip
  * a second decision. Every other span (gRPC instrumentation) is decided by the configured sampler.
@@ -19,11 +19,43 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import type { SamplerSetting } from "./settings.js";
+import { putHex, UnsampledTraceparent } from "./traceparent-bytes.js";
 
 const TWO_32 = 0x1_0000_0000;
 
-/** 32 random bits, as the SDK's RandomIdGenerator draws them. */
-export const random32 = (): number => (Math.random() * TWO_32) >>> 0;
+const rotl = (x: number, k: number): number => (x << k) | (x >>> (32 - k));
+
+/**
+ * 32 random bits a call from xoshiro128** (Blackman and Vigna), seeded from the system's CSPRNG.
+ * Trace and span ids must be unique and uniform, not secret (the SDK draws them with
+ * Math.random). A word costs about what crypto.randomFillSync costs in bulk and a third of
+ * Math.random, drawn one at a time: no pool of draws to refill and keep.
+ */
+export function seededRandom32(): () => number {
+  const seed = new Uint32Array(4);
+  do randomFillSync(seed);
+  while ((seed[0] | seed[1] | seed[2] | seed[3]) === 0);
+  return xoshiro128StarStar(seed);
+}
+
+/** The generator from a state of four 32-bit words, not all zero. */
+export function xoshiro128StarStar(seed: ArrayLike<number>): () => number {
+  let a = seed[0] | 0;
+  let b = seed[1] | 0;
+  let c = seed[2] | 0;
+  let d = seed[3] | 0;
+  return () => {
+    const r = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
+    const t = b << 9;
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = rotl(d, 11);
+    return r;
+  };
+}
 
 /**
  * The root sampler's bound: a trace is sampled when the XOR of its id's four 32-bit words is
@@ -65,86 +97,12 @@ export function sdkSamplerOf(s: SamplerSetting): Sampler {
   }
 }
 
-const HEX = Buffer.from("0123456789abcdef", "latin1");
-/** A byte's two lowercase hex digits (ASCII): one lookup per byte instead of one per digit. */
-const HIGH_DIGIT = Uint8Array.from({ length: 256 }, (_, v) => HEX[v >> 4]);
-const LOW_DIGIT = Uint8Array.from({ length: 256 }, (_, v) => HEX[v & 15]);
 const TEMPLATE = `00-${"0".repeat(32)}-${"0".repeat(16)}-00`;
 /** Offsets in TEMPLATE: the trace id's hex, the span id's hex. */
 const TRACE_AT = 3;
 const SPAN_AT = 36;
 
-/** Writes `w` as 8 lowercase hex digits at `i`. */
-function putHex(b: Buffer, i: number, w: number): number {
-  let v = w >>> 24;
-  b[i] = HIGH_DIGIT[v];
-  b[i + 1] = LOW_DIGIT[v];
-  v = (w >>> 16) & 0xff;
-  b[i + 2] = HIGH_DIGIT[v];
-  b[i + 3] = LOW_DIGIT[v];
-  v = (w >>> 8) & 0xff;
-  b[i + 4] = HIGH_DIGIT[v];
-  b[i + 5] = LOW_DIGIT[v];
-  v = w & 0xff;
-  b[i + 6] = HIGH_DIGIT[v];
-  b[i + 7] = LOW_DIGIT[v];
-  return i + 8;
-}
-
 const SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
-
-/** Draws made at once: 256 × 55 characters of traceparents (a 14 KB string). */
-const POOL_SLOTS = 256;
-/** Random words per draw: the trace id's four, the unsampled traceparent's span id's two. */
-const WORDS = 6;
-
-/**
- * Ids drawn in bulk: POOL_SLOTS draws at a time, each formatted at once into its unsampled
- * traceparent (flags 00), all of them one string. An unsampled request's traceparent is then a
- * substring of it (V8 copies no characters) rather than a string formatted and allocated per
- * request. A pending request's substring keeps the 14 KB string alive, at most
- * pending ÷ POOL_SLOTS of them.
- */
-class DrawPool {
-  readonly words = new Uint32Array(POOL_SLOTS * WORDS);
-  private readonly text = Buffer.from(TEMPLATE.repeat(POOL_SLOTS), "latin1");
-  private traceparents = "";
-  private next = POOL_SLOTS;
-
-  /** `random` null: the words come from crypto.randomFillSync, all at once (5× faster). */
-  constructor(private readonly random: (() => number) | null) {}
-
-  /** The next draw: its index into `words` (× WORDS) and traceparent(). */
-  take(): number {
-    if (this.next === POOL_SLOTS) this.refill();
-    return this.next++;
-  }
-
-  traceparent(slot: number): string {
-    const at = slot * TEMPLATE.length;
-    return this.traceparents.substring(at, at + TEMPLATE.length);
-  }
-
-  private refill(): void {
-    const w = this.words;
-    const b = this.text;
-    const random = this.random;
-    if (random === null) randomFillSync(w);
-    else for (let j = 0; j < w.length; j++) w[j] = random();
-    for (let k = 0, o = 0, at = 0; k < POOL_SLOTS; k++, o += WORDS, at += TEMPLATE.length) {
-      // All-zero ids are invalid: the SDK sets the last byte to 1.
-      if ((w[o] | w[o + 1] | w[o + 2] | w[o + 3]) === 0) w[o + 3] = 1;
-      if ((w[o + 4] | w[o + 5]) === 0) w[o + 5] = 1;
-      let i = putHex(b, at + TRACE_AT, w[o]);
-      i = putHex(b, i, w[o + 1]);
-      i = putHex(b, i, w[o + 2]);
-      putHex(b, i, w[o + 3]);
-      putHex(b, putHex(b, at + SPAN_AT, w[o + 4]), w[o + 5]);
-    }
-    this.traceparents = b.toString("latin1");
-    this.next = 0;
-  }
-}
 
 export class RequestSampler implements IdGenerator, Sampler {
   readonly bound: number;
@@ -159,38 +117,36 @@ export class RequestSampler implements IdGenerator, Sampler {
   private preset = false;
   /** The next span started is a sampled request's: already decided. */
   private decided = false;
-  private readonly pool: DrawPool;
-  /** The last draw's slot in the pool. */
-  private slot = 0;
   // One buffer formats the sampled spans' ids: its latin1 slice is the only allocation per id.
   private readonly buf = Buffer.from(TEMPLATE, "latin1");
 
   /** @param random 32 random bits per call (tests give chosen ids). */
   constructor(
     sampler: SamplerSetting,
-    private readonly random: () => number = random32,
+    private readonly random: () => number = seededRandom32(),
   ) {
     this.bound = rootBoundOf(sampler);
     this.configured = sdkSamplerOf(sampler);
-    this.pool = new DrawPool(random === random32 ? null : random);
   }
 
   /** Draws a new root trace id; true when the configured sampler samples it. */
   draw(): boolean {
-    const k = this.pool.take();
-    const w = this.pool.words;
-    const o = k * WORDS;
-    this.slot = k;
-    this.w0 = w[o];
-    this.w1 = w[o + 1];
-    this.w2 = w[o + 2];
-    this.w3 = w[o + 3];
+    const random = this.random;
+    this.w0 = random();
+    this.w1 = random();
+    this.w2 = random();
+    this.w3 = random();
+    // All-zero ids are invalid: the SDK sets the last byte to 1.
+    if ((this.w0 | this.w1 | this.w2 | this.w3) === 0) this.w3 = 1;
     return (this.w0 ^ this.w1 ^ this.w2 ^ this.w3) >>> 0 < this.bound;
   }
 
-  /** The last draw's traceparent with a span id of its own and flags 00 (not sampled). */
-  unsampledTraceparent(): string {
-    return this.pool.traceparent(this.slot);
+  /** The last draw's trace with a span id of its own and flags 00 (not sampled). */
+  unsampledTrace(): UnsampledTraceparent {
+    const hi = this.random();
+    let lo = this.random();
+    if ((hi | lo) === 0) lo = 1;
+    return new UnsampledTraceparent(this.w0, this.w1, this.w2, this.w3, hi, lo);
   }
 
   /**

@@ -3,7 +3,7 @@
  * `icmpfwd.echo_request` span per Echo Request from receive to outcome, a child
  * `icmpfwd.decide` span while a session decides it (linked to the session's Connect stream),
  * and the traceparent the client continues from. Sampling is decided first (RequestSampler): an
- * unsampled request gets only its traceparent string, no span.
+ * unsampled request gets only its ids (UnsampledTraceparent), no span.
  */
 import {
   isSpanContextValid,
@@ -29,11 +29,7 @@ import type {
 } from "../service/request-telemetry.js";
 import type { DecisionHistograms } from "./decision-histograms.js";
 import type { RequestSampler } from "./request-sampling.js";
-
-/** `00-<trace id>-<span id>-<flags>` (W3C Trace Context, version 00). */
-export function traceparentOf(sc: SpanContext): string {
-  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
-}
+import { writeTraceparentOf } from "./traceparent-bytes.js";
 
 /** Outcome causes as metric and span attribute values (snake_case, as Prometheus labels go). */
 export const CAUSE_LABEL: Readonly<Record<OutcomeCause, string>> = {
@@ -47,16 +43,14 @@ export const CAUSE_LABEL: Readonly<Record<OutcomeCause, string>> = {
 };
 
 class TracedRequest implements RequestTrace {
+  readonly sampled = true;
   decide: Span | null = null;
-  /** Formatted when an event first carries it (a request ended at once never needs it). */
-  formatted: string | null = null;
 
   constructor(public span: Span) {}
 
-  get traceparent(): string {
-    if (this.formatted === null)
-      this.formatted = traceparentOf((this.decide ?? this.span).spanContext());
-    return this.formatted;
+  /** The decide span's while a session decides (the client continues from it). */
+  writeTraceparent(into: Uint8Array, at: number): number {
+    return writeTraceparentOf((this.decide ?? this.span).spanContext(), into, at);
   }
 
   /**
@@ -108,7 +102,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
     const sampler = this.sampler;
     if (this.tracer === null || sampler === null) return null;
     // Not sampled: what the wire needs (the trace id, flags 00), and nothing to end later.
-    if (!sampler.draw()) return sampler.unsampledTraceparent();
+    if (!sampler.draw()) return sampler.unsampledTrace();
     // A root (ROOT_CONTEXT: nothing upstream of a TUN packet carries a trace context), with the
     // drawn trace id and the draw's decision.
     sampler.startingSampled(true);
@@ -154,7 +148,6 @@ export class OtelRequestTelemetry implements RequestTelemetry {
       trace.setSpan(ROOT_CONTEXT, r.span),
     );
     sampler.started();
-    r.formatted = null;
   }
 
   requestEnded(
@@ -166,7 +159,7 @@ export class OtelRequestTelemetry implements RequestTelemetry {
   ): void {
     if (decisionMs >= 0 && this.decisions !== null && session !== null)
       this.decisions.record(session, action, decisionMs / 1000);
-    if (t === null || typeof t === "string") return;
+    if (t === null || !t.sampled) return;
     const r = t as TracedRequest;
     if (!r.span.isRecording()) return;
     const causeLabel = CAUSE_LABEL[cause];

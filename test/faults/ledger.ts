@@ -9,6 +9,7 @@ import type { EchoRequestFields } from "../../src/netstack/icmp/echo-fields.js";
 import type { OutcomeAction, OutcomeCause } from "../../src/service/index.js";
 import { OUTCOME_ACTIONS, OUTCOME_CAUSES } from "../../src/service/outcomes.js";
 import type { RequestTelemetry, RequestTrace } from "../../src/service/request-telemetry.js";
+import { traceparentWriter } from "../helpers/traceparent-writer.js";
 
 // The outcome indexes stored per key are indexes into the service's own lists.
 export const ACTIONS: readonly OutcomeAction[] = OUTCOME_ACTIONS;
@@ -17,6 +18,9 @@ export const CAUSES: readonly OutcomeCause[] = OUTCOME_CAUSES;
 interface KeyedTrace extends RequestTrace {
   readonly key: number;
 }
+
+/** What every event of a fault run carries (the ledger keys requests by their fields). */
+const writeTraceparent = traceparentWriter(`00-${"1".repeat(32)}-${"2".repeat(16)}-01`);
 
 export type Family = "ipv4" | "ipv6";
 
@@ -104,7 +108,7 @@ export class Ledger implements RequestTelemetry {
     const key = this.keyOf(f.family, f.ident, f.sequence);
     if (key < 0) this.outside++;
     else if (this.started[key] < 255) this.started[key]++;
-    const t: KeyedTrace = { traceparent: "", key };
+    const t: KeyedTrace = { sampled: true, writeTraceparent, key };
     return t;
   }
 

@@ -18,6 +18,7 @@ import {
   UndecodableMessage,
   Verdicts,
 } from "../../../src/service/wire.js";
+import { traceparentWriter } from "../../helpers/traceparent-writer.js";
 
 const u16 = fc.integer({ min: 0, max: 0xffff });
 const u8 = fc.integer({ min: 0, max: 0xff });
@@ -62,7 +63,13 @@ function pending(e: EventCase): PendingRequest {
     temporary: e.temporary,
     receivedAtMs: e.receivedAtMs,
     deadlineMs: e.receivedAtMs + e.deadline,
-    trace: e.traceparent === null ? null : { traceparent: e.traceparent },
+    trace:
+      e.traceparent === null
+        ? null
+        : {
+            sampled: e.traceparent.endsWith("1"),
+            writeTraceparent: traceparentWriter(e.traceparent),
+          },
   } as unknown as PendingRequest;
 }
 

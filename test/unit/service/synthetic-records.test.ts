@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { EchoRequestCopy } from "../../../src/netstack/icmp/synthetic.js";
+import type { RequestTrace } from "../../../src/service/request-telemetry.js";
 import { SyntheticRecords } from "../../../src/service/synthetic-records.js";
+import { traceparentWriter } from "../../helpers/traceparent-writer.js";
 
 function copy(bytes = 64): EchoRequestCopy {
   return {
@@ -49,7 +51,12 @@ describe("the synthetic-reply store", () => {
 
   it("keeps a sampled request's trace with its copy, and lets it go with the copy", () => {
     const s = new SyntheticRecords({ windowMs: 100, maxRecords: 2, maxBytes: 1 << 20 });
-    const traced = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+    const traced: RequestTrace = {
+      sampled: true,
+      writeTraceparent: traceparentWriter(
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      ),
+    };
     s.add(1, 0, copy(), 10, traced);
     s.add(2, 0, copy(), 20);
     expect(s.trace(1, 20)).toEqual({ trace: traced, consumedAtMs: 10 });

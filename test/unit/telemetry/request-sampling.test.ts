@@ -7,11 +7,12 @@ import { SamplingDecision, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-t
 import { describe, expect, it } from "vitest";
 import {
   RequestSampler,
-  random32,
   rootBoundOf,
   sdkSamplerOf,
+  seededRandom32,
 } from "../../../src/telemetry/request-sampling.js";
 import type { SamplerSetting } from "../../../src/telemetry/settings.js";
+import { traceparentText } from "../../helpers/traceparent-writer.js";
 
 /** Draws once from `s` and returns its decision and the trace id it drew. */
 function drawOnce(s: RequestSampler): { sampled: boolean; traceId: string } {
@@ -22,6 +23,7 @@ function drawOnce(s: RequestSampler): { sampled: boolean; traceId: string } {
 
 /** Random words, then words whose XOR sits on either side of `bound`. */
 function wordsAround(bound: number): () => number {
+  const random32 = seededRandom32();
   const queue: number[] = [];
   for (const x of [bound - 1, bound, bound + 1, 0, 0xffffffff])
     if (x >= 0 && x <= 0xffffffff) {
@@ -87,14 +89,14 @@ describe("RequestSampler", () => {
   it("never draws the invalid all-zero trace id or span id", () => {
     const s = new RequestSampler({ kind: "always_off" }, () => 0);
     expect(s.draw()).toBe(false);
-    expect(s.unsampledTraceparent()).toBe(`00-${"0".repeat(31)}1-${"0".repeat(15)}1-00`);
+    expect(traceparentText(s.unsampledTrace())).toBe(`00-${"0".repeat(31)}1-${"0".repeat(15)}1-00`);
   });
 
   it("an unsampled traceparent carries the drawn trace id, a fresh span id and flags 00", () => {
     const words = [0x01234567, 0x89abcdef, 0xdeadbeef, 0x00000042, 0xcafef00d, 0x0badc0de];
     const s = new RequestSampler({ kind: "always_off" }, () => words.shift() ?? 7);
     expect(s.draw()).toBe(false);
-    expect(s.unsampledTraceparent()).toBe(
+    expect(traceparentText(s.unsampledTrace())).toBe(
       "00-0123456789abcdefdeadbeef00000042-cafef00d0badc0de-00",
     );
   });
