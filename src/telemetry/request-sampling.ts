@@ -1,10 +1,11 @@
 /**
  * The head-sampling decision for Echo Request traces, made before any span exists: an unsampled
  * request then costs six random words and one small object (its traceparent, written into the
- * event from the words) instead of a non-recording span, its ids and contexts. The decision is the configured sampler's for a root span, on the
- * same trace id the span then gets: RequestSampler is also the provider's id generator and
- * sampler, so the sampled requests are the ones the SDK would have sampled, and their spans skip
- * a second decision. Every other span (gRPC instrumentation) is decided by the configured sampler.
+ * event from the words) instead of a non-recording span, its ids and contexts. The decision is
+ * the configured sampler's for a root span, on the same trace id the span then gets:
+ * RequestSampler is also the provider's id generator and sampler, so the sampled requests are
+ * the ones the SDK would have sampled, and their spans skip a second decision. Every other span
+ * (the gRPC calls') is decided by the configured sampler.
  */
 import { randomFillSync } from "node:crypto";
 import type { Attributes, Context, Link, SpanKind } from "@opentelemetry/api";
@@ -113,6 +114,9 @@ export class RequestSampler implements IdGenerator, Sampler {
   private w1 = 0;
   private w2 = 0;
   private w3 = 1;
+  // The last drawn span id, as words.
+  private s0 = 0;
+  private s1 = 1;
   /** The next generateTraceId() returns the last draw (the sampled request's root span). */
   private preset = false;
   /** The next span started is a sampled request's: already decided. */
@@ -143,10 +147,15 @@ export class RequestSampler implements IdGenerator, Sampler {
 
   /** The last draw's trace with a span id of its own and flags 00 (not sampled). */
   unsampledTrace(): UnsampledTraceparent {
-    const hi = this.random();
-    let lo = this.random();
-    if ((hi | lo) === 0) lo = 1;
-    return new UnsampledTraceparent(this.w0, this.w1, this.w2, this.w3, hi, lo);
+    this.drawSpanId();
+    return new UnsampledTraceparent(this.w0, this.w1, this.w2, this.w3, this.s0, this.s1);
+  }
+
+  /** Draws a span id into s0, s1 (the all-zero id is invalid, as for trace ids). */
+  private drawSpanId(): void {
+    this.s0 = this.random();
+    this.s1 = this.random();
+    if ((this.s0 | this.s1) === 0) this.s1 = 1;
   }
 
   /**
@@ -204,9 +213,7 @@ export class RequestSampler implements IdGenerator, Sampler {
   }
 
   private putSpanId(): void {
-    const hi = this.random();
-    let lo = this.random();
-    if ((hi | lo) === 0) lo = 1;
-    putHex(this.buf, putHex(this.buf, SPAN_AT, hi), lo);
+    this.drawSpanId();
+    putHex(this.buf, putHex(this.buf, SPAN_AT, this.s0), this.s1);
   }
 }
