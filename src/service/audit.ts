@@ -16,6 +16,11 @@ export interface Caller {
   trace?: TraceIds;
 }
 
+/** `c` with its call's trace ids, when tracing sampled the call (`ids` not null). */
+export function withTrace(c: Caller, ids: TraceIds | null): Caller {
+  return ids === null ? c : { ...c, trace: ids };
+}
+
 export interface SessionRecord extends Caller {
   sessionId: string;
   clientName: string;

@@ -53,7 +53,7 @@ import type {
   PingRequest,
   WatchStatsRequest,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import type { AuditLog, Caller } from "./audit.js";
+import { type AuditLog, type Caller, withTrace } from "./audit.js";
 import { type Authenticator, authorize, type Principal, type Right } from "./auth.js";
 import { type CallTelemetry, type CallTrace, CallTracing } from "./call-telemetry.js";
 import { auditConnectionCuts } from "./connection-cuts.js";
@@ -338,11 +338,8 @@ export async function listen(
     // The first wraps the call first: tracing sees the guard's refusals go out.
     interceptors: tracing === null ? [guard.interceptor] : [tracing.interceptor, guard.interceptor],
   });
-  const who: WhoCalled = (call) => {
-    const c = guard.callerOf(call);
-    const ids = tracing?.traceOf(call.metadata)?.ids ?? null;
-    return ids === null ? c : { ...c, trace: ids };
-  };
+  const who: WhoCalled = (call) =>
+    withTrace(guard.callerOf(call), tracing?.traceOf(call.metadata)?.ids ?? null);
   server.addService(serviceDefinition, implementation(handlers, guard, tracing));
   server.addService(EchoAdminService, adminImplementation(handlers.admin, who));
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });

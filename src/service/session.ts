@@ -25,7 +25,7 @@ import {
   type ServerMessage,
   type Session,
 } from "../gen/icmpfwd/v1/forwarder.js";
-import type { Caller, SessionRecord } from "./audit.js";
+import { type Caller, type SessionRecord, withTrace } from "./audit.js";
 import { authorize, authorizeFilter, type Principal } from "./auth.js";
 import type { CallTrace, TraceIds } from "./call-telemetry.js";
 import type { Dispatcher, SessionSink, SessionSlot } from "./dispatcher.js";
@@ -280,9 +280,7 @@ export class ConnectSession implements SessionSink, ObserverSink {
 
   /** Who is on the other end before Hello says more (the audit log's forced disconnects). */
   get caller(): Caller {
-    const c: Caller = { identity: this.principal.identity, peer: this.peer };
-    if (this.traceIds !== null) c.trace = this.traceIds;
-    return c;
+    return withTrace({ identity: this.principal.identity, peer: this.peer }, this.traceIds);
   }
 
   // ---- inbound ----
